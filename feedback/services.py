@@ -1,0 +1,189 @@
+"""Every change to a Feedback happens here.
+
+Each state change is saved on the row first and then published to watchers:
+the row is the truth, a published update only a hint.
+"""
+
+import logging
+import smtplib
+import socket
+import time
+import uuid
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.db import transaction
+from django.db.models import F
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from realtime.publish import publish
+from realtime.watch import Snapshot
+
+from .models import Feedback
+from .tokens import feedback_id_from_token
+
+logger = logging.getLogger(__name__)
+
+Status = Feedback.Status
+
+STATUS_PARTIAL = "feedback/detail.html#status"
+
+# What the page shows while the (simulated) slow mail service works.
+SEND_STEPS = (
+    "Preparing your confirmation",
+    "Connecting to the mail server",
+    "Handing the message over",
+)
+
+
+def status_group(feedback_id: uuid.UUID | str) -> str:
+    return f"feedback.{feedback_id}"
+
+
+def feedback_render_status(*, feedback: Feedback) -> str:
+    return render_to_string(STATUS_PARTIAL, {"feedback": feedback})
+
+
+def feedback_snapshot(token: str) -> Snapshot | None:
+    """The current state for a watch token, or None if the token is not valid."""
+    feedback_id = feedback_id_from_token(token)
+    if feedback_id is None:
+        return None
+    feedback = Feedback.objects.filter(pk=feedback_id).first()
+    if feedback is None:
+        return None
+    return Snapshot(
+        group=status_group(feedback.pk),
+        html=feedback_render_status(feedback=feedback),
+        version=feedback.version,
+        final=feedback.is_final,
+    )
+
+
+def _broadcast(feedback: Feedback) -> None:
+    publish(
+        group=status_group(feedback.pk),
+        html=feedback_render_status(feedback=feedback),
+        version=feedback.version,
+        final=feedback.is_final,
+    )
+
+
+def _change(feedback: Feedback, **fields: object) -> Feedback:
+    """Save `fields` and a new version on the row, then tell the watchers."""
+    for name, value in fields.items():
+        setattr(feedback, name, value)
+    feedback.version += 1
+    feedback.save(update_fields=[*fields, "version", "updated_at"])
+    _broadcast(feedback)
+    return feedback
+
+
+def _enqueue(feedback_id: uuid.UUID) -> None:
+    from .tasks import send_feedback_email
+
+    send_feedback_email.delay(str(feedback_id))
+
+
+def feedback_create(*, email: str, message: str) -> Feedback:
+    """Store the feedback and queue its confirmation once the row is committed."""
+    with transaction.atomic():
+        feedback = Feedback.objects.create(email=email, message=message)
+        # robust: if the broker is down the person still gets their status
+        # page; the row stays queued and is picked up again later.
+        transaction.on_commit(lambda: _enqueue(feedback.pk), robust=True)
+    return feedback
+
+
+def feedback_claim(*, feedback_id: uuid.UUID | str) -> Feedback | None:
+    """Move a waiting feedback to `sending`; None if it is not waiting.
+
+    A conditional update, so two deliveries of the same task cannot both
+    claim the row, and a row already sent is never sent again.
+    """
+    claimed = Feedback.objects.filter(
+        pk=feedback_id, status__in=[Status.QUEUED, Status.RETRYING]
+    ).update(
+        status=Status.SENDING,
+        attempts=F("attempts") + 1,
+        progress=0,
+        step=SEND_STEPS[0],
+        next_retry_at=None,
+        version=F("version") + 1,
+        updated_at=timezone.now(),
+    )
+    if not claimed:
+        return None
+    feedback = Feedback.objects.get(pk=feedback_id)
+    _broadcast(feedback)
+    return feedback
+
+
+def build_confirmation_email(*, feedback: Feedback) -> EmailMessage:
+    quoted = "\n".join(f"> {line}" for line in feedback.message.splitlines()) or ">"
+    body = render_to_string(
+        "feedback/confirmation_email.txt", {"feedback": feedback, "quoted": quoted}
+    )
+    domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip(">") or "localhost"
+    return EmailMessage(
+        subject="Thanks for your feedback",
+        body=body,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[feedback.email],
+        # Stable per feedback, so a mail that was accepted but not recorded as
+        # sent (the worker died in between) can be deduplicated downstream.
+        headers={"Message-ID": f"<feedback-{feedback.pk}@{domain}>"},
+    )
+
+
+def feedback_send_email(*, feedback: Feedback) -> None:
+    """Send the confirmation; SMTP and network errors propagate to the caller."""
+    delay = settings.FEEDBACK_SEND_DELAY
+    if delay > 0:
+        for index, step in enumerate(SEND_STEPS):
+            progress = round(100 * index / len(SEND_STEPS))
+            if index:
+                _change(feedback, step=step, progress=progress)
+            time.sleep(delay / len(SEND_STEPS))
+    build_confirmation_email(feedback=feedback).send()
+
+
+def feedback_mark_sent(*, feedback: Feedback) -> Feedback:
+    return _change(
+        feedback,
+        status=Status.SENT,
+        progress=100,
+        step="",
+        failure_reason="",
+        next_retry_at=None,
+        sent_at=timezone.now(),
+    )
+
+
+def feedback_mark_failed(*, feedback: Feedback, reason: str) -> Feedback:
+    return _change(
+        feedback, status=Status.FAILED, step="", next_retry_at=None, failure_reason=reason[:300]
+    )
+
+
+def describe_send_error(error: BaseException) -> str:
+    """A reason a person can read, without a traceback."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return "The mail server refused the recipient address."
+    if isinstance(error, smtplib.SMTPAuthenticationError):
+        return "The mail server did not accept our credentials."
+    if isinstance(error, smtplib.SMTPServerDisconnected):
+        return "The mail server closed the connection."
+    if isinstance(error, smtplib.SMTPResponseException):
+        text = error.smtp_error
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        return f"The mail server answered {error.smtp_code}: {text}".strip()
+    if isinstance(error, TimeoutError | socket.timeout):
+        return "The mail server did not answer in time."
+    if isinstance(error, ConnectionRefusedError):
+        return "The mail server refused the connection."
+    if isinstance(error, OSError):
+        return "The mail server could not be reached."
+    return "The email could not be sent."

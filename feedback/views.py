@@ -1,0 +1,40 @@
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods
+from django_htmx.middleware import HtmxDetails
+
+from . import services
+from .forms import FeedbackForm
+from .models import Feedback
+from .tokens import feedback_id_from_token, feedback_token
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+@require_http_methods(["GET", "POST"])
+def feedback_index(request: HtmxHttpRequest) -> HttpResponse:
+    form = FeedbackForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        feedback = services.feedback_create(**form.cleaned_data)
+        token = feedback_token(feedback.pk)
+        if not request.htmx:
+            url = reverse("feedback:status", kwargs={"token": token})
+            return HttpResponseRedirect(url, status=303)
+        context = {"form": FeedbackForm(), "feedback": feedback, "token": token}
+        return render(request, "feedback/index.html#submitted", context)
+    template = "feedback/index.html#form" if request.htmx else "feedback/index.html"
+    return render(request, template, {"form": form})
+
+
+@require_GET
+def feedback_status(request: HtmxHttpRequest, token: str) -> HttpResponse:
+    feedback_id = feedback_id_from_token(token)
+    if feedback_id is None:
+        raise Http404("No such feedback.")
+    feedback = get_object_or_404(Feedback, pk=feedback_id)
+    context = {"feedback": feedback, "token": token}
+    template = "feedback/detail.html#status" if request.htmx else "feedback/detail.html"
+    return render(request, template, context)
