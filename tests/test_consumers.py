@@ -1,0 +1,84 @@
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+
+from feedback import services
+from feedback.models import Feedback
+from feedback.tokens import feedback_token
+from realtime.publish import status_event
+from realtime.routing import websocket_urlpatterns
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+application = URLRouter(websocket_urlpatterns)
+
+
+def communicator(token: str) -> WebsocketCommunicator:
+    return WebsocketCommunicator(application, f"/ws/feedback/{token}/")
+
+
+@database_sync_to_async
+def make_feedback(**fields) -> Feedback:
+    return Feedback.objects.create(email="ada@example.com", message="Hi", **fields)
+
+
+async def test_a_watcher_gets_the_current_state_at_once_then_updates():
+    feedback = await make_feedback()
+    ws = communicator(feedback_token(feedback.pk))
+    connected, _ = await ws.connect()
+    assert connected
+    snapshot = await ws.receive_from(timeout=5)
+    assert 'data-status="queued"' in snapshot
+
+    claimed = await database_sync_to_async(services.feedback_claim)(feedback_id=feedback.pk)
+    update = await ws.receive_from(timeout=5)
+    assert 'data-status="sending"' in update
+
+    await database_sync_to_async(services.feedback_mark_sent)(feedback=claimed)
+    final = await ws.receive_from(timeout=5)
+    assert 'data-status="sent"' in final
+    # At a final state the server closes normally, so the browser stops listening.
+    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 1000}
+
+
+async def test_a_late_watcher_still_sees_sent():
+    feedback = await make_feedback(status=Feedback.Status.SENT, version=4)
+    ws = communicator(feedback_token(feedback.pk))
+    connected, _ = await ws.connect()
+    assert connected
+    assert 'data-status="sent"' in await ws.receive_from(timeout=5)
+    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 1000}
+
+
+@pytest.mark.parametrize("token", ["forged", "e30:1abc:xyz", "-"])
+async def test_a_bad_token_is_closed_with_4403_and_gets_no_data(token):
+    await make_feedback()
+    ws = communicator(token)
+    connected, _ = await ws.connect()
+    assert connected  # accepted, then closed: htmx would retry a refused handshake
+    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
+    assert await ws.receive_nothing()
+
+
+async def test_a_token_for_a_deleted_feedback_is_refused():
+    feedback = await make_feedback()
+    token = feedback_token(feedback.pk)
+    await database_sync_to_async(feedback.delete)()
+    ws = communicator(token)
+    await ws.connect()
+    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
+
+
+async def test_an_older_update_never_overwrites_a_newer_one():
+    feedback = await make_feedback(version=3)
+    ws = communicator(feedback_token(feedback.pk))
+    await ws.connect()
+    await ws.receive_from(timeout=5)  # snapshot at version 3
+    layer = get_channel_layer()
+    group = services.status_group(feedback.pk)
+    await layer.group_send(group, status_event(html="<p>stale</p>", version=2, final=False))
+    await layer.group_send(group, status_event(html="<p>newer</p>", version=5, final=False))
+    assert await ws.receive_from(timeout=5) == "<p>newer</p>"
+    await ws.disconnect()

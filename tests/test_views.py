@@ -1,0 +1,99 @@
+import pytest
+from django.urls import reverse
+
+from feedback.models import Feedback
+from feedback.tokens import feedback_token
+
+pytestmark = pytest.mark.django_db
+
+HTMX = {"HX-Request": "true"}
+
+
+def test_the_form_page_has_the_fields_and_a_submit_button(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'name="email"' in html and 'name="message"' in html
+    assert 'type="submit"' in html
+    assert "/static/django_htmx/htmx-2.min.js" in html  # served by us, not a CDN
+    assert "/static/django_htmx/ext/hx-ws-2.min.js" in html
+
+
+def test_htmx_submit_stores_the_row_and_answers_with_a_queued_status(client):
+    response = client.post("/", {"email": "ada@example.com", "message": "Hi"}, headers=HTMX)
+    assert response.status_code == 200
+    feedback = Feedback.objects.get()
+    assert (feedback.email, feedback.message, feedback.status) == ("ada@example.com", "Hi", "queued")
+    html = response.content.decode()
+    assert 'data-status="queued"' in html
+    assert f'id="status-{feedback.pk}"' in html
+    token = feedback_token(feedback.pk)
+    assert f'ws-connect="/ws/feedback/{token}/"' in html
+    assert 'hx-swap-oob="afterbegin:#submissions"' in html
+    assert f"/feedback/{feedback.pk}/" not in html  # never a bare id in a URL
+
+
+def test_htmx_submit_with_bad_input_shows_errors_in_place_and_stores_nothing(client):
+    response = client.post("/", {"email": "nope", "message": ""}, headers=HTMX)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.lstrip().startswith('<form id="feedback-form"')
+    assert "Enter a valid email address." in html
+    assert "This field is required." in html
+    assert not Feedback.objects.exists()
+
+
+def test_plain_post_redirects_303_to_the_status_page(client):
+    response = client.post("/", {"email": "ada@example.com", "message": "Hi"})
+    assert response.status_code == 303
+    feedback = Feedback.objects.get()
+    assert response["Location"] == reverse(
+        "feedback:status", kwargs={"token": feedback_token(feedback.pk)}
+    )
+    page = client.get(response["Location"])
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'data-status="queued"' in html
+    # Without JavaScript the page refreshes itself until a final state.
+    assert '<meta http-equiv="refresh"' in html
+
+
+def test_plain_post_with_bad_input_renders_the_page_with_errors(client):
+    response = client.post("/", {"email": "ada@example.com", "message": ""})
+    assert response.status_code == 200
+    assert "This field is required." in response.content.decode()
+    assert not Feedback.objects.exists()
+
+
+def test_status_page_of_a_final_state_stops_refreshing(client):
+    feedback = Feedback.objects.create(email="ada@example.com", message="Hi", status="sent")
+    page = client.get(reverse("feedback:status", kwargs={"token": feedback_token(feedback.pk)}))
+    html = page.content.decode()
+    assert 'data-status="sent"' in html
+    assert "http-equiv" not in html
+
+
+def test_status_fragment_for_htmx(client):
+    feedback = Feedback.objects.create(email="ada@example.com", message="Hi", status="sending")
+    url = reverse("feedback:status", kwargs={"token": feedback_token(feedback.pk)})
+    response = client.get(url, headers=HTMX)
+    html = response.content.decode().strip()
+    assert html.startswith(f'<div id="status-{feedback.pk}"')
+    assert 'data-status="sending"' in html
+
+
+@pytest.mark.parametrize("token", ["nope", "e30:1abc:xyz"])
+def test_a_bad_token_is_a_404(client, token):
+    assert client.get(f"/feedback/{token}/").status_code == 404
+
+
+def test_admin_lists_filters_and_searches_feedback(admin_client):
+    Feedback.objects.create(email="ada@example.com", message="Hi", status="sent")
+    Feedback.objects.create(email="bob@example.com", message="Yo", status="failed")
+    response = admin_client.get("/admin/feedback/feedback/?status__exact=sent")
+    assert response.status_code == 200
+    assert "ada@example.com" in response.content.decode()
+    assert "bob@example.com" not in response.content.decode()
+    response = admin_client.get("/admin/feedback/feedback/?q=bob")
+    assert "bob@example.com" in response.content.decode()
+    assert "ada@example.com" not in response.content.decode()
