@@ -137,8 +137,20 @@ def build_confirmation_email(*, feedback: Feedback) -> EmailMessage:
     )
 
 
+class DeliveryError(Exception):
+    """The confirmation could not be sent; `reason` is fit to show a person."""
+
+    def __init__(self, reason: str, *, cause: BaseException) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.cause = cause
+
+
 def feedback_send_email(*, feedback: Feedback) -> None:
-    """Send the confirmation; SMTP and network errors propagate to the caller."""
+    """Send the confirmation, showing progress during the simulated delay.
+
+    SMTP and network errors are raised as DeliveryError.
+    """
     delay = settings.FEEDBACK_SEND_DELAY
     if delay > 0:
         for index, step in enumerate(SEND_STEPS):
@@ -146,7 +158,24 @@ def feedback_send_email(*, feedback: Feedback) -> None:
             if index:
                 _change(feedback, step=step, progress=progress)
             time.sleep(delay / len(SEND_STEPS))
-    build_confirmation_email(feedback=feedback).send()
+    try:
+        build_confirmation_email(feedback=feedback).send()
+    except (smtplib.SMTPException, OSError) as error:
+        raise DeliveryError(describe_send_error(error), cause=error) from error
+
+
+def feedback_deliver(*, feedback_id: uuid.UUID | str) -> Feedback | None:
+    """Claim, send and mark sent: the one send path, for the worker and the web alike.
+
+    Returns None when there was nothing to send (already sent, or being sent
+    by another delivery). Raises DeliveryError when sending failed; the
+    caller decides between retrying and `feedback_mark_failed`.
+    """
+    feedback = feedback_claim(feedback_id=feedback_id)
+    if feedback is None:
+        return None
+    feedback_send_email(feedback=feedback)
+    return feedback_mark_sent(feedback=feedback)
 
 
 def feedback_mark_sent(*, feedback: Feedback) -> Feedback:
@@ -161,7 +190,8 @@ def feedback_mark_sent(*, feedback: Feedback) -> Feedback:
     )
 
 
-def feedback_mark_failed(*, feedback: Feedback, reason: str) -> Feedback:
+def feedback_mark_failed(*, feedback_id: uuid.UUID | str, reason: str) -> Feedback:
+    feedback = Feedback.objects.get(pk=feedback_id)
     return _change(
         feedback, status=Status.FAILED, step="", next_retry_at=None, failure_reason=reason[:300]
     )

@@ -59,7 +59,7 @@ def test_each_change_is_saved_then_published_with_a_growing_version():
     assert 'data-status="sending"' in first["html"]
     assert first["version"] == 1 and first["final"] is False
 
-    services.feedback_mark_failed(feedback=claimed, reason="The mail server refused the recipient address.")
+    services.feedback_mark_failed(feedback_id=claimed.pk, reason="The mail server refused the recipient address.")
     second = receive(channel)
     assert second["version"] == 2 and second["final"] is True
     assert 'data-status="failed"' in second["html"]
