@@ -1,0 +1,1 @@
+"""Development and test tooling: a private Redis, ports, the one-terminal stack."""

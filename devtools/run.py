@@ -1,0 +1,144 @@
+"""The whole stack in one terminal: ``python -m devtools.run`` (what ``make run`` starts).
+
+honcho's Manager runs every process, prefixes their output, and on Ctrl-C or
+SIGTERM stops each process group (SIGTERM, then SIGKILL after 5 s); when one
+process exits, the others are stopped too.
+
+Redis: ``REDIS_URL`` when set; else the server answering at 127.0.0.1:6379;
+else a private redis-server on a free port (see ``devtools.redis_server``).
+
+To add a process, add an entry in ``build_processes``.
+"""
+
+import os
+import shlex
+import sys
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from honcho.manager import SYSTEM_PRINTER_NAME, Manager
+from honcho.printer import Message, Printer
+
+from devtools.ports import free_port, wait_for_port
+from devtools.redis_server import RedisServer, ping
+
+DEFAULT_REDIS = ("127.0.0.1", 6379)
+# Celery retries the broker on its own, but waiting first keeps the log free of
+# connection errors while the private Redis boots.
+REDIS_WAIT_SECONDS = 30
+
+
+@dataclass
+class RedisChoice:
+    url: str
+    private: RedisServer | None = None  # set when we start our own
+
+    @property
+    def source(self) -> str:
+        if self.private is not None:
+            return f"private redis-server ({self.private.binary})"
+        return "REDIS_URL" if os.environ.get("REDIS_URL") else "the server at the default address"
+
+
+def resolve_redis(
+    environ: dict[str, str] | os._Environ = os.environ,
+    default: tuple[str, int] | None = None,
+) -> RedisChoice:
+    """Which Redis the stack uses; a ``RedisChoice.private`` server is not started yet."""
+    url = environ.get("REDIS_URL", "").strip()
+    if url:
+        return RedisChoice(url=url)
+    host, port = default or DEFAULT_REDIS
+    if ping(host, port):
+        return RedisChoice(url=f"redis://{host}:{port}/0")
+    server = RedisServer(port=free_port())
+    return RedisChoice(url=server.url, private=server)
+
+
+@dataclass
+class Stack:
+    host: str
+    port: int
+    redis: RedisChoice
+    python: str = sys.executable
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/"
+
+
+def _after_redis(stack: Stack, command: str) -> str:
+    parts = urlsplit(stack.redis.url)
+    if stack.redis.private is None or parts.hostname is None:
+        return f"exec {command}"
+    wait = shlex.join(
+        [stack.python, "-m", "devtools.ports", "wait", parts.hostname, str(parts.port or 6379),
+         "--timeout", str(REDIS_WAIT_SECONDS)]
+    )  # fmt: skip
+    return f"{wait} && exec {command}"
+
+
+def build_processes(stack: Stack) -> dict[str, str]:
+    """name → shell command. Order is start order and log colour order."""
+    py = shlex.quote(stack.python)
+    processes: dict[str, str] = {}
+    if stack.redis.private is not None:
+        processes["redis"] = "exec " + shlex.join(stack.redis.private.command())
+    processes["worker"] = _after_redis(stack, f"{py} -m celery -A django_celery worker --loglevel=INFO")
+    processes["beat"] = _after_redis(stack, f"{py} -m celery -A django_celery beat --loglevel=INFO")
+    processes["web"] = (
+        f"exec {py} -m daphne -b {shlex.quote(stack.host)} -p {stack.port} "
+        "django_celery.asgi:application"
+    )
+    return processes
+
+
+def _announce_when_listening(stack: Stack, printer: Printer) -> None:
+    def announce() -> None:
+        try:
+            wait_for_port(stack.host, stack.port, timeout=120)
+        except TimeoutError:
+            return
+        printer.write(
+            Message(
+                type="line",
+                data=f"ready: open {stack.url} (Ctrl-C stops everything)\n",
+                time=datetime.now(),
+                name=SYSTEM_PRINTER_NAME,
+                colour=None,
+            )
+        )
+
+    threading.Thread(target=announce, daemon=True).start()
+
+
+def main() -> int:
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = int(os.environ.get("PORT", "8000"))
+    redis = resolve_redis()
+    env = dict(os.environ, REDIS_URL=redis.url, PYTHONUNBUFFERED="1")
+    # The venv's bin first, so `daphne` and `celery` resolve even if it is not activated.
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
+    stack = Stack(host=host, port=port, redis=redis, env=env)
+
+    printer = Printer(sys.stdout)
+    manager = Manager(printer)
+    for name, command in build_processes(stack).items():
+        manager.add_process(name, command, env=stack.env)
+
+    print(f"Redis: {redis.url} ({redis.source})", flush=True)
+    print(f"Web:   {stack.url}", flush=True)
+    _announce_when_listening(stack, printer)
+    try:
+        manager.loop()
+    finally:
+        if redis.private is not None:
+            redis.private.close()  # only removes its temp dir: honcho ran the process
+    return manager.returncode or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""Fixtures for tests that run the app's real pieces: SMTP, Celery worker, daphne, a browser.
+
+The session's Redis comes from ``tests/redis_plugin.py`` (fixtures ``redis_url``
+and ``redis_server``). Every process here listens on 127.0.0.1 only, waits a
+bounded time to become ready, and is stopped at teardown, failed test or not.
+A failing test's report shows the logs of the processes it started.
+"""
+
+import itertools
+import os
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from tests.support.processes import CeleryWorker, DaphneServer, ManagedProcess
+from tests.support.smtp_sink import SmtpSink
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# Small enough to keep tests quick, long enough to see the intermediate states.
+TEST_SEND_DELAY = "0.3"
+
+_process_logs = pytest.StashKey[list[tuple[str, ManagedProcess]]]()
+_reports = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    item.stash.setdefault(_reports, {})[report.when] = report
+    if report.failed:
+        for title, process in item.stash.get(_process_logs, []):
+            report.sections.append((f"{title} ({process.log_path})", process.log_text()[-20_000:]))
+    return report
+
+
+def _show_log_on_failure(request: pytest.FixtureRequest, title: str, process: ManagedProcess):
+    request.node.stash.setdefault(_process_logs, []).append((title, process))
+
+
+def _test_failed(request: pytest.FixtureRequest) -> bool:
+    reports = request.node.stash.get(_reports, {})
+    return any(report.failed for report in reports.values())
+
+
+# -- SMTP ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server on 127.0.0.1: ``.host``, ``.port``, ``.messages``,
+    ``.wait_for(count, timeout)``, ``.fail_next(n, code=451, text=..., stage="DATA")``."""
+    with SmtpSink() as sink:
+        yield sink
+
+
+# -- The app's processes ---------------------------------------------------------
+
+
+def _database_url(settings_dict: dict) -> str:
+    """A DATABASE_URL for the test database, for subprocesses (dj-database-url syntax)."""
+    engine = settings_dict["ENGINE"].rsplit(".", 1)[-1]
+    name = str(settings_dict["NAME"])
+    if engine == "sqlite3":
+        if name == ":memory:" or "mode=memory" in name:
+            raise RuntimeError(
+                "the test database is in memory: subprocesses cannot share it; "
+                "set DATABASES['default']['TEST']['NAME'] to a file"
+            )
+        return f"sqlite:///{Path(name).resolve()}"
+    scheme = {"postgresql": "postgres", "mysql": "mysql"}.get(engine, engine)
+    user = quote(settings_dict.get("USER") or "", safe="")
+    password = quote(settings_dict.get("PASSWORD") or "", safe="")
+    auth = f"{user}:{password}@" if user or password else ""
+    host = settings_dict.get("HOST") or "localhost"
+    port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
+    return f"{scheme}://{auth}{host}{port}/{quote(name, safe='')}"
+
+
+@pytest.fixture
+def app_env(request, smtp_server, redis_url) -> dict[str, str]:
+    """Environment for the app's subprocesses: this session's Redis, the test
+    database, the ``smtp_server`` fixture, a short FEEDBACK_SEND_DELAY.
+
+    The test database is set up first. Rows the subprocesses must see have to
+    be committed: use ``transactional_db`` / ``django_db(transaction=True)``.
+    """
+    request.getfixturevalue("django_db_setup")
+    from django.conf import settings
+
+    env = dict(os.environ)
+    # Set by browser_page for this process only; the app's processes must not inherit it.
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    env.update(
+        DJANGO_SETTINGS_MODULE=os.environ.get("DJANGO_SETTINGS_MODULE", "django_celery.settings"),
+        REDIS_URL=redis_url,
+        DATABASE_URL=_database_url(settings.DATABASES["default"]),
+        EMAIL_HOST=smtp_server.host,
+        EMAIL_PORT=str(smtp_server.port),
+        FEEDBACK_SEND_DELAY=TEST_SEND_DELAY,
+        DJANGO_DEBUG="1",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@pytest.fixture
+def start_worker(request, app_env, tmp_path):
+    """Factory: ``start_worker(*, pool="prefork", concurrency=1, purge=False,
+    extra_args=(), ready_timeout=30, **env_overrides) -> CeleryWorker``.
+
+    Returns once the worker logged "ready". ``.proc``, ``.pid``, ``.pool_pids()``,
+    ``.kill(sig)`` (main process), ``.kill_group(sig)``, ``.stop()``, ``.start()``,
+    ``.log_text()``, ``.wait_for_log(regex)``. All are stopped at teardown.
+    """
+    workers: list[CeleryWorker] = []
+    numbers = itertools.count(1)
+
+    def start(
+        *,
+        pool: str = "prefork",
+        concurrency: int = 1,
+        purge: bool = False,
+        extra_args: tuple[str, ...] = (),
+        ready_timeout: float = 30.0,
+        **env_overrides,
+    ) -> CeleryWorker:
+        number = next(numbers)
+        worker = CeleryWorker(
+            env={**app_env, **{key: str(value) for key, value in env_overrides.items()}},
+            log_path=tmp_path / f"worker-{number}.log",
+            node_name=f"test{number}-{os.getpid()}@%h",
+            pool=pool,
+            concurrency=concurrency,
+            purge=purge,
+            extra_args=tuple(extra_args),
+            ready_timeout=ready_timeout,
+        )
+        workers.append(worker)
+        _show_log_on_failure(request, f"celery worker {number}", worker)
+        return worker.start()
+
+    yield start
+    for worker in reversed(workers):
+        worker.stop()
+
+
+@pytest.fixture
+def start_daphne(request, app_env, tmp_path):
+    """Factory: ``start_daphne(*, port=None, ready_timeout=30, **env_overrides) -> DaphneServer``.
+
+    Returns once the port accepts connections. ``.url`` (http://127.0.0.1:PORT),
+    ``.ws_url`` (ws://127.0.0.1:PORT), ``.port``, ``.stop()``, ``.start()`` (same port),
+    ``.log_text()``. All are stopped at teardown.
+    """
+    servers: list[DaphneServer] = []
+    numbers = itertools.count(1)
+
+    def start(
+        *, port: int | None = None, ready_timeout: float = 30.0, **env_overrides
+    ) -> DaphneServer:
+        number = next(numbers)
+        server = DaphneServer(
+            env={**app_env, **{key: str(value) for key, value in env_overrides.items()}},
+            log_path=tmp_path / f"daphne-{number}.log",
+            port=port,
+            ready_timeout=ready_timeout,
+        )
+        servers.append(server)
+        _show_log_on_failure(request, f"daphne {number}", server)
+        return server.start()
+
+    yield start
+    for server in reversed(servers):
+        server.stop()
+
+
+# -- Browser -------------------------------------------------------------------------
+
+
+def _browser_required() -> bool:
+    ci = os.environ.get("CI", "").strip().lower()
+    return os.environ.get("REQUIRE_BROWSER") == "1" or ci not in ("", "0", "false", "no")
+
+
+@pytest.fixture
+def browser_page(request, monkeypatch, tmp_path):
+    """A Playwright (sync API) page in Debian's headless Chromium.
+
+    Skipped when /usr/bin/chromium is missing, failed instead under CI or
+    REQUIRE_BROWSER=1. A failing test leaves ``failure.png`` in its tmp_path.
+    """
+    if not os.path.exists(CHROMIUM):
+        message = f"{CHROMIUM} is missing (apt-get install chromium)"
+        if _browser_required():
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    # The sync API keeps an event loop running in this thread; Django would
+    # refuse ORM calls from the test body without this.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, timeout=30_000
+        )
+        try:
+            context = browser.new_context()
+            page = context.new_page()
+            page.set_default_timeout(15_000)
+            yield page
+            if _test_failed(request):
+                page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            context.close()
+        finally:
+            browser.close()

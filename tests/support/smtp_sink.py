@@ -1,0 +1,154 @@
+"""A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps what it receives."""
+
+import email
+import email.policy
+import threading
+import time
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+from aiosmtpd.controller import Controller
+
+from devtools.ports import free_port
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: EmailMessage  # parsed with email.policy.default: .get_content() works
+    raw: bytes
+
+    @property
+    def subject(self) -> str:
+        return str(self.message["Subject"])
+
+    @property
+    def body(self) -> str:
+        part = self.message.get_body(preferencelist=("plain", "html"))
+        return (part or self.message).get_content()
+
+
+@dataclass(frozen=True)
+class Refusal:
+    stage: str
+    mail_from: str | None
+    rcpt_tos: list[str]
+    reply: str
+
+
+class SmtpSink:
+    """Collects messages; ``fail_next`` makes it refuse the next messages first.
+
+    The handler runs on aiosmtpd's thread, tests read from theirs: every shared
+    list is guarded by one condition variable.
+    """
+
+    STAGES = ("MAIL", "DATA")
+
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.host = host
+        self.port = port if port is not None else free_port(host)
+        self._cond = threading.Condition()
+        self._messages: list[ReceivedMessage] = []
+        self._refusals: list[Refusal] = []
+        self._fail: dict[str, list] = {}  # stage -> [remaining, reply]
+        self._controller = Controller(self, hostname=host, port=self.port, ready_timeout=10)
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> "SmtpSink":
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def __enter__(self) -> "SmtpSink":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    # -- what tests use ------------------------------------------------------
+    @property
+    def messages(self) -> list[ReceivedMessage]:
+        with self._cond:
+            return list(self._messages)
+
+    @property
+    def refusals(self) -> list[Refusal]:
+        with self._cond:
+            return list(self._refusals)
+
+    def fail_next(
+        self, n: int = 1, *, code: int = 451, text: str = "Try again later", stage: str = "DATA"
+    ) -> None:
+        """Answer ``code text`` to the next ``n`` messages at ``stage`` (MAIL or DATA).
+
+        4xx is a temporary refusal (a client should retry), 5xx a permanent one.
+        Refused messages are not kept in ``messages``; see ``refusals``.
+        """
+        if stage not in self.STAGES:
+            raise ValueError(f"stage must be one of {self.STAGES}, not {stage!r}")
+        with self._cond:
+            self._fail[stage] = [n, f"{code} {text}"]
+
+    def wait_for(self, count: int = 1, timeout: float = 10.0) -> list[ReceivedMessage]:
+        """Block until at least ``count`` messages arrived; return them all."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self._messages) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"SMTP server got {len(self._messages)} message(s), "
+                        f"expected {count} within {timeout:g}s"
+                    )
+                self._cond.wait(remaining)
+            return list(self._messages)
+
+    def clear(self) -> None:
+        with self._cond:
+            self._messages.clear()
+            self._refusals.clear()
+            self._fail.clear()
+
+    # -- aiosmtpd handler hooks (run on the server's thread) -------------------
+    def _take_failure(self, stage: str, envelope) -> str | None:
+        with self._cond:
+            pending = self._fail.get(stage)
+            if not pending or pending[0] <= 0:
+                return None
+            pending[0] -= 1
+            reply = pending[1]
+            self._refusals.append(
+                Refusal(stage, envelope.mail_from, list(envelope.rcpt_tos), reply)
+            )
+            self._cond.notify_all()
+            return reply
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        reply = self._take_failure("MAIL", envelope)
+        if reply:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        reply = self._take_failure("DATA", envelope)
+        if reply:
+            return reply
+        raw = envelope.original_content or envelope.content
+        if isinstance(raw, str):
+            raw = raw.encode()
+        received = ReceivedMessage(
+            mail_from=envelope.mail_from,
+            rcpt_tos=list(envelope.rcpt_tos),
+            message=email.message_from_bytes(raw, policy=email.policy.default),
+            raw=raw,
+        )
+        with self._cond:
+            self._messages.append(received)
+            self._cond.notify_all()
+        return "250 Message accepted for delivery"
