@@ -12,7 +12,7 @@ import uuid
 
 from django.conf import settings
 from django.core.mail import EmailMessage
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -86,14 +86,42 @@ def _enqueue(feedback_id: uuid.UUID) -> None:
     send_feedback_email.delay(str(feedback_id))
 
 
-def feedback_create(*, email: str, message: str) -> Feedback:
-    """Store the feedback and queue its confirmation once the row is committed."""
+def feedback_create(*, email: str, message: str, enqueue: bool = True) -> Feedback:
+    """Store the feedback and (unless told not to) queue its confirmation once committed."""
     with transaction.atomic():
         feedback = Feedback.objects.create(email=email, message=message)
-        # robust: if the broker is down the person still gets their status
-        # page; the row stays queued and is picked up again later.
-        transaction.on_commit(lambda: _enqueue(feedback.pk), robust=True)
+        if enqueue:
+            # robust: if the broker is down the person still gets their status
+            # page; the row stays queued and is picked up again later.
+            transaction.on_commit(lambda: _enqueue(feedback.pk), robust=True)
     return feedback
+
+
+class SendMode(models.TextChoices):
+    ASYNC = "async", "With Celery"
+    SYNC = "sync", "The old way (before)"
+
+
+def feedback_submit(*, email: str, message: str, mode: str = SendMode.ASYNC) -> Feedback:
+    """Take a submission, the Celery way or the old way.
+
+    The old way (`sync`) is the "before" of the demo: the very same delivery
+    the worker runs, but inside the web request, so the person waits for the
+    slow mail service. Only where the send runs differs.
+    """
+    if mode != SendMode.SYNC:
+        return feedback_create(email=email, message=message)
+    feedback = feedback_create(email=email, message=message, enqueue=False)
+    return feedback_deliver_in_request(feedback_id=feedback.pk)
+
+
+def feedback_deliver_in_request(*, feedback_id: uuid.UUID | str) -> Feedback:
+    """Deliver now, in the caller's process, and end in a final state like the task does."""
+    try:
+        feedback_deliver(feedback_id=feedback_id)
+    except DeliveryError as error:
+        feedback_mark_failed(feedback_id=feedback_id, reason=error.reason)
+    return Feedback.objects.get(pk=feedback_id)
 
 
 def feedback_claim(*, feedback_id: uuid.UUID | str) -> Feedback | None:

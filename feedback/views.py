@@ -5,6 +5,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.middleware import HtmxDetails
 
 from . import services
+from .answers import answers_recent, answers_record, server_timing, stopwatch
 from .forms import FeedbackForm
 from .models import Feedback
 from .tokens import feedback_id_from_token, feedback_token
@@ -18,15 +19,28 @@ class HtmxHttpRequest(HttpRequest):
 def feedback_index(request: HtmxHttpRequest) -> HttpResponse:
     form = FeedbackForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        feedback = services.feedback_create(**form.cleaned_data)
+        mode = form.cleaned_data["mode"]
+        with stopwatch() as answered:
+            feedback = services.feedback_submit(**form.cleaned_data)
+        answers_record(request.session, mode=mode, ms=answered.ms)
         token = feedback_token(feedback.pk)
-        if not request.htmx:
+        if request.htmx:
+            context = {
+                "form": FeedbackForm(),
+                "feedback": feedback,
+                "token": token,
+                "mode": mode,
+                "answered": answered,
+                "answers": answers_recent(request.session),
+            }
+            response = render(request, "feedback/index.html#submitted", context)
+        else:
             url = reverse("feedback:status", kwargs={"token": token})
-            return HttpResponseRedirect(url, status=303)
-        context = {"form": FeedbackForm(), "feedback": feedback, "token": token}
-        return render(request, "feedback/index.html#submitted", context)
+            response = HttpResponseRedirect(url, status=303)
+        response["Server-Timing"] = server_timing(answered.ms)
+        return response
     template = "feedback/index.html#form" if request.htmx else "feedback/index.html"
-    return render(request, template, {"form": form})
+    return render(request, template, {"form": form, "answers": answers_recent(request.session)})
 
 
 @require_GET
