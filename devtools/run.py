@@ -87,7 +87,9 @@ def build_processes(stack: Stack) -> dict[str, str]:
     processes: dict[str, str] = {}
     if stack.redis.private is not None:
         processes["redis"] = "exec " + shlex.join(stack.redis.private.command())
-    processes["worker"] = _after_redis(stack, f"{py} -m celery -A django_celery worker --loglevel=INFO")
+    processes["worker"] = _after_redis(
+        stack, f"{py} -m celery -A django_celery worker --loglevel=INFO"
+    )
     processes["beat"] = _after_redis(stack, f"{py} -m celery -A django_celery beat --loglevel=INFO")
     processes["web"] = (
         f"exec {py} -m daphne -b {shlex.quote(stack.host)} -p {stack.port} "

@@ -86,15 +86,19 @@ def _database_url(settings_dict: dict) -> str:
 
 
 @pytest.fixture
-def app_env(request, smtp_server, redis_url) -> dict[str, str]:
+def app_env(transactional_db, smtp_server, redis_url) -> dict[str, str]:
     """Environment for the app's subprocesses: this session's Redis, the test
     database, the ``smtp_server`` fixture, a short FEEDBACK_SEND_DELAY.
 
-    The test database is set up first. Rows the subprocesses must see have to
-    be committed: use ``transactional_db`` / ``django_db(transaction=True)``.
+    It brings ``transactional_db``: the subprocesses only see committed rows, and
+    the tables are emptied after the test.
     """
-    request.getfixturevalue("django_db_setup")
-    from django.conf import settings
+    from django.db import connections
+
+    database = connections["default"].settings_dict
+    if "test" not in Path(str(database["NAME"])).name:
+        # Never point a worker at the development database.
+        raise RuntimeError(f"not a test database: {database['NAME']}")
 
     env = dict(os.environ)
     # Set by browser_page for this process only; the app's processes must not inherit it.
@@ -102,7 +106,7 @@ def app_env(request, smtp_server, redis_url) -> dict[str, str]:
     env.update(
         DJANGO_SETTINGS_MODULE=os.environ.get("DJANGO_SETTINGS_MODULE", "django_celery.settings"),
         REDIS_URL=redis_url,
-        DATABASE_URL=_database_url(settings.DATABASES["default"]),
+        DATABASE_URL=_database_url(database),
         EMAIL_HOST=smtp_server.host,
         EMAIL_PORT=str(smtp_server.port),
         FEEDBACK_SEND_DELAY=TEST_SEND_DELAY,

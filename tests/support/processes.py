@@ -114,10 +114,8 @@ class ManagedProcess:
         if self.proc is None:
             return
         self.kill_group(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
         # Also reaches children that outlived their parent (a pool child, say).
         self.kill_group(signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -148,7 +146,9 @@ class ManagedProcess:
                     f"{pattern!r}; log:\n{self._tail()}"
                 )
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"{self.name}: no {pattern!r} in {timeout:g}s; log:\n{self._tail()}")
+                raise TimeoutError(
+                    f"{self.name}: no {pattern!r} in {timeout:g}s; log:\n{self._tail()}"
+                )
             time.sleep(0.05)
 
     def _tail(self, chars: int = 4000) -> str:
@@ -189,7 +189,7 @@ class CeleryWorker(ManagedProcess):
         self.ready_timeout = ready_timeout
 
     def wait_ready(self) -> None:
-        self.wait_for_log(r"celery@\S+ ready\.", timeout=self.ready_timeout)
+        self.wait_for_log(r"@\S+ ready\.", timeout=self.ready_timeout)
 
     def pool_pids(self) -> list[int]:
         """The pids of the prefork pool's child processes (where tasks run)."""

@@ -1,0 +1,57 @@
+# Two commands on a fresh machine with Python 3.12+: `make run`, `make test`.
+
+PYTHON ?= python3
+VENV := .venv
+VENV_PYTHON := $(VENV)/bin/python
+# Extra arguments for pytest, e.g. `make test PYTEST_ARGS="-k smtp -x"`.
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv venv-test run test lint format clean
+
+help:
+	@echo "make run    set up .venv, migrate, start Redis (if needed), worker, beat and daphne"
+	@echo "make test   set up .venv with the test requirements and run the whole suite"
+	@echo "make lint   ruff check and format check"
+	@echo "make clean  remove .venv and caches"
+
+# The interpreter: refuse anything older than 3.12 with a message that says so.
+$(VENV_PYTHON):
+	@$(PYTHON) -c 'import sys; sys.exit(0) if sys.version_info >= (3, 12) else sys.exit("Python 3.12 or newer is needed; $(PYTHON) is %s (%s). Install it, or run make PYTHON=/path/to/python3.12" % (sys.version.split()[0], sys.executable))'
+	$(PYTHON) -m venv $(VENV)
+	$(VENV_PYTHON) -m pip install --quiet --upgrade pip
+
+# Stamps: pip runs again only when a requirements file changes.
+$(VENV)/.stamp-requirements: requirements.txt | $(VENV_PYTHON)
+	$(VENV_PYTHON) -m pip install -r requirements.txt
+	@touch $@
+
+$(VENV)/.stamp-requirements-test: requirements.txt requirements-test.txt | $(VENV_PYTHON)
+	$(VENV_PYTHON) -m pip install -r requirements-test.txt
+	@touch $@ $(VENV)/.stamp-requirements
+
+venv: $(VENV)/.stamp-requirements
+venv-test: $(VENV)/.stamp-requirements-test
+
+run: venv
+	$(VENV_PYTHON) manage.py migrate --noinput
+	exec $(VENV_PYTHON) -m devtools.run
+
+test: venv-test
+	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
+
+$(VENV)/.stamp-ruff: | $(VENV_PYTHON)
+	$(VENV_PYTHON) -m pip install --quiet ruff==0.17.6
+	@touch $@
+
+lint: $(VENV)/.stamp-ruff
+	$(VENV_PYTHON) -m ruff check .
+	$(VENV_PYTHON) -m ruff format --check .
+
+format: $(VENV)/.stamp-ruff
+	$(VENV_PYTHON) -m ruff check --fix .
+	$(VENV_PYTHON) -m ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

