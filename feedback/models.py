@@ -1,6 +1,11 @@
 import uuid
+from typing import TYPE_CHECKING
 
 from django.db import models
+from django.utils import timezone
+
+if TYPE_CHECKING:
+    from .timeline import TimelineStep
 
 
 class Feedback(models.Model):
@@ -41,3 +46,23 @@ class Feedback(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in self.FINAL_STATUSES
+
+    @property
+    def timeline(self) -> list["TimelineStep"]:
+        from .timeline import feedback_timeline
+
+        return feedback_timeline(feedback=self)
+
+
+class FeedbackEvent(models.Model):
+    """One status change with its time, so the page can show how long each step took."""
+
+    feedback = models.ForeignKey(Feedback, on_delete=models.CASCADE, related_name="events")
+    status = models.CharField(max_length=16, choices=Feedback.Status.choices)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.status} at {self.at:%H:%M:%S.%f}"

@@ -9,6 +9,7 @@ import smtplib
 import socket
 import time
 import uuid
+from datetime import datetime
 
 from django.conf import settings
 from django.core.mail import EmailMessage
@@ -20,7 +21,7 @@ from django.utils import timezone
 from realtime.publish import publish
 from realtime.watch import Snapshot
 
-from .models import Feedback
+from .models import Feedback, FeedbackEvent
 from .tokens import feedback_id_from_token
 
 logger = logging.getLogger(__name__)
@@ -76,8 +77,15 @@ def _change(feedback: Feedback, **fields: object) -> Feedback:
         setattr(feedback, name, value)
     feedback.version += 1
     feedback.save(update_fields=[*fields, "version", "updated_at"])
+    if "status" in fields:
+        _record_event(feedback)
     _broadcast(feedback)
     return feedback
+
+
+def _record_event(feedback: Feedback, *, at: datetime | None = None) -> None:
+    """Note the status change with its time, for the timeline (before it is published)."""
+    FeedbackEvent.objects.create(feedback=feedback, status=feedback.status, at=at or timezone.now())
 
 
 def _enqueue(feedback_id: uuid.UUID) -> None:
@@ -90,6 +98,7 @@ def feedback_create(*, email: str, message: str, enqueue: bool = True) -> Feedba
     """Store the feedback and (unless told not to) queue its confirmation once committed."""
     with transaction.atomic():
         feedback = Feedback.objects.create(email=email, message=message)
+        _record_event(feedback, at=feedback.created_at)
         if enqueue:
             # robust: if the broker is down the person still gets their status
             # page; the row stays queued and is picked up again later.
@@ -144,6 +153,7 @@ def feedback_claim(*, feedback_id: uuid.UUID | str) -> Feedback | None:
     if not claimed:
         return None
     feedback = Feedback.objects.get(pk=feedback_id)
+    _record_event(feedback, at=feedback.updated_at)
     _broadcast(feedback)
     return feedback
 

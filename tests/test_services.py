@@ -88,3 +88,39 @@ def test_confirmation_email_quotes_the_message():
     assert email.to == ["ada@example.com"]
     assert "> Line one\n> Line two" in email.body
     assert email.extra_headers["Message-ID"].startswith(f"<feedback-{feedback.pk}@")
+
+
+def test_each_status_change_is_recorded_with_its_time_for_the_timeline(settings):
+    settings.FEEDBACK_SEND_DELAY = 0
+    feedback = services.feedback_create(email="ada@example.com", message="Hi", enqueue=False)
+    services.feedback_deliver(feedback_id=feedback.pk)
+    events = list(feedback.events.all())
+    assert [event.status for event in events] == ["queued", "sending", "sent"]
+    assert events[0].at == feedback.created_at
+    assert events[0].at <= events[1].at <= events[2].at
+    # The rendered status carries the timeline: every step done, with its time.
+    html = services.feedback_render_status(feedback=Feedback.objects.get(pk=feedback.pk))
+    assert html.count('data-state="done"') == 3
+    assert html.count('class="timeline__time"') == 3
+
+
+def test_the_timeline_shows_what_is_still_ahead():
+    feedback = services.feedback_create(email="ada@example.com", message="Hi", enqueue=False)
+    steps = feedback.timeline
+    assert [(step.status, step.state) for step in steps] == [
+        ("queued", "current"),
+        ("sending", "next"),
+        ("sent", "next"),
+    ]
+    assert steps[0].since_submit == "+0 ms" and steps[1].since_submit == ""
+    services.feedback_mark_failed(feedback_id=feedback.pk, reason="No.")
+    steps = Feedback.objects.get(pk=feedback.pk).timeline
+    assert [(step.status, step.state) for step in steps] == [("queued", "done"), ("failed", "done")]
+
+
+def test_a_row_without_events_still_shows_its_status():
+    feedback = Feedback.objects.create(email="ada@example.com", message="Hi", status="sending")
+    assert [(step.status, step.state) for step in feedback.timeline] == [
+        ("sending", "current"),
+        ("sent", "next"),
+    ]
