@@ -11,9 +11,12 @@ To add a process, add an entry in ``build_processes``.
 """
 
 import os
+import queue
 import shlex
+import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -98,6 +101,49 @@ def build_processes(stack: Stack) -> dict[str, str]:
     return processes
 
 
+class StackManager(Manager):
+    """honcho's Manager, safe against a Ctrl-C that lands while processes start.
+
+    honcho 2.0's signal handler reads every process's pid, which it learns from
+    a "start" message; a signal before all have arrived raised KeyError and left
+    the processes running. Here signals wait until every pid is known.
+    """
+
+    START_TIMEOUT = 30
+
+    def _start(self) -> None:
+        received: list[int] = []
+        stop_signals = (signal.SIGINT, signal.SIGTERM)
+        saved = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+                 for sig in stop_signals}  # fmt: skip
+        try:
+            super()._start()
+            self._wait_for_pids()
+        finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
+        if received:
+            saved[received[0]](received[0], None)
+
+    def _wait_for_pids(self) -> None:
+        deadline = time.monotonic() + self.START_TIMEOUT
+        held = []
+        while not self._all_started() and time.monotonic() < deadline:
+            try:
+                message = self.events.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if message.type == "start":
+                self._processes[message.name]["pid"] = message.data["pid"]
+                self._system_print(f"{message.name} started (pid={message.data['pid']})\n")
+            elif message.type == "line":
+                self._printer.write(message)
+            else:
+                held.append(message)
+        for message in held:  # "stop": the loop's business
+            self.events.put(message)
+
+
 def _announce_when_listening(stack: Stack, printer: Printer) -> None:
     def announce() -> None:
         try:
@@ -127,7 +173,7 @@ def main() -> int:
     stack = Stack(host=host, port=port, redis=redis, env=env)
 
     printer = Printer(sys.stdout)
-    manager = Manager(printer)
+    manager = StackManager(printer)
     for name, command in build_processes(stack).items():
         manager.add_process(name, command, env=stack.env)
 

@@ -16,7 +16,8 @@ import pytest
 from tests.support.processes import CeleryWorker, DaphneServer, ManagedProcess
 from tests.support.smtp_sink import SmtpSink
 
-CHROMIUM = "/usr/bin/chromium"
+# Debian's Chromium; Playwright's own browser download is not reachable from these machines.
+CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
