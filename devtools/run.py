@@ -177,11 +177,13 @@ def main() -> int:
     for name, command in build_processes(stack).items():
         manager.add_process(name, command, env=stack.env)
 
-    print(f"Redis: {redis.url} ({redis.source})", flush=True)
-    print(f"Web:   {stack.url}", flush=True)
-    _announce_when_listening(stack, printer)
     try:
+        print(f"Redis: {redis.url} ({redis.source})", flush=True)
+        print(f"Web:   {stack.url}", flush=True)
+        _announce_when_listening(stack, printer)
         manager.loop()
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C before honcho took over signals: nothing was started yet
     finally:
         if redis.private is not None:
             redis.private.close()  # only removes its temp dir: honcho ran the process

@@ -1,6 +1,6 @@
 """Fixtures for tests that run the app's real pieces: SMTP, Celery worker, daphne, a browser.
 
-The session's Redis comes from ``tests/redis_plugin.py`` (fixtures ``redis_url``
+The session's Redis comes from ``tests/session_env.py`` (fixtures ``redis_url``
 and ``redis_server``). Every process here listens on 127.0.0.1 only, waits a
 bounded time to become ready, and is stopped at teardown, failed test or not.
 A failing test's report shows the logs of the processes it started.

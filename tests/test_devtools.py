@@ -290,7 +290,7 @@ def test_run_stops_every_process_it_started(sig, when, tmp_path):
     try:
         deadline = time.monotonic() + 60
         if when == "starting":
-            while "Web:" not in output():
+            while not _started_groups(output()):
                 assert proc.poll() is None and time.monotonic() < deadline, output()
                 time.sleep(0.01)
         else:

@@ -2,6 +2,7 @@
 
 import email
 import email.policy
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -10,6 +11,9 @@ from email.message import EmailMessage
 from aiosmtpd.controller import Controller
 
 from devtools.ports import free_port
+
+# aiosmtpd logs every connection at INFO: noise in a failing test's report.
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)
