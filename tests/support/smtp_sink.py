@@ -48,7 +48,7 @@ class SmtpSink:
     list is guarded by one condition variable.
     """
 
-    STAGES = ("MAIL", "DATA")
+    STAGES = ("MAIL", "RCPT", "DATA")
 
     def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.host = host
@@ -87,7 +87,7 @@ class SmtpSink:
     def fail_next(
         self, n: int = 1, *, code: int = 451, text: str = "Try again later", stage: str = "DATA"
     ) -> None:
-        """Answer ``code text`` to the next ``n`` messages at ``stage`` (MAIL or DATA).
+        """Answer ``code text`` to the next ``n`` messages at ``stage`` (MAIL, RCPT or DATA).
 
         4xx is a temporary refusal (a client should retry), 5xx a permanent one.
         Refused messages are not kept in ``messages``; see ``refusals``.
@@ -137,6 +137,14 @@ class SmtpSink:
             return reply
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        reply = self._take_failure("RCPT", envelope)
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):

@@ -1,0 +1,66 @@
+"""The whole flow with real processes: Redis, a Celery worker, daphne, an SMTP server."""
+
+import time
+
+import pytest
+
+from feedback.models import Feedback
+from tests.support.http_client import Visitor, statuses_until_final, status_of, watch_token
+
+
+@pytest.fixture
+def stack(start_worker, start_daphne):
+    start_worker()
+    return start_daphne()
+
+
+def test_submit_then_the_email_arrives_and_the_socket_says_sent(stack, smtp_server):
+    with Visitor(stack.url) as visitor:
+        response = visitor.submit(email="ada@example.com", message="Hello from the test")
+        assert response.status_code == 200
+        assert status_of(response.text) == "queued"
+        token = watch_token(response.text)
+
+        with visitor.watch(token) as ws:
+            seen = statuses_until_final(ws)
+
+    [received] = smtp_server.wait_for(1, timeout=30)
+    assert received.rcpt_tos == ["ada@example.com"]
+    assert "> Hello from the test" in received.body
+    assert seen[-1] == "sent"
+    # The worker reports progress while sending (it may have started before we watched).
+    assert set(seen) <= {"queued", "sending", "sent"}
+    feedback = Feedback.objects.get()
+    assert feedback.status == Feedback.Status.SENT
+    assert feedback.attempts == 1
+
+
+def test_a_watcher_connecting_after_the_send_still_sees_sent(stack, smtp_server):
+    with Visitor(stack.url) as visitor:
+        response = visitor.submit(email="late@example.com", message="Hi")
+        token = watch_token(response.text)
+        smtp_server.wait_for(1, timeout=30)
+        for _ in range(100):  # the row is marked sent just after SMTP accepted the mail
+            if Feedback.objects.get().status == Feedback.Status.SENT:
+                break
+            time.sleep(0.1)
+        with visitor.watch(token) as ws:
+            assert statuses_until_final(ws) == ["sent"]
+
+
+def test_a_plain_post_without_javascript_redirects_to_a_status_page_that_ends_sent(
+    stack, smtp_server
+):
+    with Visitor(stack.url) as visitor:
+        response = visitor.submit(email="nojs@example.com", message="Hi", htmx=False)
+        assert response.status_code == 303
+        status_url = response.headers["location"]
+        smtp_server.wait_for(1, timeout=30)
+        for _ in range(100):
+            page = visitor.http.get(status_url)
+            if status_of(page.text) == "sent":
+                break
+            assert "http-equiv=\"refresh\"" in page.text  # keeps refreshing until final
+            time.sleep(0.1)
+        assert status_of(page.text) == "sent"
+        assert "http-equiv=\"refresh\"" not in page.text
