@@ -10,7 +10,11 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from django_celery.log_redaction import redact_daphne_access_log  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
+
+# daphne writes its access log (every URL, tokens included) outside logging.
+redact_daphne_access_log()
 
 application = ProtocolTypeRouter(
     {

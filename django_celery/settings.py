@@ -196,6 +196,8 @@ else:
 # Seconds the task spends "talking to a slow mail service" before the real
 # send, like the tutorial's time.sleep(); progress is published meanwhile.
 FEEDBACK_SEND_DELAY = float(os.environ.get("FEEDBACK_SEND_DELAY", "3"))
+# Seconds a watch token (status page, websocket) stays valid after submitting.
+FEEDBACK_TOKEN_MAX_AGE = int(os.environ.get("FEEDBACK_TOKEN_MAX_AGE", str(24 * 60 * 60)))
 
 # --- Static files -------------------------------------------------------------
 STATIC_URL = "static/"
@@ -213,7 +215,13 @@ USE_TZ = True
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
+    # Watch tokens never reach a log line (django_celery/log_redaction.py).
+    "formatters": {
+        "plain": {
+            "()": "django_celery.log_redaction.RedactingFormatter",
+            "fmt": "%(levelname)s %(name)s: %(message)s",
+        }
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {"django": {"level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")}},

@@ -9,7 +9,9 @@ import smtplib
 import socket
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMessage
@@ -46,9 +48,10 @@ def feedback_render_status(*, feedback: Feedback) -> str:
     return render_to_string(STATUS_PARTIAL, {"feedback": feedback})
 
 
-def feedback_snapshot(token: str) -> Snapshot | None:
-    """The current state for a watch token, or None if the token is not valid."""
-    feedback_id = feedback_id_from_token(token)
+def feedback_snapshot(token: str, *, session: Mapping[str, Any]) -> Snapshot | None:
+    """The current state for a watch token, or None if the token is not valid
+    (forged, expired, or not issued to this session)."""
+    feedback_id = feedback_id_from_token(token, session=session)
     if feedback_id is None:
         return None
     feedback = Feedback.objects.filter(pk=feedback_id).first()

@@ -23,7 +23,7 @@ def feedback_index(request: HtmxHttpRequest) -> HttpResponse:
         with stopwatch() as answered:
             feedback = services.feedback_submit(**form.cleaned_data)
         answers_record(request.session, mode=mode, ms=answered.ms)
-        token = feedback_token(feedback.pk)
+        token = feedback_token(feedback.pk, session=request.session)
         if request.htmx:
             context = {
                 "form": FeedbackForm(),
@@ -45,9 +45,9 @@ def feedback_index(request: HtmxHttpRequest) -> HttpResponse:
 
 @require_GET
 def feedback_status(request: HtmxHttpRequest, token: str) -> HttpResponse:
-    feedback_id = feedback_id_from_token(token)
+    feedback_id = feedback_id_from_token(token, session=request.session)
     if feedback_id is None:
-        raise Http404("No such feedback.")
+        raise Http404("No such feedback.")  # forged, expired and foreign look the same
     feedback = get_object_or_404(Feedback, pk=feedback_id)
     context = {"feedback": feedback, "token": token}
     template = "feedback/detail.html#status" if request.htmx else "feedback/detail.html"

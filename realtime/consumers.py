@@ -17,7 +17,10 @@ class StatusConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         kwargs = self.scope["url_route"]["kwargs"]
-        snapshot = await database_sync_to_async(watch.resolve)(kwargs["kind"], kwargs["token"])
+        # The session (from asgi.py's AuthMiddlewareStack) says who is asking.
+        snapshot = await database_sync_to_async(watch.resolve)(
+            kwargs["kind"], kwargs["token"], session=self.scope.get("session")
+        )
         # Accept before closing: a refused handshake makes the htmx extension
         # retry forever, a 4403 close ends it.
         await self.accept()

@@ -6,13 +6,28 @@ from channels.testing import WebsocketCommunicator
 
 from feedback import services
 from feedback.models import Feedback
-from feedback.tokens import feedback_token
+from feedback import tokens
 from realtime.publish import status_event
 from realtime.routing import websocket_urlpatterns
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-application = URLRouter(websocket_urlpatterns)
+# The submitter's session, as asgi.py's AuthMiddlewareStack would put it in the scope.
+SESSION: dict = {}
+
+
+def with_session(app, session):
+    async def app_with_session(scope, receive, send):
+        return await app({**scope, "session": session}, receive, send)
+
+    return app_with_session
+
+
+application = with_session(URLRouter(websocket_urlpatterns), SESSION)
+
+
+def feedback_token(feedback_id) -> str:
+    return tokens.feedback_token(feedback_id, session=SESSION)
 
 
 def communicator(token: str) -> WebsocketCommunicator:

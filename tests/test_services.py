@@ -73,13 +73,14 @@ def test_snapshot_of_a_valid_token_renders_the_current_state():
     from feedback.tokens import feedback_token
 
     feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
-    snapshot = services.feedback_snapshot(feedback_token(feedback.pk))
+    session = {}
+    snapshot = services.feedback_snapshot(feedback_token(feedback.pk, session=session), session=session)
     assert snapshot is not None
     assert snapshot.group == services.status_group(feedback.pk)
     assert 'data-status="queued"' in snapshot.html
     assert f'id="status-{feedback.pk}"' in snapshot.html
     assert snapshot.final is False
-    assert services.feedback_snapshot("forged:token") is None
+    assert services.feedback_snapshot("forged:token", session=session) is None
 
 
 def test_confirmation_email_quotes_the_message():

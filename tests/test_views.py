@@ -1,12 +1,24 @@
+import re
+
 import pytest
-from django.urls import reverse
+from django.core import signing
+from django.test import Client
+from django.urls import resolve, reverse
 
 from feedback.models import Feedback
-from feedback.tokens import feedback_token
+from feedback.tokens import feedback_id_from_token, feedback_token
 
 pytestmark = pytest.mark.django_db
 
 HTMX = {"HX-Request": "true"}
+
+
+def watch_token(client, feedback) -> str:
+    """A token bound to the test client's session, as if this client had submitted it."""
+    session = client.session
+    token = feedback_token(feedback.pk, session=session)
+    session.save()
+    return token
 
 
 def test_the_form_page_has_the_fields_and_a_submit_button(client):
@@ -27,8 +39,8 @@ def test_htmx_submit_stores_the_row_and_answers_with_a_queued_status(client):
     html = response.content.decode()
     assert 'data-status="queued"' in html
     assert f'id="status-{feedback.pk}"' in html
-    token = feedback_token(feedback.pk)
-    assert f'ws-connect="/ws/feedback/{token}/"' in html
+    token = re.search(r'ws-connect="/ws/feedback/([^/"]+)/"', html).group(1)
+    assert feedback_id_from_token(token, session=client.session) == feedback.pk
     assert 'hx-swap-oob="afterbegin:#submissions"' in html
     assert f"/feedback/{feedback.pk}/" not in html  # never a bare id in a URL
 
@@ -47,9 +59,9 @@ def test_plain_post_redirects_303_to_the_status_page(client):
     response = client.post("/", {"email": "ada@example.com", "message": "Hi"})
     assert response.status_code == 303
     feedback = Feedback.objects.get()
-    assert response["Location"] == reverse(
-        "feedback:status", kwargs={"token": feedback_token(feedback.pk)}
-    )
+    match = resolve(response["Location"])
+    assert match.view_name == "feedback:status"
+    assert feedback_id_from_token(match.kwargs["token"], session=client.session) == feedback.pk
     page = client.get(response["Location"])
     assert page.status_code == 200
     html = page.content.decode()
@@ -67,7 +79,7 @@ def test_plain_post_with_bad_input_renders_the_page_with_errors(client):
 
 def test_status_page_of_a_final_state_stops_refreshing(client):
     feedback = Feedback.objects.create(email="ada@example.com", message="Hi", status="sent")
-    page = client.get(reverse("feedback:status", kwargs={"token": feedback_token(feedback.pk)}))
+    page = client.get(reverse("feedback:status", kwargs={"token": watch_token(client, feedback)}))
     html = page.content.decode()
     assert 'data-status="sent"' in html
     assert "http-equiv" not in html
@@ -75,7 +87,7 @@ def test_status_page_of_a_final_state_stops_refreshing(client):
 
 def test_status_fragment_for_htmx(client):
     feedback = Feedback.objects.create(email="ada@example.com", message="Hi", status="sending")
-    url = reverse("feedback:status", kwargs={"token": feedback_token(feedback.pk)})
+    url = reverse("feedback:status", kwargs={"token": watch_token(client, feedback)})
     response = client.get(url, headers=HTMX)
     html = response.content.decode().strip()
     assert html.startswith(f'<div id="status-{feedback.pk}"')
@@ -85,6 +97,24 @@ def test_status_fragment_for_htmx(client):
 @pytest.mark.parametrize("token", ["nope", "e30:1abc:xyz"])
 def test_a_bad_token_is_a_404(client, token):
     assert client.get(f"/feedback/{token}/").status_code == 404
+
+
+def test_a_status_url_opened_in_another_browser_is_a_404(client):
+    response = client.post("/", {"email": "ada@example.com", "message": "Hi"})
+    assert client.get(response["Location"]).status_code == 200
+    assert Client().get(response["Location"]).status_code == 404  # no session
+    other = Client()
+    other.post("/", {"email": "bob@example.com", "message": "Yo"})  # a session of its own
+    assert other.get(response["Location"]).status_code == 404
+
+
+def test_an_expired_status_url_is_a_404(client, settings, monkeypatch):
+    response = client.post("/", {"email": "ada@example.com", "message": "Hi"})
+    later = signing.time.time() + settings.FEEDBACK_TOKEN_MAX_AGE + 5
+    monkeypatch.setattr(signing.time, "time", lambda: later)
+    page = client.get(response["Location"])
+    assert page.status_code == 404
+    assert "Nothing here" in page.content.decode()
 
 
 def test_admin_lists_filters_and_searches_feedback(admin_client):

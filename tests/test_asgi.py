@@ -1,0 +1,92 @@
+"""The whole ASGI application (django_celery.asgi): origin checks and session-bound watch
+tokens on the websocket, as a browser's handshake would reach them through daphne."""
+
+import re
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.core import signing
+from django.test import Client
+
+from django_celery.asgi import application
+from feedback.models import Feedback
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ORIGIN = b"http://127.0.0.1:8000"
+
+
+def socket(path: str, *, origin: bytes | None = ORIGIN, cookie: str = "") -> WebsocketCommunicator:
+    headers = [(b"host", b"127.0.0.1:8000")]
+    if origin is not None:
+        headers.append((b"origin", origin))
+    if cookie:
+        headers.append((b"cookie", cookie.encode()))
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
+@sync_to_async
+def submit() -> tuple[Client, str]:
+    """A browser that submitted feedback: its client (session cookie) and its watch path."""
+    client = Client()
+    response = client.post("/", {"email": "ada@example.com", "message": "Hi"}, headers={"HX-Request": "true"})
+    path = re.search(r'ws-connect="(/ws/feedback/[^"]+/)"', response.content.decode()).group(1)
+    return client, path
+
+
+def cookie_of(client: Client) -> str:
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+async def assert_refused_with_4403(ws: WebsocketCommunicator) -> None:
+    connected, _ = await ws.connect(timeout=5)
+    assert connected  # accepted, then closed: htmx would retry a refused handshake forever
+    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
+    assert await ws.receive_nothing(timeout=0.2)
+
+
+async def test_the_submitting_browser_watches_its_feedback():
+    client, path = await submit()
+    ws = socket(path, cookie=cookie_of(client))
+    connected, _ = await ws.connect(timeout=5)
+    assert connected
+    assert 'data-status="queued"' in await ws.receive_from(timeout=5)
+    await ws.disconnect()
+
+
+async def test_another_browser_with_the_same_url_gets_4403_and_no_data():
+    _, path = await submit()
+    other, _ = await submit()  # a browser with a session of its own
+    await assert_refused_with_4403(socket(path, cookie=cookie_of(other)))
+    await assert_refused_with_4403(socket(path))  # no session cookie at all
+
+
+async def test_an_expired_token_gets_4403(settings, monkeypatch):
+    client, path = await submit()
+    later = signing.time.time() + settings.FEEDBACK_TOKEN_MAX_AGE + 5
+    monkeypatch.setattr(signing.time, "time", lambda: later)
+    await assert_refused_with_4403(socket(path, cookie=cookie_of(client)))
+
+
+async def test_a_forged_token_gets_4403():
+    client, path = await submit()
+    token = path.split("/")[3]
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    await assert_refused_with_4403(socket(f"/ws/feedback/{forged}/", cookie=cookie_of(client)))
+    await assert_refused_with_4403(socket(f"/ws/other-kind/{token}/", cookie=cookie_of(client)))
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [b"http://evil.example", b"http://127.0.0.1.evil.example", b"null", b"", None],
+    ids=["foreign", "lookalike", "null", "empty", "missing"],
+)
+async def test_a_foreign_or_missing_origin_is_refused_at_the_handshake(origin):
+    client, path = await submit()
+    ws = socket(path, origin=origin, cookie=cookie_of(client))
+    connected, code = await ws.connect(timeout=5)
+    assert not connected  # refused before the consumer runs: it never sees the token
+    assert code == 1000  # a close before accept: the server answers the handshake with 403
+    assert await Feedback.objects.acount() == 1
