@@ -5,6 +5,7 @@ Defaults serve local development; production is switched on by variables
 """
 
 import os
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -154,6 +155,83 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Nothing lost when a worker dies: a task is acknowledged only once it has run
+# (acks_late), and a task whose pool process was killed goes back to the queue
+# (reject_on_worker_lost). The send itself is guarded by a claim on the row, so
+# a task that runs twice never mails twice (see feedback.services).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Take one message at a time: a late-acked message prefetched by a worker that
+# dies waits for the visibility timeout before anyone else may run it.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A hung mail server never holds a worker: the soft limit raises inside the
+# task (which then retries), the hard limit kills the pool process. Both must
+# leave room for FEEDBACK_SEND_DELAY plus one SMTP exchange (EMAIL_TIMEOUT per
+# network operation).
+CELERY_TASK_TIME_LIMIT = float(os.environ.get("FEEDBACK_TASK_TIME_LIMIT", "60"))
+CELERY_TASK_SOFT_TIME_LIMIT = 0.8 * CELERY_TASK_TIME_LIMIT
+
+# --- Retries and recovery of the confirmation email ---------------------------
+# Transient failures (4xx replies, refused or dropped connections, timeouts)
+# are retried with exponential backoff and jitter: the n-th retry waits
+# between half and all of min(BACKOFF * 2**(n-1), BACKOFF_MAX) seconds.
+FEEDBACK_MAX_ATTEMPTS = int(os.environ.get("FEEDBACK_MAX_ATTEMPTS", "5"))
+FEEDBACK_RETRY_BACKOFF = float(os.environ.get("FEEDBACK_RETRY_BACKOFF", "5"))
+FEEDBACK_RETRY_BACKOFF_MAX = float(os.environ.get("FEEDBACK_RETRY_BACKOFF_MAX", "300"))
+# A row in `sending` that has not changed for this long belongs to a dead
+# worker (the hard time limit would have ended a live one): it may be claimed
+# again. Kept above CELERY_TASK_TIME_LIMIT, or a slow send could run twice.
+FEEDBACK_SENDING_LEASE = max(
+    float(os.environ.get("FEEDBACK_SENDING_LEASE", "0")),
+    CELERY_TASK_TIME_LIMIT + max(2.0, 0.25 * CELERY_TASK_TIME_LIMIT),
+)
+# The sweeper (a beat job) re-enqueues feedback that nothing will pick up by
+# itself: `queued` for longer than STUCK_AFTER (e.g. Redis was down when it was
+# submitted), `retrying` past its retry time by as much, `sending` past the lease.
+FEEDBACK_SWEEP_INTERVAL = float(os.environ.get("FEEDBACK_SWEEP_INTERVAL", "15"))
+FEEDBACK_STUCK_AFTER = float(os.environ.get("FEEDBACK_STUCK_AFTER", "30"))
+
+CELERY_BEAT_SCHEDULE = {
+    "feedback-requeue-stuck": {
+        "task": "feedback.tasks.requeue_stuck_feedback",
+        "schedule": FEEDBACK_SWEEP_INTERVAL,
+        # A sweep that could not run in time is replaced by the next one.
+        "options": {"expires": FEEDBACK_SWEEP_INTERVAL},
+    },
+}
+# Beat's state file lives outside the repository.
+CELERY_BEAT_SCHEDULE_FILENAME = os.environ.get(
+    "CELERY_BEAT_SCHEDULE_FILENAME",
+    str(Path(tempfile.gettempdir()) / f"feedback-celerybeat-{BASE_DIR.name}"),
+)
+
+# Redis only redelivers an unacknowledged message after the visibility
+# timeout. Retries wait (countdown) inside the worker as unacknowledged
+# messages, so the timeout must exceed the longest retry delay plus a run,
+# or a waiting retry is delivered a second time. A worker killed outright gets
+# its message back after this long; the sweeper usually acts much sooner.
+# Celery's Redis docs ask for the same value in all three places below.
+CELERY_VISIBILITY_TIMEOUT = int(
+    2 * (FEEDBACK_RETRY_BACKOFF_MAX + CELERY_TASK_TIME_LIMIT) + FEEDBACK_STUCK_AFTER
+)
+# socket timeouts: a Redis that accepts connections but never answers must
+# not hang a web request that enqueues (nor a worker) for ever.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    "socket_connect_timeout": 3,
+    "socket_timeout": 3,
+}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+# Publishing while Redis is down: one quick retry, then give up. The row is
+# already stored as `queued` and the sweeper enqueues it once Redis is back,
+# so the person gets their answer in well under a few seconds either way.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0.2,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
 
 CHANNEL_LAYERS = {
     "default": {

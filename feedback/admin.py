@@ -1,5 +1,8 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
+from . import services
 from .models import Feedback, FeedbackEvent
 
 
@@ -20,6 +23,7 @@ class FeedbackAdmin(admin.ModelAdmin):
     list_filter = ["status"]
     search_fields = ["email"]
     date_hierarchy = "created_at"
+    actions = ["resend"]
     readonly_fields = [
         "id",
         "status",
@@ -33,3 +37,19 @@ class FeedbackAdmin(admin.ModelAdmin):
         "updated_at",
         "sent_at",
     ]
+
+    @admin.action(description="Resend the confirmation of selected failed feedback")
+    def resend(self, request: HttpRequest, queryset: QuerySet[Feedback]) -> None:
+        # Through the same send-once path as a first send: only `failed` rows
+        # move back to `queued`, so a sent email never goes out twice.
+        ids = list(queryset.values_list("pk", flat=True))
+        resent = sum(services.feedback_resend(feedback_id=pk) for pk in ids)
+        skipped = len(ids) - resent
+        if resent:
+            self.message_user(request, f"Queued {resent} confirmation(s) again.", messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request,
+                f"Left {skipped} alone: only failed feedback can be resent.",
+                messages.WARNING,
+            )

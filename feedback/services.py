@@ -4,16 +4,19 @@ Each state change is saved on the row first and then published to watchers:
 the row is the truth, a published update only a hint.
 """
 
+import contextlib
 import logging
 import smtplib
 import socket
+import ssl
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core import mail
 from django.core.mail import EmailMessage
 from django.db import models, transaction
 from django.db.models import F
@@ -91,10 +94,16 @@ def _record_event(feedback: Feedback, *, at: datetime | None = None) -> None:
     FeedbackEvent.objects.create(feedback=feedback, status=feedback.status, at=at or timezone.now())
 
 
-def _enqueue(feedback_id: uuid.UUID) -> None:
+def _enqueue(feedback_id: uuid.UUID | str) -> None:
     from .tasks import send_feedback_email
 
     send_feedback_email.delay(str(feedback_id))
+
+
+def _enqueue_on_commit(feedback_id: uuid.UUID | str) -> None:
+    # robust: if the broker is down the caller still gets its answer; the row
+    # stays waiting and the sweeper (feedback_requeue_stuck) enqueues it later.
+    transaction.on_commit(lambda: _enqueue(feedback_id), robust=True)
 
 
 def feedback_create(*, email: str, message: str, enqueue: bool = True) -> Feedback:
@@ -103,9 +112,7 @@ def feedback_create(*, email: str, message: str, enqueue: bool = True) -> Feedba
         feedback = Feedback.objects.create(email=email, message=message)
         _record_event(feedback, at=feedback.created_at)
         if enqueue:
-            # robust: if the broker is down the person still gets their status
-            # page; the row stays queued and is picked up again later.
-            transaction.on_commit(lambda: _enqueue(feedback.pk), robust=True)
+            _enqueue_on_commit(feedback.pk)
     return feedback
 
 
@@ -136,15 +143,27 @@ def feedback_deliver_in_request(*, feedback_id: uuid.UUID | str) -> Feedback:
     return Feedback.objects.get(pk=feedback_id)
 
 
-def feedback_claim(*, feedback_id: uuid.UUID | str) -> Feedback | None:
-    """Move a waiting feedback to `sending`; None if it is not waiting.
+def _claimable() -> models.Q:
+    """Rows a delivery may take: waiting ones, and `sending` ones whose worker died.
 
-    A conditional update, so two deliveries of the same task cannot both
-    claim the row, and a row already sent is never sent again.
+    A live send changes its row at least once per lease (the task's hard time
+    limit ends it before then), so a `sending` row left untouched for longer
+    than FEEDBACK_SENDING_LEASE has no one working on it.
     """
-    claimed = Feedback.objects.filter(
-        pk=feedback_id, status__in=[Status.QUEUED, Status.RETRYING]
-    ).update(
+    stale = timezone.now() - timedelta(seconds=settings.FEEDBACK_SENDING_LEASE)
+    return models.Q(status__in=[Status.QUEUED, Status.RETRYING]) | models.Q(
+        status=Status.SENDING, updated_at__lt=stale
+    )
+
+
+def feedback_claim(*, feedback_id: uuid.UUID | str) -> Feedback | None:
+    """Move a waiting feedback to `sending`; None if there is nothing to claim.
+
+    A conditional update (no lock is held across the SMTP call), so two
+    deliveries of the same task cannot both claim the row, a row being sent
+    is left to its sender, and a row already sent is never sent again.
+    """
+    claimed = Feedback.objects.filter(_claimable(), pk=feedback_id).update(
         status=Status.SENDING,
         attempts=F("attempts") + 1,
         progress=0,
@@ -179,12 +198,17 @@ def build_confirmation_email(*, feedback: Feedback) -> EmailMessage:
 
 
 class DeliveryError(Exception):
-    """The confirmation could not be sent; `reason` is fit to show a person."""
+    """The confirmation could not be sent; `reason` is fit to show a person.
 
-    def __init__(self, reason: str, *, cause: BaseException) -> None:
+    `transient`: trying again later may work (a 4xx reply, a refused or
+    dropped connection, a timeout); otherwise it will fail the same way.
+    """
+
+    def __init__(self, reason: str, *, cause: BaseException, transient: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.cause = cause
+        self.transient = transient
 
 
 def feedback_send_email(*, feedback: Feedback) -> None:
@@ -199,10 +223,21 @@ def feedback_send_email(*, feedback: Feedback) -> None:
             if index:
                 _change(feedback, step=step, progress=progress)
             time.sleep(delay / len(SEND_STEPS))
+    message = build_confirmation_email(feedback=feedback)
+    mailer = mail.mailers.default
     try:
-        build_confirmation_email(feedback=feedback).send()
+        # Opened here so that send_messages() does not close the connection:
+        # once the server has accepted the message, a failure while saying
+        # goodbye (QUIT) must not count as a failed send and mail it again.
+        mailer.open()
+        mailer.send_messages([message])
     except (smtplib.SMTPException, OSError) as error:
-        raise DeliveryError(describe_send_error(error), cause=error) from error
+        raise DeliveryError(
+            describe_send_error(error), cause=error, transient=is_transient_send_error(error)
+        ) from error
+    finally:
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            mailer.close()
 
 
 def feedback_deliver(*, feedback_id: uuid.UUID | str) -> Feedback | None:
@@ -236,6 +271,129 @@ def feedback_mark_failed(*, feedback_id: uuid.UUID | str, reason: str) -> Feedba
     return _change(
         feedback, status=Status.FAILED, step="", next_retry_at=None, failure_reason=reason[:300]
     )
+
+
+def feedback_mark_retrying(
+    *, feedback_id: uuid.UUID | str, reason: str, next_retry_at: datetime
+) -> Feedback:
+    """Record a failed attempt that will be tried again at `next_retry_at`."""
+    feedback = Feedback.objects.get(pk=feedback_id)
+    return _change(
+        feedback,
+        status=Status.RETRYING,
+        step="",
+        progress=0,
+        failure_reason=reason[:300],
+        next_retry_at=next_retry_at,
+    )
+
+
+WORKER_LOST_REASON = "The worker stopped before it finished."
+
+
+def feedback_requeue_stuck(*, now: datetime | None = None) -> list[uuid.UUID]:
+    """Enqueue again the feedback that no task will pick up by itself; return their ids.
+
+    - `queued` for longer than FEEDBACK_STUCK_AFTER: its task was never
+      published (the broker was down at submit) or was lost;
+    - `retrying` more than FEEDBACK_STUCK_AFTER past its retry time: the retry
+      was lost with its worker;
+    - `sending` untouched for longer than FEEDBACK_SENDING_LEASE: its worker
+      died mid-send. It turns `retrying` (so the person sees why), or
+      `failed` once it has used up FEEDBACK_MAX_ATTEMPTS.
+
+    Enqueuing twice is harmless: the claim lets one delivery through. Each
+    row's `updated_at` is touched so one sweep does not repeat the next's work.
+    """
+    now = now or timezone.now()
+    stuck = now - timedelta(seconds=settings.FEEDBACK_STUCK_AFTER)
+    lease = now - timedelta(seconds=settings.FEEDBACK_SENDING_LEASE)
+    requeued: list[uuid.UUID] = []
+
+    waiting = Feedback.objects.filter(
+        models.Q(status=Status.QUEUED)
+        | models.Q(status=Status.RETRYING, next_retry_at__lt=stuck)
+        | models.Q(status=Status.RETRYING, next_retry_at__isnull=True),
+        updated_at__lt=stuck,
+    )
+    for feedback_id, updated_at in waiting.values_list("pk", "updated_at"):
+        # Conditional, so a row a worker claimed meanwhile is left alone.
+        touched = Feedback.objects.filter(
+            pk=feedback_id, status__in=[Status.QUEUED, Status.RETRYING], updated_at=updated_at
+        ).update(updated_at=now)
+        if touched:
+            requeued.append(feedback_id)
+
+    for feedback in Feedback.objects.filter(status=Status.SENDING, updated_at__lt=lease):
+        if feedback.attempts >= settings.FEEDBACK_MAX_ATTEMPTS:
+            _change_if(feedback, Status.SENDING, status=Status.FAILED, step="",
+                       next_retry_at=None, failure_reason=WORKER_LOST_REASON)  # fmt: skip
+        elif _change_if(feedback, Status.SENDING, status=Status.RETRYING, step="", progress=0,
+                        next_retry_at=now, failure_reason=WORKER_LOST_REASON):  # fmt: skip
+            requeued.append(feedback.pk)
+
+    for feedback_id in requeued:
+        _enqueue_on_commit(feedback_id)
+    if requeued:
+        logger.info("Re-enqueued %d stuck feedback: %s", len(requeued), requeued)
+    return requeued
+
+
+def _change_if(feedback: Feedback, expected: str, **fields: object) -> bool:
+    """`_change`, but only if the row is still in status `expected` and unchanged."""
+    updated = Feedback.objects.filter(
+        pk=feedback.pk, status=expected, version=feedback.version
+    ).update(**fields, version=F("version") + 1, updated_at=timezone.now())
+    if updated:
+        feedback.refresh_from_db()
+        if "status" in fields:
+            _record_event(feedback, at=feedback.updated_at)
+        _broadcast(feedback)
+    return bool(updated)
+
+
+def feedback_resend(*, feedback_id: uuid.UUID | str) -> bool:
+    """Give a failed feedback a fresh set of attempts and queue it (the admin's "resend").
+
+    Only a `failed` row can be resent, so a sent email never goes out twice.
+    """
+    with transaction.atomic():
+        feedback = Feedback.objects.filter(pk=feedback_id, status=Status.FAILED).first()
+        if feedback is None or not _change_if(
+            feedback, Status.FAILED, status=Status.QUEUED, attempts=0, progress=0, step="",
+            failure_reason="", next_retry_at=None,
+        ):  # fmt: skip
+            return False
+        _enqueue_on_commit(feedback_id)
+    return True
+
+
+def _smtp_code(error: BaseException) -> int | None:
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        # Refused as a whole only if every recipient's refusal was permanent.
+        codes = [code for code, _ in error.recipients.values()]
+        return max(codes) if codes else None
+    return getattr(error, "smtp_code", None)
+
+
+def is_transient_send_error(error: BaseException) -> bool:
+    """Whether sending again later may succeed.
+
+    SMTP says so itself: 4xx replies are temporary, 5xx permanent (recipient
+    refused, credentials rejected). A connection that was refused, dropped
+    or timed out is transient; TLS certificate problems and unsupported
+    features are configuration, so permanent.
+    """
+    code = _smtp_code(error)
+    if isinstance(code, int) and 400 <= code < 600:
+        return code < 500
+    if isinstance(error, smtplib.SMTPServerDisconnected):
+        return True
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return False
+    if isinstance(error, smtplib.SMTPException):
+        return False  # e.g. AUTH or STARTTLS not supported: configuration
+    return isinstance(error, OSError)
 
 
 def describe_send_error(error: BaseException) -> str:

@@ -1,11 +1,67 @@
-from celery import shared_task
+"""Thin tasks: load by id, call a service. The retry policy lives here."""
+
+import random
+from datetime import timedelta
+
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.utils import timezone
 
 from . import services
+from .models import Feedback
+
+TOOK_TOO_LONG = "Sending took too long; the mail server may be overloaded."
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds before the retry that follows failed attempt number `attempt`.
+
+    Exponential backoff with jitter: between half and all of the doubled
+    delay, so retries of many emails after one outage do not arrive together.
+    """
+    ceiling = min(
+        settings.FEEDBACK_RETRY_BACKOFF * 2 ** max(attempt - 1, 0),
+        settings.FEEDBACK_RETRY_BACKOFF_MAX,
+    )
+    return random.uniform(ceiling / 2, ceiling)
+
+
+# acks_late and reject_on_worker_lost are also the project's defaults (settings);
+# stated here because this task's safety depends on them.
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+def send_feedback_email(self: Task, feedback_id: str) -> None:
+    try:
+        services.feedback_deliver(feedback_id=feedback_id)
+    except SoftTimeLimitExceeded as timeout:
+        _retry_or_fail(self, feedback_id, services.DeliveryError(
+            TOOK_TOO_LONG, cause=timeout, transient=True
+        ))  # fmt: skip
+    except services.DeliveryError as error:
+        _retry_or_fail(self, feedback_id, error)
+
+
+def _retry_or_fail(task: Task, feedback_id: str, error: services.DeliveryError) -> None:
+    # The attempt count is the row's (the claim counts it), not Celery's
+    # request.retries: it survives a re-enqueue by the sweeper or a new worker.
+    attempts = Feedback.objects.values_list("attempts", flat=True).get(pk=feedback_id)
+    if not error.transient:
+        services.feedback_mark_failed(feedback_id=feedback_id, reason=error.reason)
+        return
+    if attempts >= settings.FEEDBACK_MAX_ATTEMPTS:
+        reason = f"{error.reason} (gave up after {attempts} attempts)"
+        services.feedback_mark_failed(feedback_id=feedback_id, reason=reason)
+        return
+    delay = retry_delay(attempts)
+    services.feedback_mark_retrying(
+        feedback_id=feedback_id,
+        reason=error.reason,
+        next_retry_at=timezone.now() + timedelta(seconds=delay),
+    )
+    raise task.retry(countdown=delay)
 
 
 @shared_task
-def send_feedback_email(feedback_id: str) -> None:
-    try:
-        services.feedback_deliver(feedback_id=feedback_id)
-    except services.DeliveryError as error:
-        services.feedback_mark_failed(feedback_id=feedback_id, reason=error.reason)
+def requeue_stuck_feedback() -> int:
+    """The sweeper, run by beat every FEEDBACK_SWEEP_INTERVAL seconds."""
+    return len(services.feedback_requeue_stuck())

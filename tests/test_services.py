@@ -1,6 +1,11 @@
+import smtplib
+from datetime import timedelta
+
 import pytest
-from channels.layers import get_channel_layer
 from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core import mail
+from django.utils import timezone
 
 from feedback import services
 from feedback.models import Feedback
@@ -59,7 +64,9 @@ def test_each_change_is_saved_then_published_with_a_growing_version():
     assert 'data-status="sending"' in first["html"]
     assert first["version"] == 1 and first["final"] is False
 
-    services.feedback_mark_failed(feedback_id=claimed.pk, reason="The mail server refused the recipient address.")
+    services.feedback_mark_failed(
+        feedback_id=claimed.pk, reason="The mail server refused the recipient address."
+    )
     second = receive(channel)
     assert second["version"] == 2 and second["final"] is True
     assert 'data-status="failed"' in second["html"]
@@ -74,7 +81,9 @@ def test_snapshot_of_a_valid_token_renders_the_current_state():
 
     feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
     session = {}
-    snapshot = services.feedback_snapshot(feedback_token(feedback.pk, session=session), session=session)
+    snapshot = services.feedback_snapshot(
+        feedback_token(feedback.pk, session=session), session=session
+    )
     assert snapshot is not None
     assert snapshot.group == services.status_group(feedback.pk)
     assert 'data-status="queued"' in snapshot.html
@@ -125,3 +134,194 @@ def test_a_row_without_events_still_shows_its_status():
         ("sending", "current"),
         ("sent", "next"),
     ]
+
+
+# -- Failures: transient or permanent ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (smtplib.SMTPDataError(451, b"Try again later"), True),
+        (smtplib.SMTPSenderRefused(421, b"Busy", "a@b.c"), True),
+        (smtplib.SMTPRecipientsRefused({"a@b.c": (450, b"Mailbox busy")}), True),
+        (smtplib.SMTPServerDisconnected("Connection unexpectedly closed"), True),
+        (ConnectionRefusedError(111, "Connection refused"), True),
+        (TimeoutError("timed out"), True),
+        (ConnectionResetError(104, "reset"), True),
+        (smtplib.SMTPRecipientsRefused({"a@b.c": (550, b"No such user")}), False),
+        (smtplib.SMTPDataError(554, b"Rejected"), False),
+        (smtplib.SMTPAuthenticationError(535, b"Bad credentials"), False),
+        (smtplib.SMTPNotSupportedError("STARTTLS extension not supported"), False),
+    ],
+)
+def test_smtp_errors_are_classified_transient_or_permanent(error, transient):
+    assert services.is_transient_send_error(error) is transient
+    assert services.describe_send_error(error)  # always a reason in plain words
+    assert "Traceback" not in services.describe_send_error(error)
+
+
+def test_a_send_error_becomes_a_delivery_error_that_says_if_it_is_transient(settings, smtp_server):
+    settings.FEEDBACK_SEND_DELAY = 0
+    use_smtp(settings, smtp_server)
+    feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
+    smtp_server.fail_next(1, code=451, text="Greylisted, try again")
+    with pytest.raises(services.DeliveryError) as transient:
+        services.feedback_deliver(feedback_id=feedback.pk)
+    assert transient.value.transient is True
+    assert "451" in transient.value.reason
+
+    smtp_server.fail_next(1, code=550, text="No such user", stage="MAIL")
+    with pytest.raises(services.DeliveryError) as permanent:
+        services.feedback_send_email(feedback=feedback)
+    assert permanent.value.transient is False
+
+
+def test_mark_retrying_stores_the_reason_and_when_the_next_attempt_runs():
+    feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
+    services.feedback_claim(feedback_id=feedback.pk)
+    channel = listen(services.status_group(feedback.pk))
+    at = timezone.now().replace(microsecond=0) + timedelta(seconds=30)
+    services.feedback_mark_retrying(
+        feedback_id=feedback.pk, reason="The mail server closed the connection.", next_retry_at=at
+    )
+    feedback.refresh_from_db()
+    assert feedback.status == Feedback.Status.RETRYING
+    assert feedback.next_retry_at == at
+    update = receive(channel)
+    assert 'data-status="retrying"' in update["html"]
+    assert "Attempt 1 did not go through: The mail server closed the connection." in update["html"]
+    assert (
+        f'Attempt 2 at <time datetime="{at.isoformat()}">{at:%H:%M:%S} UTC</time>' in update["html"]
+    )
+    # A retrying row is waiting: the next delivery claims it.
+    assert services.feedback_claim(feedback_id=feedback.pk).attempts == 2
+
+
+# -- Send once -----------------------------------------------------------------
+
+
+def age(feedback: Feedback, seconds: float) -> None:
+    """Pretend the row was last changed `seconds` ago."""
+    Feedback.objects.filter(pk=feedback.pk).update(
+        updated_at=timezone.now() - timedelta(seconds=seconds)
+    )
+
+
+def test_a_row_being_sent_is_not_claimed_until_its_lease_ran_out(settings):
+    settings.FEEDBACK_SENDING_LEASE = 60
+    feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
+    services.feedback_claim(feedback_id=feedback.pk)
+    age(feedback, 30)
+    assert services.feedback_claim(feedback_id=feedback.pk) is None  # its worker may be alive
+    age(feedback, 61)
+    reclaimed = services.feedback_claim(feedback_id=feedback.pk)  # its worker died
+    assert reclaimed is not None and reclaimed.attempts == 2
+
+
+def test_a_sent_row_is_never_claimed_however_old():
+    feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
+    services.feedback_mark_sent(feedback=services.feedback_claim(feedback_id=feedback.pk))
+    age(feedback, 10**6)
+    assert services.feedback_claim(feedback_id=feedback.pk) is None
+
+
+def test_deliver_twice_sends_one_email(settings):
+    settings.FEEDBACK_SEND_DELAY = 0
+    feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
+    assert services.feedback_deliver(feedback_id=feedback.pk) is not None
+    assert services.feedback_deliver(feedback_id=feedback.pk) is None
+    assert len(mail.outbox) == 1
+
+
+def test_a_failure_while_closing_after_the_server_accepted_is_not_a_failed_send(
+    settings, smtp_server, monkeypatch
+):
+    """QUIT failing after DATA was accepted must not lead to a second email."""
+    settings.FEEDBACK_SEND_DELAY = 0
+    use_smtp(settings, smtp_server)
+    feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
+    original_quit = smtplib.SMTP.quit
+
+    def quit_times_out(self):  # the sink cannot hang on QUIT, so this one call is faked
+        original_quit(self)
+        raise TimeoutError("timed out saying goodbye")
+
+    monkeypatch.setattr(smtplib.SMTP, "quit", quit_times_out)
+    sent = services.feedback_deliver(feedback_id=feedback.pk)
+    assert sent is not None and sent.status == Feedback.Status.SENT
+    assert len(smtp_server.messages) == 1
+
+
+# -- The sweeper ---------------------------------------------------------------
+
+
+def test_the_sweeper_requeues_what_nothing_else_will_pick_up(
+    settings, django_capture_on_commit_callbacks
+):
+    settings.FEEDBACK_STUCK_AFTER = 30
+    settings.FEEDBACK_SENDING_LEASE = 60
+    settings.FEEDBACK_MAX_ATTEMPTS = 3
+    make = lambda **fields: Feedback.objects.create(email="a@example.com", message="Hi", **fields)  # noqa: E731
+    now = timezone.now()
+    fresh_queued = make()
+    stuck_queued = make()
+    age(stuck_queued, 31)
+    lost_retry = make(status="retrying", attempts=1, next_retry_at=now - timedelta(seconds=40))
+    age(lost_retry, 45)
+    waiting_retry = make(status="retrying", attempts=1, next_retry_at=now + timedelta(seconds=5))
+    age(waiting_retry, 45)
+    live_send = make(status="sending", attempts=1)
+    age(live_send, 20)
+    dead_send = make(status="sending", attempts=1)
+    age(dead_send, 61)
+    dead_last_send = make(status="sending", attempts=3)
+    age(dead_last_send, 61)
+    sent = make(status="sent", attempts=1)
+    age(sent, 10**5)
+    failed = make(status="failed", attempts=3)
+    age(failed, 10**5)
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        requeued = services.feedback_requeue_stuck()
+    assert set(requeued) == {stuck_queued.pk, lost_retry.pk, dead_send.pk}
+    assert len(callbacks) == 3
+
+    dead_send.refresh_from_db()
+    assert dead_send.status == Feedback.Status.RETRYING
+    assert dead_send.failure_reason == services.WORKER_LOST_REASON
+    dead_last_send.refresh_from_db()
+    assert dead_last_send.status == Feedback.Status.FAILED
+    for untouched in (fresh_queued, waiting_retry, live_send, sent, failed):
+        status = untouched.status
+        untouched.refresh_from_db()
+        assert untouched.status == status
+
+    # The next sweep does not repeat this one's work.
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert services.feedback_requeue_stuck() == []
+    assert callbacks == []
+
+
+def test_resend_queues_a_failed_row_again_with_fresh_attempts(django_capture_on_commit_callbacks):
+    failed = Feedback.objects.create(
+        email="ada@example.com", message="Hi", status="failed", attempts=5, failure_reason="No."
+    )
+    sent = Feedback.objects.create(email="ada@example.com", message="Hi", status="sent")
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert services.feedback_resend(feedback_id=failed.pk) is True
+        assert services.feedback_resend(feedback_id=sent.pk) is False  # never twice
+    assert len(callbacks) == 1
+    failed.refresh_from_db()
+    assert (failed.status, failed.attempts, failed.failure_reason) == ("queued", 0, "")
+    sent.refresh_from_db()
+    assert sent.status == "sent"
+
+
+def use_smtp(settings, smtp_server) -> None:
+    settings.MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {"host": smtp_server.host, "port": smtp_server.port, "timeout": 5},
+        }
+    }

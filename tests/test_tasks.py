@@ -1,7 +1,10 @@
 """The task called directly (Celery's testing guide), sending over a real SMTP server."""
 
 import pytest
+from celery.exceptions import Retry
+from django.utils import timezone
 
+from feedback import tasks
 from feedback.models import Feedback
 from feedback.tasks import send_feedback_email
 
@@ -58,3 +61,75 @@ def test_a_refused_recipient_ends_failed_with_a_plain_reason(smtp_settings, smtp
     assert "refused" in feedback.failure_reason
     assert "Traceback" not in feedback.failure_reason
     assert smtp_server.messages == []
+
+
+def make_feedback() -> Feedback:
+    return Feedback.objects.create(email="ada@example.com", message="Hi")
+
+
+def test_a_transient_failure_schedules_a_retry_and_says_when(smtp_settings, smtp_server):
+    smtp_settings.FEEDBACK_RETRY_BACKOFF = 8
+    feedback = make_feedback()
+    smtp_server.fail_next(1, code=451, text="Try again later")
+    before = timezone.now()
+    with pytest.raises(Retry):
+        tasks.send_feedback_email(str(feedback.pk))
+    feedback.refresh_from_db()
+    assert feedback.status == Feedback.Status.RETRYING
+    assert feedback.attempts == 1
+    assert feedback.failure_reason == "The mail server answered 451: Try again later"
+    # The first retry waits between half and all of the base delay.
+    wait = (feedback.next_retry_at - before).total_seconds()
+    assert 4 - 1 <= wait <= 8 + 1
+    assert smtp_server.messages == []
+
+
+def test_a_permanent_failure_fails_at_once(smtp_settings, smtp_server):
+    feedback = make_feedback()
+    smtp_server.fail_next(1, code=550, text="No such user here", stage="MAIL")
+    tasks.send_feedback_email(str(feedback.pk))  # no Retry raised
+    feedback.refresh_from_db()
+    assert feedback.status == Feedback.Status.FAILED
+    assert feedback.attempts == 1
+    assert "550" in feedback.failure_reason and "No such user here" in feedback.failure_reason
+
+
+def test_after_the_last_attempt_it_fails_with_the_reason(smtp_settings, smtp_server):
+    smtp_settings.FEEDBACK_MAX_ATTEMPTS = 2
+    feedback = make_feedback()
+    smtp_server.fail_next(2, code=421, text="Service busy")
+    with pytest.raises(Retry):
+        tasks.send_feedback_email(str(feedback.pk))
+    tasks.send_feedback_email(str(feedback.pk))  # the retry, run now
+    feedback.refresh_from_db()
+    assert feedback.status == Feedback.Status.FAILED
+    assert feedback.failure_reason == (
+        "The mail server answered 421: Service busy (gave up after 2 attempts)"
+    )
+    assert smtp_server.messages == []
+
+
+def test_an_unreachable_server_is_retried(settings, unused_tcp_port):
+    settings.FEEDBACK_SEND_DELAY = 0
+    settings.MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {"host": "127.0.0.1", "port": unused_tcp_port, "timeout": 5},
+        }
+    }
+    feedback = make_feedback()
+    with pytest.raises(Retry):
+        tasks.send_feedback_email(str(feedback.pk))
+    feedback.refresh_from_db()
+    assert feedback.status == Feedback.Status.RETRYING
+    assert feedback.failure_reason == "The mail server refused the connection."
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3, 10, 30])
+def test_retry_delays_grow_exponentially_with_jitter_up_to_a_ceiling(settings, attempt):
+    settings.FEEDBACK_RETRY_BACKOFF = 5
+    settings.FEEDBACK_RETRY_BACKOFF_MAX = 300
+    ceiling = min(5 * 2 ** (attempt - 1), 300)
+    delays = {tasks.retry_delay(attempt) for _ in range(50)}
+    assert all(ceiling / 2 <= delay <= ceiling for delay in delays)
+    assert len(delays) > 1  # jittered
