@@ -7,6 +7,11 @@ process exits, the others are stopped too.
 Redis: ``REDIS_URL`` when set; else the server answering at 127.0.0.1:6379;
 else a private redis-server on a free port (see ``devtools.redis_server``).
 
+Mail: ``EMAIL_HOST`` when set; else a local SMTP server (``devtools.mailbox``)
+on a free port, storing what it receives for the debug-only Outbox page.
+
+Flower, Celery's monitor, when ``FLOWER=1`` (on ``FLOWER_PORT``, 5555).
+
 To add a process, add an entry in ``build_processes``.
 """
 
@@ -19,11 +24,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from honcho.manager import SYSTEM_PRINTER_NAME, Manager
 from honcho.printer import Message, Printer
 
+from devtools.mailbox import DEFAULT_FILE as DEFAULT_MAILBOX
 from devtools.ports import free_port, wait_for_port
 from devtools.redis_server import RedisServer, ping
 
@@ -60,6 +67,33 @@ def resolve_redis(
     return RedisChoice(url=server.url, private=server)
 
 
+@dataclass(frozen=True)
+class Mailbox:
+    """The local SMTP server the stack starts when no EMAIL_HOST is given."""
+
+    port: int
+    path: Path
+    host: str = "127.0.0.1"
+
+    def app_env(self) -> dict[str, str]:
+        """What the worker and web need to send to it, and the web to read it."""
+        return {"EMAIL_HOST": self.host, "EMAIL_PORT": str(self.port), "DEV_MAILBOX": str(self.path)}
+
+
+def resolve_mailbox(environ: dict[str, str] | os._Environ = os.environ) -> Mailbox | None:
+    if environ.get("EMAIL_HOST", "").strip():
+        return None  # a real mail server is configured
+    path = Path(environ.get("DEV_MAILBOX", "").strip() or DEFAULT_MAILBOX)
+    return Mailbox(port=free_port(), path=path)
+
+
+def resolve_flower(environ: dict[str, str] | os._Environ = os.environ) -> int | None:
+    """Flower's port when ``FLOWER`` is on, else None (off by default)."""
+    if environ.get("FLOWER", "").strip().lower() not in {"1", "true", "yes", "on"}:
+        return None
+    return int(environ.get("FLOWER_PORT", "5555"))
+
+
 @dataclass
 class Stack:
     host: str
@@ -67,6 +101,8 @@ class Stack:
     redis: RedisChoice
     python: str = sys.executable
     env: dict[str, str] = field(default_factory=dict)
+    mailbox: Mailbox | None = None
+    flower_port: int | None = None
 
     @property
     def url(self) -> str:
@@ -90,6 +126,11 @@ def build_processes(stack: Stack) -> dict[str, str]:
     processes: dict[str, str] = {}
     if stack.redis.private is not None:
         processes["redis"] = "exec " + shlex.join(stack.redis.private.command())
+    if stack.mailbox is not None:
+        processes["mail"] = "exec " + shlex.join(
+            [stack.python, "-m", "devtools.mailbox", "--host", stack.mailbox.host,
+             "--port", str(stack.mailbox.port), "--file", str(stack.mailbox.path)]
+        )  # fmt: skip
     processes["worker"] = _after_redis(
         stack, f"{py} -m celery -A django_celery worker --loglevel=INFO"
     )
@@ -98,6 +139,12 @@ def build_processes(stack: Stack) -> dict[str, str]:
         f"exec {py} -m daphne -b {shlex.quote(stack.host)} -p {stack.port} "
         "django_celery.asgi:application"
     )
+    if stack.flower_port is not None:
+        processes["flower"] = _after_redis(
+            stack,
+            f"{py} -m celery -A django_celery flower "
+            f"--address={shlex.quote(stack.host)} --port={stack.flower_port}",
+        )
     return processes
 
 
@@ -167,10 +214,15 @@ def main() -> int:
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "8000"))
     redis = resolve_redis()
+    mailbox = resolve_mailbox()
     env = dict(os.environ, REDIS_URL=redis.url, PYTHONUNBUFFERED="1")
+    if mailbox is not None:
+        env.update(mailbox.app_env())
     # The venv's bin first, so `daphne` and `celery` resolve even if it is not activated.
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
-    stack = Stack(host=host, port=port, redis=redis, env=env)
+    stack = Stack(
+        host=host, port=port, redis=redis, env=env, mailbox=mailbox, flower_port=resolve_flower()
+    )
 
     printer = Printer(sys.stdout)
     manager = StackManager(printer)
@@ -180,6 +232,10 @@ def main() -> int:
     try:
         print(f"Redis: {redis.url} ({redis.source})", flush=True)
         print(f"Web:   {stack.url}", flush=True)
+        if mailbox is not None:
+            print(f"Mail:  SMTP on {mailbox.host}:{mailbox.port}, see {stack.url}outbox/", flush=True)
+        if stack.flower_port is not None:
+            print(f"Flower: http://{host}:{stack.flower_port}/", flush=True)
         _announce_when_listening(stack, printer)
         manager.loop()
     except KeyboardInterrupt:

@@ -87,6 +87,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "realtime",
     "feedback",
+    "outbox",
+    "health",
 ]
 
 MIDDLEWARE = [
@@ -269,6 +271,10 @@ if email_host or not DEBUG:
     }
 else:
     MAILERS = {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
+
+# The local SMTP server of `make run` (devtools.mailbox) stores what it
+# receives here; the debug-only Outbox page reads it.
+DEV_MAILBOX = Path(os.environ.get("DEV_MAILBOX", "").strip() or BASE_DIR / "var" / "mailbox.jsonl")
 
 # --- The feedback domain ---------------------------------------------------
 # Seconds the task spends "talking to a slow mail service" before the real

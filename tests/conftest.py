@@ -63,6 +63,25 @@ def smtp_server():
         yield sink
 
 
+@pytest.fixture
+def dev_mailbox(tmp_path):
+    """The local SMTP server of `make run` (devtools.mailbox), storing mail in a file.
+
+    Yields ``(env, path)``: ``env`` points the app's processes at it (pass it to
+    ``start_worker`` / ``start_daphne``), ``path`` is the file the Outbox reads.
+    """
+    from devtools.mailbox import serve
+    from devtools.ports import free_port
+
+    path = tmp_path / "mailbox.jsonl"
+    controller = serve(host="127.0.0.1", port=free_port(), path=path)
+    env = {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(controller.port), "DEV_MAILBOX": str(path)}
+    try:
+        yield env, path
+    finally:
+        controller.stop()
+
+
 # -- The app's processes ---------------------------------------------------------
 
 

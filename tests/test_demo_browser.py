@@ -11,6 +11,8 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
+from devtools.mailbox import read_mails
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SYNC_DELAY = 1.5  # long enough to see the old way wait, short enough for a test
@@ -110,3 +112,28 @@ def test_two_submissions_are_watched_at_once(browser_page, start_daphne, start_w
         "first@example.com",
         "second@example.com",
     ]
+
+
+def test_the_outbox_shows_the_email_that_went_through_smtp(
+    browser_page, start_daphne, start_worker, dev_mailbox
+):
+    env, path = dev_mailbox
+    start_worker(**env)
+    server = start_daphne(**env)
+    page = browser_page
+    page.goto(server.url)
+    fill(page, "mailbox@example.com", "Please add a dark mode.")
+    page.get_by_role("button", name=re.compile("With Celery")).click()
+    status = card(page, "mailbox@example.com").locator(".status")
+    expect(status).to_have_attribute("data-status", "sent", timeout=30_000)
+    [stored] = read_mails(path)
+    assert stored.rcpt_tos == ["mailbox@example.com"]
+
+    # In debug each sent status links to its email in the Outbox.
+    status.get_by_role("link", name="See the email in the Outbox").click()
+    expect(page).to_have_url(re.compile(r"/outbox/#mail-feedback-"))
+    mail = page.locator(".mail:target")
+    expect(mail).to_contain_text("Thanks for your feedback")
+    expect(mail).to_contain_text("mailbox@example.com")
+    expect(mail).to_contain_text("> Please add a dark mode.")
+    expect(mail.locator("time")).to_contain_text("UTC")

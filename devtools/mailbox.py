@@ -1,0 +1,120 @@
+"""A local mailbox for development: an SMTP server that keeps what it receives.
+
+``make run`` starts it when ``EMAIL_HOST`` is unset, so the confirmation emails
+really travel over SMTP, and the debug-only Outbox page lists them::
+
+    python -m devtools.mailbox --port 8025 --file var/mailbox.jsonl
+
+Each received message is appended to the file as one JSON line; the web app
+reads the file (``read_mails``). One writer (this server), any number of
+readers: a half-written last line is skipped, never an error.
+"""
+
+import argparse
+import email
+import email.policy
+import json
+import signal
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+DEFAULT_FILE = Path(__file__).resolve().parent.parent / "var" / "mailbox.jsonl"
+
+
+@dataclass(frozen=True)
+class Mail:
+    received_at: datetime
+    mail_from: str
+    rcpt_tos: list[str]
+    to: str
+    subject: str
+    message_id: str
+    body: str
+
+    @property
+    def anchor(self) -> str:
+        """A page anchor from the Message-ID's local part, so a link can point at this mail."""
+        local = self.message_id.strip("<>").partition("@")[0]
+        return "".join(c if c.isalnum() or c in "-_." else "-" for c in local)
+
+
+def mail_record(*, mail_from: str, rcpt_tos: list[str], raw: bytes) -> dict:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    part = message.get_body(preferencelist=("plain", "html"))
+    return {
+        "received_at": datetime.now(UTC).isoformat(),
+        "mail_from": mail_from,
+        "rcpt_tos": list(rcpt_tos),
+        "to": str(message.get("To", "")),
+        "subject": str(message.get("Subject", "")),
+        "message_id": str(message.get("Message-ID", "")),
+        # Lines end in CRLF on the wire; the page wants plain text.
+        "body": (part or message).get_content().replace("\r\n", "\n"),
+    }
+
+
+def read_mails(path: Path, *, limit: int = 100) -> list[Mail]:
+    """The last ``limit`` mails in the file, newest first; none if there is no file."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    mails = []
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+            record["received_at"] = datetime.fromisoformat(record["received_at"])
+            mails.append(Mail(**record))
+        except (ValueError, TypeError, KeyError):
+            continue  # a line still being written, or not ours
+        if len(mails) >= limit:
+            break
+    return mails
+
+
+class MailboxHandler:
+    """aiosmtpd handler: append every message to ``path`` as a JSON line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        raw = envelope.original_content or envelope.content
+        if isinstance(raw, str):
+            raw = raw.encode()
+        record = mail_record(mail_from=envelope.mail_from, rcpt_tos=envelope.rcpt_tos, raw=raw)
+        with self._lock, self.path.open("a", encoding="utf-8") as mailbox:
+            mailbox.write(json.dumps(record) + "\n")
+        return "250 Message accepted for delivery"
+
+
+def serve(*, host: str, port: int, path: Path):
+    """Start the SMTP server in a background thread; returns its aiosmtpd Controller."""
+    from aiosmtpd.controller import Controller
+
+    controller = Controller(MailboxHandler(path), hostname=host, port=port, ready_timeout=10)
+    controller.start()
+    return controller
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8025)
+    parser.add_argument("--file", type=Path, default=DEFAULT_FILE)
+    args = parser.parse_args(argv)
+    controller = serve(host=args.host, port=args.port, path=args.file)
+    print(f"mailbox: SMTP on {args.host}:{args.port}, storing mail in {args.file}", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    controller.stop()
+
+
+if __name__ == "__main__":
+    main()

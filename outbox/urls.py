@@ -1,0 +1,9 @@
+from django.urls import path
+
+from . import views
+
+app_name = "outbox"
+
+urlpatterns = [
+    path("", views.outbox_index, name="index"),
+]

@@ -1,0 +1,12 @@
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from devtools.mailbox import read_mails
+
+
+@require_GET
+def outbox_index(request: HttpRequest) -> HttpResponse:
+    path = settings.DEV_MAILBOX
+    return render(request, "outbox/index.html", {"mails": read_mails(path), "path": path})

@@ -1,0 +1,107 @@
+"""devtools.mailbox: the local SMTP server of `make run` and what the Outbox reads."""
+
+import json
+import smtplib
+import subprocess
+import sys
+from email.message import EmailMessage
+
+import pytest
+
+from devtools import run
+from devtools.mailbox import read_mails, serve
+from devtools.ports import free_port, wait_for_port
+from tests.support.processes import REPO_ROOT
+
+
+def message(to: str, subject: str, body: str, message_id: str) -> EmailMessage:
+    mail = EmailMessage()
+    mail["From"] = "Feedback <feedback@localhost>"
+    mail["To"] = to
+    mail["Subject"] = subject
+    mail["Message-ID"] = message_id
+    mail.set_content(body)
+    return mail
+
+
+@pytest.fixture
+def mailbox(tmp_path):
+    path = tmp_path / "var" / "mailbox.jsonl"
+    controller = serve(host="127.0.0.1", port=free_port(), path=path)
+    yield controller, path
+    controller.stop()
+
+
+def test_received_mail_is_stored_and_read_back_newest_first(mailbox):
+    controller, path = mailbox
+    with smtplib.SMTP(controller.hostname, controller.port, timeout=10) as smtp:
+        smtp.send_message(message("ada@example.com", "First", "Hello\n> quoted", "<feedback-1@x>"))
+        smtp.send_message(message("bob@example.com", "Second", "Hi", "<feedback-2@x>"))
+    first, second = reversed(read_mails(path))
+    assert (first.to, first.subject, first.anchor) == ("ada@example.com", "First", "feedback-1")
+    assert first.body == "Hello\n> quoted\n"
+    assert first.rcpt_tos == ["ada@example.com"]
+    assert first.mail_from == "feedback@localhost"
+    assert second.received_at >= first.received_at
+    assert [mail.subject for mail in read_mails(path, limit=1)] == ["Second"]
+
+
+def test_a_missing_file_is_an_empty_mailbox_and_a_torn_line_is_skipped(tmp_path):
+    path = tmp_path / "mailbox.jsonl"
+    assert read_mails(path) == []
+    record = {
+        "received_at": "2026-01-01T00:00:00+00:00", "mail_from": "a@x", "rcpt_tos": ["b@x"],
+        "to": "b@x", "subject": "Whole", "message_id": "<m@x>", "body": "ok",
+    }  # fmt: skip
+    path.write_text(json.dumps(record) + "\n" + json.dumps(record)[:20])
+    assert [mail.subject for mail in read_mails(path)] == ["Whole"]
+
+
+def test_the_mailbox_runs_as_a_process_and_stops_on_sigterm(tmp_path):
+    port, path = free_port(), tmp_path / "mailbox.jsonl"
+    command = [sys.executable, "-m", "devtools.mailbox", "--port", str(port), "--file", str(path)]
+    proc = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        wait_for_port("127.0.0.1", port, timeout=20, proc=proc)
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+            smtp.send_message(message("ada@example.com", "Via a process", "Hi", "<m@x>"))
+        assert [mail.subject for mail in read_mails(path)] == ["Via a process"]
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+        assert "storing mail in" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_make_run_starts_the_mailbox_only_without_email_host(tmp_path):
+    assert run.resolve_mailbox({"EMAIL_HOST": "smtp.example.com"}) is None
+    mailbox = run.resolve_mailbox({"DEV_MAILBOX": str(tmp_path / "m.jsonl")})
+    assert mailbox.path == tmp_path / "m.jsonl"
+    assert mailbox.app_env() == {
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": str(mailbox.port),
+        "DEV_MAILBOX": str(tmp_path / "m.jsonl"),
+    }
+    stack = run.Stack(
+        host="127.0.0.1", port=8000, redis=run.RedisChoice(url="redis://x:1/0"), mailbox=mailbox
+    )
+    processes = run.build_processes(stack)
+    assert list(processes) == ["mail", "worker", "beat", "web"]
+    assert f"devtools.mailbox --host 127.0.0.1 --port {mailbox.port}" in processes["mail"]
+
+
+def test_flower_is_off_unless_asked_for():
+    assert run.resolve_flower({}) is None
+    assert run.resolve_flower({"FLOWER": "0"}) is None
+    assert run.resolve_flower({"FLOWER": "1"}) == 5555
+    assert run.resolve_flower({"FLOWER": "1", "FLOWER_PORT": "5600"}) == 5600
+    stack = run.Stack(
+        host="127.0.0.1", port=8000, redis=run.RedisChoice(url="redis://x:1/0"), flower_port=5600
+    )
+    assert "celery -A django_celery flower --address=127.0.0.1 --port=5600" in (
+        run.build_processes(stack)["flower"]
+    )
+    stack.flower_port = None
+    assert "flower" not in run.build_processes(stack)

@@ -1,0 +1,53 @@
+"""The debug-only Outbox page."""
+
+import json
+
+import httpx
+import pytest
+from django.test import RequestFactory
+
+from outbox.views import outbox_index
+
+pytestmark = pytest.mark.django_db
+
+
+def record(subject: str, to: str, body: str) -> str:
+    return json.dumps(
+        {
+            "received_at": "2026-01-01T12:00:00+00:00", "mail_from": "feedback@localhost",
+            "rcpt_tos": [to], "to": to, "subject": subject,
+            "message_id": "<feedback-123@localhost>", "body": body,
+        }  # fmt: skip
+    )
+
+
+def test_the_outbox_lists_received_mail_newest_first(settings, tmp_path):
+    settings.DEV_MAILBOX = tmp_path / "mailbox.jsonl"
+    settings.DEV_MAILBOX.write_text(
+        record("Older", "ada@example.com", "Hello") + "\n"
+        + record("Newer", "bob@example.com", "<script>x</script>") + "\n"
+    )  # fmt: skip
+    html = outbox_index(RequestFactory().get("/outbox/")).content.decode()
+    assert html.index("Newer") < html.index("Older")
+    assert "bob@example.com" in html and "2026-01-01 12:00:00 UTC" in html
+    assert 'id="mail-feedback-123"' in html
+    assert "&lt;script&gt;x&lt;/script&gt;" in html  # a body is text, never markup
+
+
+def test_an_empty_outbox_says_where_mail_would_appear(settings, tmp_path):
+    settings.DEV_MAILBOX = tmp_path / "nothing-here.jsonl"
+    html = outbox_index(RequestFactory().get("/outbox/")).content.decode()
+    assert "No email received yet" in html
+    assert str(settings.DEV_MAILBOX) in html
+
+
+def test_without_debug_the_outbox_is_not_routed(client):
+    # Tests run with DEBUG off, like production: no route, so a 404 and no link.
+    assert client.get("/outbox/").status_code == 404
+    assert "/outbox/" not in client.get("/").content.decode()
+
+
+@pytest.mark.parametrize(("debug", "status"), [("0", 404), ("1", 200)])
+def test_the_outbox_exists_only_when_django_debug_is_on(start_daphne, debug, status):
+    server = start_daphne(DJANGO_DEBUG=debug)
+    assert httpx.get(f"{server.url}/outbox/", timeout=10).status_code == status
