@@ -57,3 +57,18 @@ def test_healthz_served_by_daphne_follows_the_worker(start_daphne, start_worker)
     response = httpx.get(f"{server.url}/healthz", timeout=10)
     assert response.status_code == 503
     assert response.json()["checks"]["worker"]["ok"] is False
+
+
+def test_healthz_answers_plain_http_in_production(start_daphne, start_worker):
+    """Probes ask over plain HTTP from inside: no redirect to HTTPS for /healthz."""
+    start_worker()
+    server = start_daphne(
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY="a-test-secret-that-is-long-enough-for-production-checks",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1",
+    )
+    response = httpx.get(f"{server.url}/healthz", timeout=10)
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+    # Everything else still goes to HTTPS.
+    assert httpx.get(f"{server.url}/", timeout=10).status_code == 301

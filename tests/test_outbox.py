@@ -47,7 +47,15 @@ def test_without_debug_the_outbox_is_not_routed(client):
     assert "/outbox/" not in client.get("/").content.decode()
 
 
-@pytest.mark.parametrize(("debug", "status"), [("0", 404), ("1", 200)])
-def test_the_outbox_exists_only_when_django_debug_is_on(start_daphne, debug, status):
-    server = start_daphne(DJANGO_DEBUG=debug)
+PRODUCTION = {
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": "a-test-secret-that-is-long-enough-for-production-checks",
+    "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+    "DJANGO_SECURE_SSL_REDIRECT": "0",  # plain HTTP on the loopback
+}
+
+
+@pytest.mark.parametrize(("env", "status"), [(PRODUCTION, 404), ({"DJANGO_DEBUG": "1"}, 200)])
+def test_the_outbox_exists_only_when_django_debug_is_on(start_daphne, env, status):
+    server = start_daphne(**env)
     assert httpx.get(f"{server.url}/outbox/", timeout=10).status_code == status
