@@ -5,6 +5,7 @@ Defaults serve local development; production is switched on by variables
 """
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -52,7 +53,9 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
     # Only behind a proxy that sets (and strips from clients) X-Forwarded-Proto.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_SECURE_HSTS_SECONDS", "0" if DEBUG else "31536000"))
+SECURE_HSTS_SECONDS = int(
+    os.environ.get("DJANGO_SECURE_HSTS_SECONDS", "0" if DEBUG else str(365 * 24 * 60 * 60))
+)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
@@ -248,6 +251,9 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
+        # The rate limit's counters live here: with Redis down a request must
+        # not hang on it (the limit then lets submissions through).
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
     }
 }
 
@@ -282,6 +288,18 @@ DEV_MAILBOX = Path(os.environ.get("DEV_MAILBOX", "").strip() or BASE_DIR / "var"
 # Seconds the task spends "talking to a slow mail service" before the real
 # send, like the tutorial's time.sleep(); progress is published meanwhile.
 FEEDBACK_SEND_DELAY = float(os.environ.get("FEEDBACK_SEND_DELAY", "3"))
+# Submissions per client address, django-ratelimit's syntax ("5/m", "100/h");
+# "off" (or empty) switches the limit off.
+FEEDBACK_RATE_LIMIT: str | None = os.environ.get("FEEDBACK_RATE_LIMIT", "5/m").strip()
+if FEEDBACK_RATE_LIMIT.lower() in {"", "off", "0"}:
+    FEEDBACK_RATE_LIMIT = None
+elif not re.fullmatch(r"[1-9]\d*/\d*[smhd]", FEEDBACK_RATE_LIMIT):
+    raise ImproperlyConfigured(
+        f"FEEDBACK_RATE_LIMIT={FEEDBACK_RATE_LIMIT!r}: use a count per period, like 5/m or 100/h."
+    )
+# The limit counts in the shared Redis cache (atomic INCR); if that cache is
+# unreachable the limit fails open, so a submission is still stored.
+RATELIMIT_FAIL_OPEN = True
 # Seconds a watch token (status page, websocket) stays valid after submitting.
 FEEDBACK_TOKEN_MAX_AGE = int(os.environ.get("FEEDBACK_TOKEN_MAX_AGE", str(24 * 60 * 60)))
 

@@ -214,7 +214,8 @@ class DeliveryError(Exception):
 def feedback_send_email(*, feedback: Feedback) -> None:
     """Send the confirmation, showing progress during the simulated delay.
 
-    SMTP and network errors are raised as DeliveryError.
+    SMTP and network errors are raised as DeliveryError, and so is an address
+    Django refuses to put in a header (a line break: header injection).
     """
     delay = settings.FEEDBACK_SEND_DELAY
     if delay > 0:
@@ -234,6 +235,12 @@ def feedback_send_email(*, feedback: Feedback) -> None:
     except (smtplib.SMTPException, OSError) as error:
         raise DeliveryError(
             describe_send_error(error), cause=error, transient=is_transient_send_error(error)
+        ) from error
+    except ValueError as error:
+        # Django refuses a header with a line break (header injection). The
+        # form refuses such addresses; this guards rows stored any other way.
+        raise DeliveryError(
+            "The email address cannot be used.", cause=error, transient=False
         ) from error
     finally:
         with contextlib.suppress(smtplib.SMTPException, OSError):

@@ -36,9 +36,7 @@ def feedback_token(feedback_id: uuid.UUID, *, session: MutableMapping[str, Any])
 def feedback_id_from_token(token: str, *, session: Mapping[str, Any]) -> uuid.UUID | None:
     """The feedback id, or None for a forged, expired or another session's token."""
     try:
-        feedback_hex, key = signing.loads(
-            token, salt=SALT, max_age=settings.FEEDBACK_TOKEN_MAX_AGE
-        )
+        feedback_hex, key = signing.loads(token, salt=SALT, max_age=settings.FEEDBACK_TOKEN_MAX_AGE)
         feedback_id = uuid.UUID(feedback_hex)
     except (signing.BadSignature, ValueError, TypeError, AttributeError):
         return None  # SignatureExpired is a BadSignature

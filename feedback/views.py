@@ -7,6 +7,7 @@ from django_htmx.middleware import HtmxDetails
 from . import services
 from .answers import answers_recent, answers_record, server_timing, stopwatch
 from .forms import FeedbackForm
+from .limits import SubmissionLimit, submission_limit_take
 from .models import Feedback
 from .tokens import feedback_id_from_token, feedback_token
 
@@ -15,10 +16,16 @@ class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
+TOO_MANY_REQUESTS = 429
+
+
 @require_http_methods(["GET", "POST"])
 def feedback_index(request: HtmxHttpRequest) -> HttpResponse:
     form = FeedbackForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        limit = submission_limit_take(request)
+        if limit.exceeded:
+            return too_many_submissions(request, form, limit)
         mode = form.cleaned_data["mode"]
         with stopwatch() as answered:
             feedback = services.feedback_submit(**form.cleaned_data)
@@ -41,6 +48,24 @@ def feedback_index(request: HtmxHttpRequest) -> HttpResponse:
         return response
     template = "feedback/index.html#form" if request.htmx else "feedback/index.html"
     return render(request, template, {"form": form, "answers": answers_recent(request.session)})
+
+
+def too_many_submissions(
+    request: HtmxHttpRequest, form: FeedbackForm, limit: SubmissionLimit
+) -> HttpResponse:
+    """429 and nothing stored; htmx gets its form back, text kept, with the reason."""
+    if request.htmx:
+        form.add_error(
+            None,
+            "You have sent several messages in a short time. Please wait "
+            f"{limit.retry_after} s, then send it again: your text is still here.",
+        )
+        template, context = "feedback/index.html#form", {"form": form}
+    else:
+        template, context = "429.html", {"retry_after": limit.retry_after}
+    response = render(request, template, context, status=TOO_MANY_REQUESTS)
+    response["Retry-After"] = str(limit.retry_after)
+    return response
 
 
 @require_GET

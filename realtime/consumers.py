@@ -45,3 +45,10 @@ class StatusConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=html)
         if final:
             await self.close(code=CLOSE_DONE)
+
+
+class NoSuchSocketConsumer(AsyncWebsocketConsumer):
+    """Refuses the handshake of a websocket path we do not serve."""
+
+    async def connect(self) -> None:
+        await self.close()

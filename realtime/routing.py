@@ -1,7 +1,10 @@
-from django.urls import path
+from django.urls import path, re_path
 
-from .consumers import StatusConsumer
+from .consumers import NoSuchSocketConsumer, StatusConsumer
 
 websocket_urlpatterns = [
     path("ws/<slug:kind>/<str:token>/", StatusConsumer.as_asgi()),
+    # Anything else is refused at the handshake (HTTP 403), instead of the
+    # router's "No route found" error, which daphne answers with a 500.
+    re_path(r"", NoSuchSocketConsumer.as_asgi()),
 ]

@@ -31,7 +31,9 @@ def socket(path: str, *, origin: bytes | None = ORIGIN, cookie: str = "") -> Web
 def submit() -> tuple[Client, str]:
     """A browser that submitted feedback: its client (session cookie) and its watch path."""
     client = Client()
-    response = client.post("/", {"email": "ada@example.com", "message": "Hi"}, headers={"HX-Request": "true"})
+    response = client.post(
+        "/", {"email": "ada@example.com", "message": "Hi"}, headers={"HX-Request": "true"}
+    )
     path = re.search(r'ws-connect="(/ws/feedback/[^"]+/)"', response.content.decode()).group(1)
     return client, path
 

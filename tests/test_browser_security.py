@@ -15,7 +15,9 @@ document.addEventListener("securitypolicyviolation", (event) => {
 """
 
 
-def test_htmx_and_the_websocket_work_under_the_csp(browser_page, start_daphne, start_worker, smtp_server):
+def test_htmx_and_the_websocket_work_under_the_csp(
+    browser_page, start_daphne, start_worker, smtp_server
+):
     start_worker()
     daphne = start_daphne()
     page = browser_page

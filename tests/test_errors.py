@@ -32,7 +32,9 @@ def test_404(client):
 
 
 def test_400_for_a_foreign_host_header(client):
-    assert_plain_error_page(client.get("/", headers={"host": "evil.example"}), 400, "could not be understood")
+    assert_plain_error_page(
+        client.get("/", headers={"host": "evil.example"}), 400, "could not be understood"
+    )
 
 
 def test_403(rf):
@@ -46,7 +48,9 @@ def test_403_for_a_post_without_the_csrf_token():
     response = client.post("/", {"email": "ada@example.com", "message": "Hi"})
     assert_plain_error_page(response, 403, "Please reload the page")
     # htmx requests too: the header is the only other place the token may come from.
-    response = client.post("/", {"email": "ada@example.com", "message": "Hi"}, headers={"HX-Request": "true"})
+    response = client.post(
+        "/", {"email": "ada@example.com", "message": "Hi"}, headers={"HX-Request": "true"}
+    )
     assert response.status_code == 403
     assert not Feedback.objects.exists()
 

@@ -36,7 +36,13 @@ def test_every_configured_handler_formats_through_the_redactor(settings):
         assert formatter["()"] == "django_celery.log_redaction.RedactingFormatter"
     token = a_token()
     record = logging.LogRecord(
-        "django.request", logging.WARNING, __file__, 1, "Not Found: %s", (f"/feedback/{token}/",), None
+        "django.request",
+        logging.WARNING,
+        __file__,
+        1,
+        "Not Found: %s",
+        (f"/feedback/{token}/",),
+        None,
     )
     assert RedactingFormatter(fmt=formatter["fmt"]).format(record) == (
         f"WARNING django.request: Not Found: /feedback/{REDACTED}/"
@@ -50,19 +56,30 @@ def test_no_token_in_daphne_output_after_a_real_visit(start_daphne):
     with httpx.Client(base_url=daphne.url, timeout=20) as browser:
         page = browser.get("/")
         csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-        posted = browser.post("/", data={"email": "ada@example.com", "message": "Hi", "csrfmiddlewaretoken": csrf})
+        posted = browser.post(
+            "/", data={"email": "ada@example.com", "message": "Hi", "csrfmiddlewaretoken": csrf}
+        )
         assert posted.status_code == 303
         status_path = posted.headers["location"]
         token = status_path.split("/")[2]
         assert browser.get(status_path).status_code == 200
-        assert browser.get(f"/feedback/{token}x/").status_code == 404  # Django logs "Not Found: <path>"
+        assert (
+            browser.get(f"/feedback/{token}x/").status_code == 404
+        )  # Django logs "Not Found: <path>"
         cookie = "; ".join(f"{name}={value}" for name, value in browser.cookies.items())
 
     ws_path = f"{daphne.ws_url}/ws/feedback/{token}/"
-    with connect(ws_path, origin=origin, additional_headers={"Cookie": cookie}, open_timeout=20) as ws:
+    with connect(
+        ws_path, origin=origin, additional_headers={"Cookie": cookie}, open_timeout=20
+    ) as ws:
         assert 'data-status="' in ws.recv(timeout=20)
     with pytest.raises(InvalidStatus) as refused:
-        connect(ws_path, origin="http://evil.example", additional_headers={"Cookie": cookie}, open_timeout=20)
+        connect(
+            ws_path,
+            origin="http://evil.example",
+            additional_headers={"Cookie": cookie},
+            open_timeout=20,
+        )
     assert refused.value.response.status_code == 403
 
     # The access log is written as requests complete; wait for the last lines.

@@ -75,5 +75,7 @@ def test_production_switches_on_https_and_secure_cookies():
     result = manage("shell", "--no-imports", "-c", code, **PRODUCTION)
     assert result.stdout.split() == ["True", "31536000", "True", "True", "True", "same-origin"]
     # Each can be switched off by its variable, e.g. behind a proxy that redirects itself.
-    result = manage("shell", "--no-imports", "-c", code, **PRODUCTION, DJANGO_SECURE_SSL_REDIRECT="0")
+    result = manage(
+        "shell", "--no-imports", "-c", code, **PRODUCTION, DJANGO_SECURE_SSL_REDIRECT="0"
+    )
     assert result.stdout.split()[0] == "False"

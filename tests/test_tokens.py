@@ -26,7 +26,14 @@ def test_tampered_or_garbage_tokens_are_rejected():
 
 @pytest.mark.parametrize(
     "payload",
-    ["just-an-id", ["not-a-uuid", "key"], [uuid.uuid4().hex], [uuid.uuid4().hex, 7], {"a": 1}, None],
+    [
+        "just-an-id",
+        ["not-a-uuid", "key"],
+        [uuid.uuid4().hex],
+        [uuid.uuid4().hex, 7],
+        {"a": 1},
+        None,
+    ],
 )
 def test_well_signed_but_malformed_payloads_are_rejected(payload):
     session = {}

@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from django_celery.urls import handler400, urlpatterns as project_urlpatterns  # noqa: F401
+from django_celery.urls import handler400  # noqa: F401
+from django_celery.urls import urlpatterns as project_urlpatterns
 
 
 def crash(request):

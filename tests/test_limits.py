@@ -1,0 +1,93 @@
+"""The submission rate limit: django-ratelimit counting in the session's real Redis."""
+
+import itertools
+import re
+
+import pytest
+from django.test import Client
+
+from feedback.models import Feedback
+
+pytestmark = pytest.mark.django_db
+
+HTMX = {"HX-Request": "true"}
+DATA = {"email": "ada@example.com", "message": "Hello there"}
+_addresses = (f"10.44.{n // 250}.{n % 250 + 1}" for n in itertools.count())
+
+
+@pytest.fixture
+def limit(settings):
+    settings.FEEDBACK_RATE_LIMIT = "3/m"
+    settings.FEEDBACK_SEND_DELAY = 0
+
+
+@pytest.fixture
+def browser() -> Client:
+    """A client with an address of its own, so no other test's count reaches it."""
+    return Client(REMOTE_ADDR=next(_addresses))
+
+
+def test_over_the_limit_htmx_gets_its_form_back_with_429_and_nothing_is_stored(limit, browser):
+    for _ in range(3):
+        assert browser.post("/", DATA, headers=HTMX).status_code == 200
+    response = browser.post("/", {**DATA, "message": "One too many"}, headers=HTMX)
+    assert response.status_code == 429
+    assert 1 <= int(response["Retry-After"]) <= 60
+    html = response.content.decode()
+    assert html.lstrip().startswith('<form id="feedback-form"')  # swapped in place of the form
+    assert "sent several messages in a short time" in html
+    assert "One too many" in html  # the text is kept
+    assert Feedback.objects.count() == 3
+
+
+def test_over_the_limit_a_plain_post_gets_the_429_page(limit, browser):
+    for _ in range(3):
+        assert browser.post("/", DATA).status_code == 303
+    response = browser.post("/", DATA)
+    assert response.status_code == 429
+    html = response.content.decode()
+    assert "Thanks, that is plenty for now" in html and "/static/css/app.css" in html
+    assert Feedback.objects.count() == 3
+
+
+def test_the_limit_is_per_client(limit, browser):
+    for _ in range(3):
+        browser.post("/", DATA, headers=HTMX)
+    assert browser.post("/", DATA, headers=HTMX).status_code == 429
+    assert Client(REMOTE_ADDR=next(_addresses)).post("/", DATA, headers=HTMX).status_code == 200
+
+
+def test_form_errors_do_not_count(limit, browser):
+    for _ in range(5):
+        response = browser.post("/", {"email": "nope", "message": ""}, headers=HTMX)
+        assert (
+            response.status_code == 200
+            and "Enter a valid email address." in response.content.decode()
+        )
+    for _ in range(3):
+        assert browser.post("/", DATA, headers=HTMX).status_code == 200
+
+
+def test_the_old_way_counts_too(limit, browser):
+    for mode in ["sync", "async", "sync"]:
+        assert browser.post("/", {**DATA, "mode": mode}, headers=HTMX).status_code == 200
+    assert browser.post("/", {**DATA, "mode": "sync"}, headers=HTMX).status_code == 429
+
+
+def test_the_limit_is_a_setting(settings, browser):
+    settings.FEEDBACK_RATE_LIMIT = "1/m"
+    assert browser.post("/", DATA, headers=HTMX).status_code == 200
+    assert browser.post("/", DATA, headers=HTMX).status_code == 429
+    settings.FEEDBACK_RATE_LIMIT = None  # "off"
+    assert browser.post("/", DATA, headers=HTMX).status_code == 200
+
+
+def test_with_redis_down_the_limit_lets_the_submission_through(
+    limit, browser, redis_server, caplog
+):
+    redis_server.stop()
+    response = browser.post("/", DATA, headers=HTMX)
+    assert response.status_code == 200
+    assert re.search(r'data-status="queued"', response.content.decode())
+    assert Feedback.objects.count() == 1
+    assert "Submission limit not checked: the cache is unreachable" in caplog.text
