@@ -4,9 +4,8 @@ from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
-from feedback import services
+from feedback import services, tokens
 from feedback.models import Feedback
-from feedback import tokens
 from realtime.publish import status_event
 from realtime.routing import websocket_urlpatterns
 
