@@ -7,6 +7,8 @@ from feedback.models import Feedback
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script> & done'
+
 RECORD_CSP_VIOLATIONS = """
 window.__cspViolations = [];
 document.addEventListener("securitypolicyviolation", (event) => {
@@ -28,7 +30,7 @@ def test_htmx_and_the_websocket_work_under_the_csp(
     response = page.goto(daphne.url + "/")
     assert "script-src 'self'" in response.headers["content-security-policy"]
     page.fill("input[name=email]", "ada@example.com")
-    page.fill("textarea[name=message]", "Works under a strict policy?")
+    page.fill("textarea[name=message]", XSS)
     page.click("button[value=async]")
 
     # Swapped in by htmx (no navigation), then moved to sent over the websocket.
@@ -39,5 +41,51 @@ def test_htmx_and_the_websocket_work_under_the_csp(
     assert len(smtp_server.wait_for(1)) == 1
     assert Feedback.objects.get().status == Feedback.Status.SENT
 
+    # The payload is shown as text: nothing of it ran or was even built as an element.
+    message = page.locator("#submissions .submission__message").first
+    assert message.inner_text() == XSS
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("#submissions img, #submissions script").count() == 0
     assert page.evaluate("window.__cspViolations") == []
     assert not [line for line in console if "Content Security Policy" in line], console
+
+
+def test_over_the_rate_limit_htmx_swaps_in_the_friendly_429(browser_page, start_daphne):
+    daphne = start_daphne(FEEDBACK_RATE_LIMIT="1/m")
+    page = browser_page
+    page.add_init_script(RECORD_CSP_VIOLATIONS)
+    page.goto(daphne.url + "/")
+    for attempt in range(2):
+        page.fill("input[name=email]", "ada@example.com")
+        page.fill("textarea[name=message]", f"Message number {attempt + 1}")
+        with page.expect_response(lambda response: response.request.method == "POST") as posted:
+            page.click("button[value=async]")
+        page.wait_for_load_state()
+    # htmx 2 drops a 4xx by default; base.html's htmx-config makes it swap this one.
+    assert posted.value.status == 429
+    form = page.locator("#feedback-form")
+    form.get_by_text("sent several messages in a short time").wait_for()
+    assert form.locator("textarea[name=message]").input_value() == "Message number 2"
+    assert page.locator("#submissions .submission").count() == 1
+    assert Feedback.objects.count() == 1
+    assert page.evaluate("window.__cspViolations") == []
+
+
+def test_the_admin_works_under_the_csp_and_shows_the_payload_as_text(
+    browser_page, start_daphne, django_user_model
+):
+    django_user_model.objects.create_superuser("admin", "admin@example.com", "a-long-password-1")
+    feedback = Feedback.objects.create(email="ada@example.com", message=XSS)
+    daphne = start_daphne()
+    page = browser_page
+    page.add_init_script(RECORD_CSP_VIOLATIONS)
+    page.goto(daphne.url + "/admin/login/")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", "a-long-password-1")
+    page.click("input[type=submit]")
+    page.goto(daphne.url + "/admin/feedback/feedback/")
+    page.get_by_text("ada@example.com").first.wait_for()
+    page.goto(daphne.url + f"/admin/feedback/feedback/{feedback.pk}/change/")
+    assert page.locator("textarea[name=message]").input_value() == XSS
+    assert page.evaluate("window.__xss") is None
+    assert page.evaluate("window.__cspViolations") == []
