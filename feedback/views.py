@@ -75,5 +75,8 @@ def feedback_status(request: HtmxHttpRequest, token: str) -> HttpResponse:
         raise Http404("No such feedback.")  # forged, expired and foreign look the same
     feedback = get_object_or_404(Feedback, pk=feedback_id)
     context = {"feedback": feedback, "token": token}
-    template = "feedback/detail.html#status" if request.htmx else "feedback/detail.html"
-    return render(request, template, context)
+    if request.htmx:
+        # 286 at a final state: htmx stops polling (the fallback while the socket is down).
+        status = 286 if feedback.is_final else 200
+        return render(request, "feedback/detail.html#status", context, status=status)
+    return render(request, "feedback/detail.html", context)

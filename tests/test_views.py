@@ -35,7 +35,11 @@ def test_htmx_submit_stores_the_row_and_answers_with_a_queued_status(client):
     response = client.post("/", {"email": "ada@example.com", "message": "Hi"}, headers=HTMX)
     assert response.status_code == 200
     feedback = Feedback.objects.get()
-    assert (feedback.email, feedback.message, feedback.status) == ("ada@example.com", "Hi", "queued")
+    assert (feedback.email, feedback.message, feedback.status) == (
+        "ada@example.com",
+        "Hi",
+        "queued",
+    )
     html = response.content.decode()
     assert 'data-status="queued"' in html
     assert f'id="status-{feedback.pk}"' in html
@@ -127,3 +131,33 @@ def test_admin_lists_filters_and_searches_feedback(admin_client):
     response = admin_client.get("/admin/feedback/feedback/?q=bob")
     assert "bob@example.com" in response.content.decode()
     assert "ada@example.com" not in response.content.decode()
+
+
+# -- The HTTP fallback while the websocket is down --------------------------------
+
+
+def test_a_watcher_polls_its_status_over_http_until_a_final_state(client):
+    feedback = Feedback.objects.create(email="ada@example.com", message="Hi", status="sending")
+    url = reverse("feedback:status", kwargs={"token": watch_token(client, feedback)})
+    page = client.get(url).content.decode()
+    article = re.search(r"<article[^>]*>", page).group(0)
+    assert f'hx-get="{url}"' in article and 'hx-trigger="every 2s"' in article
+    assert 'data-poll-status="when-socket-down"' in article
+    assert "/static/js/status-fallback.js" in page  # the gate: polls only while the socket is down
+
+    # Not final yet: a normal answer, polling goes on.
+    response = client.get(url, headers=HTMX)
+    assert response.status_code == 200
+    assert 'data-final="false"' in response.content.decode()
+
+    # Final: 286, which tells htmx to stop polling; the fragment is still swapped in.
+    Feedback.objects.filter(pk=feedback.pk).update(status="sent", version=7)
+    response = client.get(url, headers=HTMX)
+    assert response.status_code == 286
+    html = response.content.decode()
+    assert 'data-status="sent"' in html and 'data-version="7"' in html
+    assert 'data-final="true"' in html
+
+    # A page opened at a final state does not poll at all.
+    article = re.search(r"<article[^>]*>", client.get(url).content.decode()).group(0)
+    assert "hx-get" not in article and "hx-trigger" not in article
