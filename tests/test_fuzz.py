@@ -2,6 +2,7 @@
 
 - the form's fields, over HTTP through the whole middleware stack: never a 5xx,
   nothing stored for invalid input, and what is stored is header-safe;
+- status-page URLs with made-up tokens: a 404, never an error, never a status;
 - websocket paths and origins, against the whole ASGI application: a socket is
   either refused at the handshake or accepted and closed with 4403, never sent data;
 - websocket messages from a legitimate watcher: ignored, never answered.
@@ -113,6 +114,16 @@ ws_paths = st.one_of(
     path_text.map(lambda text: "/" + text),
     st.builds(lambda kind, token: f"/ws/{kind}/{token}/", path_text, path_text),
 )
+
+
+@pytest.mark.django_db
+@bounded
+@given(token=st.one_of(segment, path_text), htmx=st.booleans())
+def test_a_stranger_status_page_is_a_404_never_an_error(client, token, htmx):
+    response = client.get(f"/feedback/{token}/", headers={"HX-Request": "true"} if htmx else {})
+    event(f"HTTP {response.status_code}")
+    assert response.status_code in (404, 301), response.status_code  # 301: APPEND_SLASH
+    assert 'data-status="' not in response.content.decode()
 
 
 async def _open(path: str, origin: bytes | None, cookie: str = "") -> WebsocketCommunicator:
