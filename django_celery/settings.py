@@ -7,6 +7,7 @@ Defaults serve local development; production is switched on by variables
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -310,6 +311,8 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # Serve straight from the app and static/ directories: no collectstatic step
 # is needed to run the app with daphne.
 WHITENOISE_USE_FINDERS = True
+# staticfiles/ exists only after an optional collectstatic; its absence is normal here.
+warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
