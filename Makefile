@@ -7,11 +7,12 @@ VENV_PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv venv-test run test lint format clean
+.PHONY: help venv venv-test run test bench lint format clean
 
 help:
 	@echo "make run    set up .venv, migrate, start Redis (if needed), worker, beat and daphne"
 	@echo "make test   set up .venv with the test requirements and run the whole suite"
+	@echo "make bench  run the benchmark suite on this machine, write docs/benchmarks.md (~15 min)"
 	@echo "make lint   ruff check and format check"
 	@echo "make clean  remove .venv and caches"
 
@@ -39,6 +40,13 @@ run: venv
 
 test: venv-test
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
+
+# The real stack on this machine, load to 127.0.0.1 only; see docs/benchmarks.md.
+# Extra arguments, e.g. `make bench BENCH_ARGS="--scenarios 2 --layers pubsub --out /tmp/b.md"`.
+BENCH_ARGS ?=
+bench: venv-test
+	BENCH_COMMAND="make bench $(if $(BENCH_ARGS),BENCH_ARGS='$(BENCH_ARGS)')" \
+		$(VENV_PYTHON) -m devtools.bench $(BENCH_ARGS)
 
 $(VENV)/.stamp-ruff: | $(VENV_PYTHON)
 	$(VENV_PYTHON) -m pip install --quiet ruff==0.17.6

@@ -13,19 +13,10 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.processes import CeleryWorker, DaphneServer, ManagedProcess
 from tests.support.smtp_sink import SmtpSink
 
-# Debian's Chromium; Playwright's own browser download is not reachable from these machines.
-CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # Small enough to keep tests quick, long enough to see the intermediate states.
 TEST_SEND_DELAY = "0.3"
 
