@@ -276,7 +276,7 @@ def render(results: dict) -> str:
         for run in runs:
             rows.append([
                 run["kind"], f"{run['pool']} ×{run['concurrency']}",
-                run["prefetch"] if run["prefetch"] is not None else "4 (default)",
+                run["prefetch"] if run["prefetch"] is not None else "setting",
                 _num(run["submitted"]), _num(run["unique_emails"]), _num(run["rows_sent"]),
                 _num(run["lost"]), _num(run["duplicates"]),
                 f"{run['seconds']:.2f} s" if run["seconds"] else "–",
