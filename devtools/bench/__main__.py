@@ -8,6 +8,7 @@ Exit status 1 when a scenario failed (its error is in the report and the JSON).
 """
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -72,7 +73,9 @@ def machine_info(stack: BenchStack, nofile: tuple[int, int]) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
-    sizes = scenarios.SMOKE if args.size == "smoke" else scenarios.FULL
+    sizes = {"smoke": scenarios.SMOKE, "medium": scenarios.MEDIUM}.get(args.size, scenarios.FULL)
+    if args.profile:
+        sizes = dataclasses.replace(sizes, profile=True)
     wanted = {int(part) for part in args.scenarios.split(",") if part.strip()}
     layers = [layer.strip() for layer in args.layers.split(",") if layer.strip()]
     browser = os.path.exists(CHROMIUM) and not args.no_browser
@@ -118,13 +121,16 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--size", choices=("full", "smoke"), default="full")
+    parser.add_argument("--size", choices=("full", "medium", "smoke"), default="full")
     parser.add_argument("--scenarios", default="1,2,3,4,5", help="comma-separated, 1-5")
     parser.add_argument("--layers", default="core,pubsub", help="channel layers for 2, 3 and 5")
     parser.add_argument("--out", default=str(REPO_ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--no-browser", action="store_true", help="skip the Chromium part of 2")
     parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy on daphne and the worker (see the report)"
+    )
     args = parser.parse_args(argv)
     args.command = shlex.join(["python", "-m", "devtools.bench", *(argv or sys.argv[1:])])
     if os.environ.get("BENCH_COMMAND"):  # `make bench` says how it was called

@@ -313,6 +313,34 @@ def render(results: dict) -> str:
     add(_table(["target", "this run", ""], targets))
     add("")
 
+    profiles = {}
+    for key, result in scenarios.items():
+        profiles.update(result.get("profiles") or {})
+        for step in result.get("steps", []):
+            if step.get("profile"):
+                profiles[
+                    f"daphne ({key.split('-', 1)[1]}) opening {step['watchers']:,} sockets"
+                ] = step["profile"]
+    if profiles:
+        add("## Profiles (py-spy)\n")
+        add(
+            "Sampled with `py-spy record --nonblocking` (100 Hz, busy threads only) during the "
+            "phase named. *Self*: share of samples with the function on top of the stack. "
+            "*Inclusive*: share with the app's own function anywhere on the stack.\n"
+        )
+        for name, profile in profiles.items():
+            add(f"### {name}\n")
+            if profile.get("error") or not profile.get("samples"):
+                add(f"No profile: {profile.get('error') or 'no samples'}.\n")
+                continue
+            add(f"{profile['samples']:,} samples.\n")
+            rows = [[f"`{f}`", f"{share:.1%}"] for f, share in profile["self"]]
+            add(_table(["self", "share"], rows))
+            add("")
+            rows = [[f"`{f}`", f"{share:.1%}"] for f, share in profile["app_inclusive"]]
+            add(_table(["inclusive (app code)", "share"], rows))
+            add("")
+
     if results.get("errors"):
         add("## Errors in this run\n")
         for key, error in results["errors"].items():

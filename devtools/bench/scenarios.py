@@ -25,6 +25,7 @@ from devtools.bench.stack import (
     process_open_files,
     process_rss_bytes,
 )
+from devtools.bench.profile import Profiler
 from devtools.bench.stats import summarize_ms
 
 _SERVER_TIMING = re.compile(r"dur=([0-9.]+)")
@@ -59,9 +60,20 @@ class Sizes:
     )
     # 5. channel layers
     layers: tuple[str, ...] = ("core", "pubsub")
+    # py-spy on daphne and the worker during the busiest phases (--profile)
+    profile: bool = False
 
 
 FULL = Sizes()
+# Minutes, not a quarter hour: for before/after comparisons while tuning.
+MEDIUM = Sizes(
+    submit_seconds=5.0,
+    push_updates=300,
+    dom_updates=50,
+    watchers=(1000, 2000),
+    burst=300,
+    drain_workers=(("prefork", 2, None), ("prefork", 4, None)),
+)
 SMOKE = Sizes(
     submit_clients=3,
     submit_seconds=1.0,
@@ -80,6 +92,15 @@ SMOKE = Sizes(
     burst_clients=4,
     drain_workers=(("prefork", 2, None),),
 )
+
+
+def _profiler(
+    stack: BenchStack, sizes: Sizes, pid: int, name: str, *, subprocesses: bool = False
+) -> Profiler | None:
+    if not sizes.profile:
+        return None
+    out = stack.dir / f"profile-{name}.txt"
+    return Profiler(pid, out, subprocesses=subprocesses).start()
 
 
 def _rows(tag: str):
@@ -179,7 +200,11 @@ def scenario_submit(stack: BenchStack, sizes: Sizes) -> dict:
     daphne = stack.start_daphne(FEEDBACK_SEND_DELAY=delay)
     phases: dict[str, dict] = {}
     common = {"clients": sizes.submit_clients, "duration": sizes.submit_seconds}
+    profiler = _profiler(stack, sizes, daphne.pid, "daphne-submit")
     phases["async"] = asyncio.run(submit_phase(daphne.url, tag="s1a", mode="async", **common))
+    profiles = (
+        {"daphne while answering submissions back to back": profiler.stop()} if profiler else {}
+    )
     phases["async_paced"] = asyncio.run(
         submit_phase(daphne.url, tag="s1p", mode="async", interval=sizes.paced_interval, **common)
     )
@@ -195,6 +220,7 @@ def scenario_submit(stack: BenchStack, sizes: Sizes) -> dict:
     return {
         "send_delay": delay,
         "phases": phases,
+        "profiles": profiles,
         "sync_over_async_p50": (sync_p50 / async_p50) if sync_p50 and async_p50 else None,
     }
 
@@ -479,6 +505,11 @@ async def watchers_phase(
             except Exception as error:  # counted and reported: this is where it breaks
                 errors[f"{type(error).__name__}: {str(error)[:100]}"] += 1
 
+    profiler = (
+        _profiler(stack, sizes, daphne.pid, f"daphne-open-{count}")
+        if count == max(sizes.watchers)
+        else None
+    )
     started = time.monotonic()
     opening = asyncio.gather(*(open_one(i, token) for i, (_, token) in enumerate(watch.items)))
     try:
@@ -488,6 +519,7 @@ async def watchers_phase(
             1 for ws in sockets if ws is None
         ) - sum(errors.values())
     open_seconds = time.monotonic() - started
+    profile = profiler.stop() if profiler else None
     opened = [index for index, ws in enumerate(sockets) if ws is not None]
     rss_open = process_rss_bytes(daphne.pid)
     files_open = process_open_files(daphne.pid)
@@ -552,6 +584,7 @@ async def watchers_phase(
         "daphne_nofile_limit": process_nofile_limit(daphne.pid),
         "redis_clients_open": redis_clients,
         "redis_clients_after": redis_clients_after,
+        "profile": profile,
     }
 
 
@@ -636,6 +669,7 @@ def _delivery_counts(stack: BenchStack, tag: str, submitted: int) -> dict:
 def scenario_burst(stack: BenchStack, sizes: Sizes) -> dict:
     budget = max(60.0, sizes.burst / 10)  # seconds for all emails to arrive, at most
     runs = []
+    profiles: dict[str, dict] = {}
     # 4a. End to end: the worker runs while the burst arrives.
     stack.start_worker()
     daphne = stack.start_daphne()
@@ -663,8 +697,17 @@ def scenario_burst(stack: BenchStack, sizes: Sizes) -> dict:
             burst = asyncio.run(
                 burst_phase(daphne.url, tag=tag, total=sizes.burst, clients=sizes.burst_clients)
             )
-            stack.start_worker(pool=pool, concurrency=concurrency, prefetch=prefetch, purge=False)
+            worker = stack.start_worker(
+                pool=pool, concurrency=concurrency, prefetch=prefetch, purge=False
+            )
+            profiler = (
+                _profiler(stack, sizes, worker.pid, f"worker-{number}", subprocesses=True)
+                if number == 0
+                else None
+            )
             _wait_for_emails(stack, tag, burst["submitted"], budget)
+            if profiler:
+                profiles[f"worker ({pool} ×{concurrency}) draining the queue"] = profiler.stop()
             stack.stop_worker()
             counts = _delivery_counts(stack, tag, burst["submitted"])
             span = (
@@ -693,4 +736,4 @@ def scenario_burst(stack: BenchStack, sizes: Sizes) -> dict:
             if seconds
             else None
         )
-    return {"runs": runs}
+    return {"runs": runs, "profiles": profiles}
