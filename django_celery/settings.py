@@ -253,6 +253,11 @@ if CHANNEL_LAYER not in CHANNEL_LAYER_BACKENDS:
     raise ImproperlyConfigured(
         f"CHANNEL_LAYER must be one of {', '.join(CHANNEL_LAYER_BACKENDS)}, not {CHANNEL_LAYER!r}."
     )
+
+# Seconds between a watcher's re-reads of the row, which catch an update the
+# channel layer lost (it delivers at most once); a state is only sent if newer.
+REALTIME_RESYNC_SECONDS = float(os.environ.get("REALTIME_RESYNC_SECONDS", "5"))
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": CHANNEL_LAYER_BACKENDS[CHANNEL_LAYER],

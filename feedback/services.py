@@ -410,6 +410,8 @@ def describe_send_error(error: BaseException) -> str:
     if isinstance(error, smtplib.SMTPAuthenticationError):
         return "The mail server did not accept our credentials."
     if isinstance(error, smtplib.SMTPServerDisconnected):
+        if "timed out" in str(error):  # smtplib wraps a read timeout this way
+            return "The mail server did not answer in time."
         return "The mail server closed the connection."
     if isinstance(error, smtplib.SMTPResponseException):
         text = error.smtp_error

@@ -1,5 +1,8 @@
+import asyncio
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from . import watch
 
@@ -14,13 +17,17 @@ class StatusConsumer(AsyncWebsocketConsumer):
 
     group: str | None = None
     version = -1
+    resyncing: asyncio.Task | None = None
 
-    async def connect(self) -> None:
+    async def snapshot(self) -> watch.Snapshot | None:
         kwargs = self.scope["url_route"]["kwargs"]
         # The session (from asgi.py's AuthMiddlewareStack) says who is asking.
-        snapshot = await database_sync_to_async(watch.resolve)(
+        return await database_sync_to_async(watch.resolve)(
             kwargs["kind"], kwargs["token"], session=self.scope.get("session")
         )
+
+    async def connect(self) -> None:
+        snapshot = await self.snapshot()
         # Accept before closing: a refused handshake makes the htmx extension
         # retry forever, a 4403 close ends it.
         await self.accept()
@@ -30,8 +37,30 @@ class StatusConsumer(AsyncWebsocketConsumer):
         self.group = snapshot.group
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.forward(snapshot.html, snapshot.version, snapshot.final)
+        if not snapshot.final:
+            self.resyncing = asyncio.create_task(self.resync())
+
+    async def resync(self) -> None:
+        """Re-read the state now and then, and forward it if it is newer.
+
+        channels-redis delivers at most once: an update lost on the way (Redis
+        restarting, a full channel) would otherwise leave the page behind for
+        good. Versions make this cheap: an unchanged state is not sent again.
+        """
+        interval = getattr(settings, "REALTIME_RESYNC_SECONDS", 5.0)
+        while True:
+            await asyncio.sleep(interval)
+            snapshot = await self.snapshot()
+            if snapshot is None:  # the token expired meanwhile
+                await self.close(code=CLOSE_FORBIDDEN)
+                return
+            await self.forward(snapshot.html, snapshot.version, snapshot.final)
+            if snapshot.final:
+                return
 
     async def disconnect(self, code: int) -> None:
+        if self.resyncing is not None:
+            self.resyncing.cancel()
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 

@@ -96,3 +96,20 @@ async def test_an_older_update_never_overwrites_a_newer_one():
     await layer.group_send(group, status_event(html="<p>newer</p>", version=5, final=False))
     assert await ws.receive_from(timeout=5) == "<p>newer</p>"
     await ws.disconnect()
+
+
+async def test_an_update_lost_on_the_way_is_caught_up_by_re_reading_the_row(settings):
+    """channels-redis delivers at most once; the watcher re-reads the row now and then."""
+    settings.REALTIME_RESYNC_SECONDS = 0.2
+    feedback = await make_feedback(status=Feedback.Status.SENDING, version=3)
+    ws = communicator(feedback_token(feedback.pk))
+    await ws.connect()
+    assert 'data-status="sending"' in await ws.receive_from(timeout=5)
+    assert await ws.receive_nothing(timeout=0.6)  # nothing new: nothing sent again
+
+    # The row changes but the update is never published (as if it were lost).
+    await database_sync_to_async(Feedback.objects.filter(pk=feedback.pk).update)(
+        status=Feedback.Status.SENT, version=4
+    )
+    assert 'data-status="sent"' in await ws.receive_from(timeout=5)
+    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 1000}

@@ -255,3 +255,24 @@ def test_redis_down_at_submit_keeps_the_row_and_sends_once_redis_is_back(
         f"\nredis down: answered in {answered:.2f} s; sent {recovery:.1f} s after Redis came back"
     )
     assert len(messages_for(smtp_server, feedback.pk)) == 1
+
+
+def test_a_send_over_the_soft_time_limit_is_retried_then_fails(start_worker, smtp_server):
+    # Soft limit 1.6 s, a "mail service" that takes 3 s: every attempt runs out of time.
+    start_worker(
+        purge=True,
+        **{**QUICK, "FEEDBACK_TASK_TIME_LIMIT": "2", "FEEDBACK_MAX_ATTEMPTS": "2"},
+        FEEDBACK_SEND_DELAY="3",
+    )
+    feedback = submit()
+    listener = GroupListener(feedback.pk)
+    # Time limits travel in the message, from the publisher's settings (the
+    # web's, in production the same as the worker's): this test publishes.
+    tasks.send_feedback_email.apply_async((str(feedback.pk),), time_limit=2, soft_time_limit=1.6)
+    events = listener.until_final(timeout=60)
+    assert statuses(events)[-1] == "failed"
+    assert "retrying" in statuses(events)
+    feedback.refresh_from_db()
+    assert feedback.attempts == 2
+    assert feedback.failure_reason == f"{tasks.TOOK_TOO_LONG} (gave up after 2 attempts)"
+    assert smtp_server.messages == []

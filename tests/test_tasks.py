@@ -1,5 +1,8 @@
 """The task called directly (Celery's testing guide), sending over a real SMTP server."""
 
+import socket
+import time
+
 import pytest
 from celery.exceptions import Retry
 from django.utils import timezone
@@ -133,3 +136,23 @@ def test_retry_delays_grow_exponentially_with_jitter_up_to_a_ceiling(settings, a
     delays = {tasks.retry_delay(attempt) for _ in range(50)}
     assert all(ceiling / 2 <= delay <= ceiling for delay in delays)
     assert len(delays) > 1  # jittered
+
+
+def test_a_hung_mail_server_times_out_and_is_retried(settings):
+    """A server that accepts the connection and never says a word (EMAIL_TIMEOUT)."""
+    settings.FEEDBACK_SEND_DELAY = 0
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        settings.MAILERS = {
+            "default": {
+                "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+                "OPTIONS": {"host": "127.0.0.1", "port": silent.getsockname()[1], "timeout": 1},
+            }
+        }
+        feedback = make_feedback()
+        started = time.monotonic()
+        with pytest.raises(Retry):
+            tasks.send_feedback_email(str(feedback.pk))
+        assert time.monotonic() - started < 30  # bounded by the timeout, not hung
+    feedback.refresh_from_db()
+    assert feedback.status == Feedback.Status.RETRYING
+    assert feedback.failure_reason == "The mail server did not answer in time."
