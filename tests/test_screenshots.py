@@ -1,0 +1,58 @@
+"""Pictures for the README, made by the real app in a real browser so they stay current.
+
+Writes docs/screenshots/*.png. Commit them when they change.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+DESKTOP = {"width": 1100, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+def send(page: Page, email: str, button: str) -> None:
+    page.get_by_label("Your email address").fill(email)
+    page.get_by_label("Message").fill("The new page is lovely, but the footer overlaps on my phone.")
+    page.get_by_role("button", name=re.compile(button)).click()
+    expect(page.locator(".submission", has_text=email)).to_be_visible()
+
+
+def test_screenshots_of_the_form_the_timeline_and_the_outbox(
+    browser_page, start_daphne, start_worker, dev_mailbox
+):
+    # Mail goes to the local mailbox of `make run`, so the Outbox has something to show;
+    # the default delay of `make run` gives time to see things move.
+    env = {**dev_mailbox[0], "FEEDBACK_SEND_DELAY": 3}
+    start_worker(**env)
+    server = start_daphne(**env)
+    page = browser_page
+    page.set_viewport_size(DESKTOP)
+    page.goto(server.url)
+    page.screenshot(path=SCREENSHOTS / "form.png", full_page=True)
+
+    send(page, "grace@example.com", "The old way")
+    send(page, "ada@example.com", "With Celery")
+    send(page, "alan@example.com", "With Celery")
+    # The moment worth a picture: one sent, one moving along, one waiting its turn.
+    ada = page.locator(".submission", has_text="ada@example.com")
+    expect(ada.locator("progress")).to_have_attribute("value", re.compile(r"^[1-9]"), timeout=30_000)
+    page.locator("body").evaluate("() => document.activeElement.blur()")
+    page.screenshot(path=SCREENSHOTS / "timeline.png", full_page=True)
+
+    page.set_viewport_size(PHONE)
+    page.locator("#submissions").evaluate("element => element.scrollIntoView()")
+    page.screenshot(path=SCREENSHOTS / "phone.png")
+    page.set_viewport_size(DESKTOP)
+    alan = page.locator(".submission", has_text="alan@example.com")
+    expect(alan.locator(".status")).to_have_attribute("data-status", "sent", timeout=30_000)
+
+    alan.get_by_role("link", name="See the email in the Outbox").click()
+    expect(page.locator(".mail")).to_have_count(3)
+    page.screenshot(path=SCREENSHOTS / "outbox.png")
