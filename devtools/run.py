@@ -77,7 +77,11 @@ class Mailbox:
 
     def app_env(self) -> dict[str, str]:
         """What the worker and web need to send to it, and the web to read it."""
-        return {"EMAIL_HOST": self.host, "EMAIL_PORT": str(self.port), "DEV_MAILBOX": str(self.path)}
+        return {
+            "EMAIL_HOST": self.host,
+            "EMAIL_PORT": str(self.port),
+            "DEV_MAILBOX": str(self.path),
+        }
 
 
 def resolve_mailbox(environ: dict[str, str] | os._Environ = os.environ) -> Mailbox | None:
@@ -233,7 +237,9 @@ def main() -> int:
         print(f"Redis: {redis.url} ({redis.source})", flush=True)
         print(f"Web:   {stack.url}", flush=True)
         if mailbox is not None:
-            print(f"Mail:  SMTP on {mailbox.host}:{mailbox.port}, see {stack.url}outbox/", flush=True)
+            print(
+                f"Mail:  SMTP on {mailbox.host}:{mailbox.port}, see {stack.url}outbox/", flush=True
+            )
         if stack.flower_port is not None:
             print(f"Flower: http://{host}:{stack.flower_port}/", flush=True)
         _announce_when_listening(stack, printer)

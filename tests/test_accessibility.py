@@ -19,9 +19,7 @@ def serious_violations(page: Page) -> list[dict]:
     # evaluate() runs over the DevTools protocol, not as a page script, so the
     # app's Content-Security-Policy (no inline scripts) does not stop it.
     page.evaluate(AXE.read_text())
-    results = page.evaluate(
-        "() => axe.run(document, {resultTypes: ['violations']})"
-    )
+    results = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
     return [
         {
             "id": violation["id"],
@@ -55,7 +53,10 @@ def test_no_serious_violations_on_the_form_the_timeline_and_the_outbox(
     assert serious_violations(page) == []
 
     # Both ways sent, the timelines final, the answer times side by side.
-    for email, button in [("a11y-sync@example.com", "The old way"), ("a11y@example.com", "With Celery")]:
+    for email, button in [
+        ("a11y-sync@example.com", "The old way"),
+        ("a11y@example.com", "With Celery"),
+    ]:
         page.get_by_label("Your email address").fill(email)
         page.get_by_label("Message").fill("Checking accessibility.")
         page.get_by_role("button", name=re.compile(button)).click()

@@ -50,7 +50,9 @@ def test_the_old_way_waits_for_the_mail_inside_the_request(browser_page, start_d
     assert shown >= SYNC_DELAY * 1000
     expect(submission).to_contain_text("the old way (before)")
     expect(submission).to_contain_text(re.compile(r"answered in [\d,]+ ms"))
-    expect(page.locator('.answers__column[data-mode="sync"]')).to_contain_text(re.compile(r"[\d,]+ ms"))
+    expect(page.locator('.answers__column[data-mode="sync"]')).to_contain_text(
+        re.compile(r"[\d,]+ ms")
+    )
     expect(sync_button).to_be_enabled()
     [mail] = smtp_server.wait_for(1)
     assert mail.rcpt_tos == ["sync@example.com"]
@@ -82,7 +84,9 @@ def test_with_celery_the_page_answers_queued_and_the_timeline_reaches_sent(
         expect(step).to_have_attribute("data-step", name)
         expect(step).to_have_attribute("data-state", "done")
         expect(step.locator(".timeline__time")).to_have_text(re.compile(r"^\+[\d.]+ m?s$"))
-    expect(page.locator('.answers__column[data-mode="async"]')).to_contain_text(re.compile(r"[\d,]+ ms"))
+    expect(page.locator('.answers__column[data-mode="async"]')).to_contain_text(
+        re.compile(r"[\d,]+ ms")
+    )
     # The live region said so, in words.
     expect(page.locator("#announcer")).to_contain_text("Confirmation sent to async@example.com")
     assert [m.rcpt_tos for m in smtp_server.wait_for(1)] == [["async@example.com"]]
@@ -105,7 +109,9 @@ def test_two_submissions_are_watched_at_once(browser_page, start_daphne, start_w
     expect(first.locator('.status[data-status="sending"]')).to_be_visible(timeout=30_000)
     expect(first.locator("progress")).to_be_visible()
     for submission in (first, second):
-        expect(submission.locator(".status")).to_have_attribute("data-status", "sent", timeout=30_000)
+        expect(submission.locator(".status")).to_have_attribute(
+            "data-status", "sent", timeout=30_000
+        )
     # The newest is on top.
     expect(page.locator(".submission").first).to_contain_text("second@example.com")
     assert sorted(m.rcpt_tos[0] for m in smtp_server.wait_for(2)) == [

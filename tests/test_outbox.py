@@ -14,9 +14,13 @@ pytestmark = pytest.mark.django_db
 def record(subject: str, to: str, body: str) -> str:
     return json.dumps(
         {
-            "received_at": "2026-01-01T12:00:00+00:00", "mail_from": "feedback@localhost",
-            "rcpt_tos": [to], "to": to, "subject": subject,
-            "message_id": "<feedback-123@localhost>", "body": body,
+            "received_at": "2026-01-01T12:00:00+00:00",
+            "mail_from": "feedback@localhost",
+            "rcpt_tos": [to],
+            "to": to,
+            "subject": subject,
+            "message_id": "<feedback-123@localhost>",
+            "body": body,
         }  # fmt: skip
     )
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
@@ -19,7 +18,9 @@ PHONE = {"width": 390, "height": 844}
 
 def send(page: Page, email: str, button: str) -> None:
     page.get_by_label("Your email address").fill(email)
-    page.get_by_label("Message").fill("The new page is lovely, but the footer overlaps on my phone.")
+    page.get_by_label("Message").fill(
+        "The new page is lovely, but the footer overlaps on my phone."
+    )
     page.get_by_role("button", name=re.compile(button)).click()
     expect(page.locator(".submission", has_text=email)).to_be_visible()
 
@@ -42,7 +43,9 @@ def test_screenshots_of_the_form_the_timeline_and_the_outbox(
     send(page, "alan@example.com", "With Celery")
     # The moment worth a picture: one sent, one moving along, one waiting its turn.
     ada = page.locator(".submission", has_text="ada@example.com")
-    expect(ada.locator("progress")).to_have_attribute("value", re.compile(r"^[1-9]"), timeout=30_000)
+    expect(ada.locator("progress")).to_have_attribute(
+        "value", re.compile(r"^[1-9]"), timeout=30_000
+    )
     page.locator("body").evaluate("() => document.activeElement.blur()")
     page.screenshot(path=SCREENSHOTS / "timeline.png", full_page=True)
 

@@ -33,7 +33,9 @@ def test_the_form_offers_both_ways_with_the_old_way_marked_before(client):
     assert 'hx-disabled-elt="find .modes"' in html
 
 
-def test_async_answers_queued_and_leaves_the_send_to_the_worker(client, django_capture_on_commit_callbacks):
+def test_async_answers_queued_and_leaves_the_send_to_the_worker(
+    client, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks() as callbacks:
         response = client.post("/", {**DATA, "mode": "async"}, headers=HTMX)
     html = response.content.decode()
@@ -120,4 +122,4 @@ def test_the_last_answers_are_kept_side_by_side_per_mode(client):
     for _ in range(3):
         client.post("/", {**DATA, "mode": "async"}, headers=HTMX)
     page = client.get("/").content.decode()
-    assert page[page.index('data-mode="async"'):].count(" ms") == 5  # only the last few
+    assert page[page.index('data-mode="async"') :].count(" ms") == 5  # only the last few
