@@ -4,6 +4,7 @@ Defaults serve local development; production is switched on by variables
 (see the README's "Configuration" section), not by code branches.
 """
 
+import hashlib
 import os
 import re
 import tempfile
@@ -208,10 +209,13 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": FEEDBACK_SWEEP_INTERVAL},
     },
 }
-# Beat's state file lives outside the repository.
+# Beat's state file lives outside the repository, one per checkout.
 CELERY_BEAT_SCHEDULE_FILENAME = os.environ.get(
     "CELERY_BEAT_SCHEDULE_FILENAME",
-    str(Path(tempfile.gettempdir()) / f"feedback-celerybeat-{BASE_DIR.name}"),
+    str(
+        Path(tempfile.gettempdir())
+        / f"feedback-celerybeat-{BASE_DIR.name}-{hashlib.sha256(bytes(BASE_DIR)).hexdigest()[:8]}"
+    ),
 )
 
 # Redis only redelivers an unacknowledged message after the visibility

@@ -9,6 +9,7 @@ import os
 import random
 import re
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -276,3 +277,24 @@ def test_a_send_over_the_soft_time_limit_is_retried_then_fails(start_worker, smt
     assert feedback.attempts == 2
     assert feedback.failure_reason == f"{tasks.TOOK_TOO_LONG} (gave up after 2 attempts)"
     assert smtp_server.messages == []
+
+
+def test_a_redis_that_never_answers_does_not_hang_a_submission(start_daphne, smtp_server):
+    """Worse than down: connections are accepted and then nothing is ever said."""
+    with socket.create_server(("127.0.0.1", 0), backlog=64) as silent:
+        web = start_daphne(REDIS_URL=f"redis://127.0.0.1:{silent.getsockname()[1]}/0")
+        # A hang would end in httpx's ReadTimeout: socket timeouts bound every Redis call.
+        with httpx.Client(base_url=web.url, timeout=60) as browser:
+            page = browser.get("/")
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+            started = time.monotonic()
+            response = browser.post(
+                "/",
+                data={"email": "ada@example.com", "message": "Hi", "csrfmiddlewaretoken": token},
+                headers={"HX-Request": "true"},
+            )
+            answered = time.monotonic() - started
+    print(f"\nsilent redis: answered in {answered:.1f} s")
+    assert response.status_code == 200
+    assert 'data-status="queued"' in response.text
+    assert Feedback.objects.get().status == "queued"  # kept, for the sweeper
