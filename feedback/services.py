@@ -310,7 +310,8 @@ def feedback_requeue_stuck(*, now: datetime | None = None) -> list[uuid.UUID]:
       `failed` once it has used up FEEDBACK_MAX_ATTEMPTS.
 
     Enqueuing twice is harmless: the claim lets one delivery through. Each
-    row's `updated_at` is touched so one sweep does not repeat the next's work.
+    requeued row's `updated_at` is touched, so the next sweep leaves it alone
+    for another FEEDBACK_STUCK_AFTER.
     """
     now = now or timezone.now()
     stuck = now - timedelta(seconds=settings.FEEDBACK_STUCK_AFTER)
