@@ -5,7 +5,7 @@ import time
 import pytest
 
 from feedback.models import Feedback
-from tests.support.http_client import Visitor, statuses_until_final, status_of, watch_token
+from tests.support.http_client import Visitor, status_of, statuses_until_final, watch_token
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_a_plain_post_without_javascript_redirects_to_a_status_page_that_ends_se
             page = visitor.http.get(status_url)
             if status_of(page.text) == "sent":
                 break
-            assert "http-equiv=\"refresh\"" in page.text  # keeps refreshing until final
+            assert 'http-equiv="refresh"' in page.text  # keeps refreshing until final
             time.sleep(0.1)
         assert status_of(page.text) == "sent"
-        assert "http-equiv=\"refresh\"" not in page.text
+        assert 'http-equiv="refresh"' not in page.text

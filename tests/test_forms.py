@@ -19,7 +19,9 @@ def test_email_must_be_an_address():
 
 
 def test_message_has_a_maximum_length():
-    form = FeedbackForm(data={"email": "ada@example.com", "message": "x" * (MESSAGE_MAX_LENGTH + 1)})
+    form = FeedbackForm(
+        data={"email": "ada@example.com", "message": "x" * (MESSAGE_MAX_LENGTH + 1)}
+    )
     assert not form.is_valid()
     assert "message" in form.errors
     form = FeedbackForm(data={"email": "ada@example.com", "message": "x" * MESSAGE_MAX_LENGTH})

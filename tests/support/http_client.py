@@ -31,7 +31,9 @@ class Visitor:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    def submit(self, *, email: str, message: str, htmx: bool = True, **extra: str) -> httpx.Response:
+    def submit(
+        self, *, email: str, message: str, htmx: bool = True, **extra: str
+    ) -> httpx.Response:
         page = self.http.get("/")
         page.raise_for_status()
         csrf = _CSRF_INPUT.search(page.text)
