@@ -1,17 +1,69 @@
 """Publishing rendered status to watchers, from any process (web or worker)."""
 
+import asyncio
+import concurrent.futures
 import logging
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 logger = logging.getLogger(__name__)
 
 EVENT_TYPE = "status.update"
+# A publish that takes longer than this is given up (and logged): the caller,
+# a worker sending an email, must never hang on Redis.
+PUBLISH_TIMEOUT = 5.0
 
 
 def status_event(*, html: str, version: int, final: bool) -> dict:
     return {"type": EVENT_TYPE, "html": html, "version": version, "final": final}
+
+
+class _PublishLoop:
+    """One event loop per process, on its own thread, for publishing from sync code.
+
+    Why not ``async_to_sync(layer.group_send)``: called from a plain thread (a
+    Celery worker), it starts a thread and an event loop for every call, and the
+    channel layer, whose connections belong to a loop, connects to Redis anew
+    each time. The bench (docs/benchmarks.md) measured that as the largest cost
+    of a publish. Here the loop, and so the layer's connection, lives on.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def run(self, coroutine: Coroutine[Any, Any, Any], *, timeout: float) -> Any:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._running_loop())
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._thread is None or not self._thread.is_alive():
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(
+                    target=self._loop.run_forever, name="realtime-publish", daemon=True
+                )
+                self._thread.start()
+            return self._loop
+
+    def forget(self) -> None:
+        """In a forked child (Celery's prefork pool) the thread is gone: start afresh."""
+        self._lock = threading.Lock()
+        self._loop = None
+        self._thread = None
+
+
+_publish_loop = _PublishLoop()
+os.register_at_fork(after_in_child=_publish_loop.forget)
 
 
 def publish(*, group: str, html: str, version: int, final: bool) -> bool:
@@ -25,8 +77,9 @@ def publish(*, group: str, html: str, version: int, final: bool) -> bool:
     if layer is None:
         return False
     try:
-        async_to_sync(layer.group_send)(
-            group, status_event(html=html, version=version, final=final)
+        _publish_loop.run(
+            layer.group_send(group, status_event(html=html, version=version, final=final)),
+            timeout=PUBLISH_TIMEOUT,
         )
     except Exception:
         logger.warning("Could not publish an update to %s", group, exc_info=True)
