@@ -273,9 +273,15 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
-        # The rate limit's counters live here: with Redis down a request must
-        # not hang on it (the limit then lets submissions through).
-        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        "OPTIONS": {
+            # The rate limit's counters live here: with Redis down a request must
+            # not hang on it (the limit then lets submissions through).
+            "socket_connect_timeout": 2,
+            "socket_timeout": 2,
+            # Django builds a cache client per thread, and daphne runs each request
+            # in a new thread: without this, every request opened a new connection.
+            "pool_class": "django_celery.redis_pool.SharedConnectionPool",
+        },
     }
 }
 
