@@ -6,9 +6,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "django_celery.settings")
 # Django must be set up before anything imports models (the consumers do).
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.sessions import SessionMiddlewareStack  # noqa: E402
 
 from django_celery.log_redaction import redact_daphne_access_log  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
@@ -20,7 +20,9 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            # The session only: watchers are not users, and resolving scope["user"]
+            # cost every socket an extra trip to the database thread.
+            SessionMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
     }
 )

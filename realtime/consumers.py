@@ -21,7 +21,7 @@ class StatusConsumer(AsyncWebsocketConsumer):
 
     async def snapshot(self) -> watch.Snapshot | None:
         kwargs = self.scope["url_route"]["kwargs"]
-        # The session (from asgi.py's AuthMiddlewareStack) says who is asking.
+        # The session (from asgi.py's SessionMiddlewareStack) says who is asking.
         return await database_sync_to_async(watch.resolve)(
             kwargs["kind"], kwargs["token"], session=self.scope.get("session")
         )

@@ -11,7 +11,7 @@ from realtime.routing import websocket_urlpatterns
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# The submitter's session, as asgi.py's AuthMiddlewareStack would put it in the scope.
+# The submitter's session, as asgi.py's SessionMiddlewareStack would put it in the scope.
 SESSION: dict = {}
 
 
