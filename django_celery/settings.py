@@ -245,14 +245,15 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_max": 0.2,
 }
 
-# CHANNEL_LAYER picks the channels-redis backend: "core" (RedisChannelLayer,
-# lists and sorted sets) or "pubsub" (RedisPubSubChannelLayer, Redis PUBLISH).
-# docs/benchmarks.md measures both; the default is the one it recommends.
+# CHANNEL_LAYER picks the channels-redis backend: "pubsub" (RedisPubSubChannelLayer,
+# Redis PUBLISH/SUBSCRIBE) or "core" (RedisChannelLayer, sorted sets per
+# process). docs/benchmarks.md measures both: pubsub delivers sooner, and core
+# silently dropped updates in a burst (its per-process inbox holds 100 messages).
 CHANNEL_LAYER_BACKENDS = {
-    "core": "channels_redis.core.RedisChannelLayer",
     "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "core": "channels_redis.core.RedisChannelLayer",
 }
-CHANNEL_LAYER = os.environ.get("CHANNEL_LAYER", "core").strip().lower() or "core"
+CHANNEL_LAYER = os.environ.get("CHANNEL_LAYER", "pubsub").strip().lower() or "pubsub"
 if CHANNEL_LAYER not in CHANNEL_LAYER_BACKENDS:
     raise ImproperlyConfigured(
         f"CHANNEL_LAYER must be one of {', '.join(CHANNEL_LAYER_BACKENDS)}, not {CHANNEL_LAYER!r}."

@@ -14,6 +14,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.layer import close_all as close_all_listeners
 from tests.support.processes import CeleryWorker, DaphneServer, ManagedProcess
 from tests.support.smtp_sink import SmtpSink
 
@@ -41,6 +42,13 @@ def _show_log_on_failure(request: pytest.FixtureRequest, title: str, process: Ma
 def _test_failed(request: pytest.FixtureRequest) -> bool:
     reports = request.node.stash.get(_reports, {})
     return any(report.failed for report in reports.values())
+
+
+@pytest.fixture(autouse=True)
+def _close_layer_listeners():
+    """A test's channel-layer listeners (tests/support/layer.py) end with it."""
+    yield
+    close_all_listeners()
 
 
 # -- SMTP ----------------------------------------------------------------------

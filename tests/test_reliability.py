@@ -16,11 +16,10 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 
 from feedback import services, tasks
 from feedback.models import Feedback
+from tests.support.layer import LayerListener
 from tests.support.processes import ManagedProcess
 
 # Fast retries and a short sweep, so failures resolve within a test's time.
@@ -76,25 +75,11 @@ def beat(app_env, tmp_path):
         process.stop()
 
 
-class GroupListener:
+class GroupListener(LayerListener):
     """Everything published for one feedback, as its watchers would get it."""
 
     def __init__(self, feedback_id) -> None:
-        self.layer = get_channel_layer()
-        self.channel = async_to_sync(self.layer.new_channel)()
-        async_to_sync(self.layer.group_add)(services.status_group(feedback_id), self.channel)
-
-    def until_final(self, timeout: float) -> list[dict]:
-        async def collect() -> list[dict]:
-            import asyncio
-
-            events: list[dict] = []
-            async with asyncio.timeout(timeout):
-                while not (events and events[-1]["final"]):
-                    events.append(await self.layer.receive(self.channel))
-            return events
-
-        return async_to_sync(collect)()
+        super().__init__(services.status_group(feedback_id))
 
 
 def statuses(events: list[dict]) -> list[str]:

@@ -2,27 +2,23 @@ import smtplib
 from datetime import timedelta
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.core import mail
 from django.utils import timezone
 
 from feedback import services
 from feedback.models import Feedback
+from tests.support.layer import LayerListener
 
 pytestmark = pytest.mark.django_db
 
 
-def listen(group: str) -> str:
+def listen(group: str) -> LayerListener:
     """A channel in `group`, so the test sees what is published."""
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(group, channel)
-    return channel
+    return LayerListener(group)
 
 
-def receive(channel: str) -> dict:
-    return async_to_sync(get_channel_layer().receive)(channel)
+def receive(listener: LayerListener) -> dict:
+    return listener.receive()
 
 
 def test_create_stores_a_queued_row_and_enqueues_after_commit(django_capture_on_commit_callbacks):

@@ -90,7 +90,6 @@ class BenchStack:
             EMAIL_HOST=self.smtp.host,
             EMAIL_PORT=str(self.smtp.port),
             FEEDBACK_SEND_DELAY="0",
-            CHANNEL_LAYER="core",
             # Every bench client comes from 127.0.0.1: the per-address limit on
             # submissions (5/m by default) is raised for this run only, not off,
             # so its cost (one Redis INCR per submission) is still measured.

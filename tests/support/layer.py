@@ -1,0 +1,62 @@
+"""Listening to a channel-layer group from a sync test, whichever channels-redis layer is set.
+
+The pub/sub layer (the default, see docs/benchmarks.md) keeps its channels per
+event loop: `new_channel`, `group_add` and `receive` must all run on the same
+loop, which separate `async_to_sync` calls would not. A listener keeps one
+loop, on its own thread, for its whole life.
+"""
+
+import asyncio
+import contextlib
+import threading
+
+from channels.layers import get_channel_layer
+
+
+_open: set["LayerListener"] = set()
+
+
+def close_all() -> None:
+    """Close every listener still open (conftest does it after each test)."""
+    for listener in list(_open):
+        listener.close()
+
+
+class LayerListener:
+    """A channel in `group`: the test sees what is published to it."""
+
+    def __init__(self, group: str) -> None:
+        _open.add(self)
+        self.group = group
+        self.layer = get_channel_layer()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.channel = self._run(self.layer.new_channel())
+        self._run(self.layer.group_add(group, self.channel))
+
+    def _run(self, coroutine, timeout: float = 10.0):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    def receive(self, timeout: float = 10.0) -> dict:
+        return self._run(asyncio.wait_for(self.layer.receive(self.channel), timeout), timeout + 5)
+
+    def until_final(self, timeout: float) -> list[dict]:
+        """Every event, until one says final (TimeoutError after `timeout` seconds)."""
+
+        async def collect() -> list[dict]:
+            events: list[dict] = []
+            async with asyncio.timeout(timeout):
+                while not (events and events[-1]["final"]):
+                    events.append(await self.layer.receive(self.channel))
+            return events
+
+        return self._run(collect(), timeout + 5)
+
+    def close(self) -> None:
+        _open.discard(self)
+        # Redis may be gone by now: the test's business, not ours.
+        with contextlib.suppress(Exception):
+            self._run(self.layer.group_discard(self.group, self.channel), timeout=5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
