@@ -276,13 +276,14 @@ def render(results: dict) -> str:
         for run in runs:
             rows.append([
                 run["kind"], f"{run['pool']} ×{run['concurrency']}",
-                run["prefetch"] if run["prefetch"] is not None else "setting",
+                (run["prefetch"] if run["prefetch"] is not None else "setting")
+                + "".join(f", {k}={v}" for k, v in (run.get("env") or {}).items()),
                 _num(run["submitted"]), _num(run["unique_emails"]), _num(run["rows_sent"]),
                 _num(run["lost"]), _num(run["duplicates"]),
                 f"{run['seconds']:.2f} s" if run["seconds"] else "–",
                 _num(run["emails_per_second"], 1),
             ])  # fmt: skip
-        add(_table(["run", "worker", "prefetch", "submitted", "emails", "rows sent", "lost",
+        add(_table(["run", "worker", "prefetch, env", "submitted", "emails", "rows sent", "lost",
                     "duplicates", "time", "emails/s"], rows))  # fmt: skip
         add("")
         best = max(runs, key=lambda r: r["emails_per_second"] or 0, default=None)
