@@ -76,6 +76,10 @@ def run(args: argparse.Namespace) -> dict:
     sizes = {"smoke": scenarios.SMOKE, "medium": scenarios.MEDIUM}.get(args.size, scenarios.FULL)
     if args.profile:
         sizes = dataclasses.replace(sizes, profile=True)
+    if args.watchers:
+        sizes = dataclasses.replace(
+            sizes, watchers=tuple(int(k) for k in args.watchers.split(",") if k.strip())
+        )
     wanted = {int(part) for part in args.scenarios.split(",") if part.strip()}
     layers = [layer.strip() for layer in args.layers.split(",") if layer.strip()]
     browser = os.path.exists(CHROMIUM) and not args.no_browser
@@ -128,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--no-browser", action="store_true", help="skip the Chromium part of 2")
     parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument("--watchers", help="scenario 3's socket counts, e.g. 1000,15000")
     parser.add_argument(
         "--profile", action="store_true", help="py-spy on daphne and the worker (see the report)"
     )
