@@ -118,13 +118,16 @@ def run(args: argparse.Namespace) -> dict:
             results["logs"] = str(stack.dir)
     results["browser"] = browser
     results["seconds"] = time.monotonic() - started
-    results["sizes"] = {k: v for k, v in vars(sizes).items()}
+    results["sizes"] = dict(vars(sizes))
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devtools.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--size", choices=("full", "medium", "smoke"), default="full")
     parser.add_argument("--scenarios", default="1,2,3,4,5", help="comma-separated, 1-5")
     parser.add_argument("--layers", default="core,pubsub", help="channel layers for 2, 3 and 5")
@@ -132,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--no-browser", action="store_true", help="skip the Chromium part of 2")
     parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument(
+        "--render", metavar="JSON", help="no run: write the report from --json output"
+    )
     parser.add_argument("--watchers", help="scenario 3's socket counts, e.g. 1000,15000")
     parser.add_argument(
         "--profile", action="store_true", help="py-spy on daphne and the worker (see the report)"
@@ -141,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("BENCH_COMMAND"):  # `make bench` says how it was called
         args.command = os.environ["BENCH_COMMAND"].strip()
 
-    results = run(args)
+    # --render: the notes changed, so write the report again from a run's JSON.
+    results = json.loads(Path(args.render).read_text()) if args.render else run(args)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))

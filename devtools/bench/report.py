@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (a table row reads best on one line)
 """docs/benchmarks.md from a run's results: tables, targets, and the hand-written notes.
 
 The notes (profiles, fixes with before/after, where it breaks) live in
@@ -137,15 +138,23 @@ def render(results: dict) -> str:
             _table(["path", "answered", "errors", "p50", "p95", "p99", "req/s", "server p50"], rows)
         )
         ratio = submit.get("sync_over_async_p50")
-        add(f"\nThe old way is **{_num(ratio, 0)}×** slower than the Celery path at p50 in this "
-            "run (same clients, same delay).\n")  # fmt: skip
+        sync_p50 = phases["sync"]["latency_ms"].get("p50")
+        paced_p50 = phases["async_paced"]["latency_ms"].get("p50")
+        paced_ratio = sync_p50 / paced_p50 if sync_p50 and paced_p50 else None
+        add(
+            f"\nAt p50 the old way is **{_num(paced_ratio, 0)}×** slower than the Celery path "
+            f"at the paced rate, and {_num(ratio, 0)}× slower when both run back to back, "
+            "where the Celery path is no longer waiting for anything but the CPU (its "
+            "latency is then the queue of 50 clients in front of a saturated machine).\n"
+        )
         paced_p99 = phases["async_paced"]["latency_ms"].get("p99")
         closed_p99 = phases["async"]["latency_ms"].get("p99")
         targets.append(["submit → fragment p99 ≤ 25 ms (50 concurrent)",
                         f"paced {_ms(paced_p99)}, back to back {_ms(closed_p99)}",
                         _verdict(paced_p99 is not None and paced_p99 <= 25)])  # fmt: skip
-        targets.append(["≥ 100× faster than the sync path", f"{_num(ratio, 0)}×",
-                        _verdict(ratio is not None and ratio >= 100)])  # fmt: skip
+        targets.append(["≥ 100× faster than the sync path",
+                        f"{_num(paced_ratio, 0)}× paced, {_num(ratio, 0)}× back to back",
+                        _verdict(paced_ratio is not None and paced_ratio >= 100)])  # fmt: skip
     else:
         add("Not run.\n")
 
@@ -197,11 +206,11 @@ def render(results: dict) -> str:
         default = pushes.get("core") or next(iter(pushes.values()))
         p99 = default["frames"]["publish_to_frame_ms"].get("p99")
         targets.append(["publish → websocket frame p99 ≤ 10 ms",
-                        " / ".join(f"`{l}` {_ms(p['frames']['publish_to_frame_ms'].get('p99'))}" for l, p in pushes.items()),
+                        " / ".join(f"`{name}` {_ms(p['frames']['publish_to_frame_ms'].get('p99'))}" for name, p in pushes.items()),
                         _verdict(any((p["frames"]["publish_to_frame_ms"].get("p99") or math.inf) <= 10 for p in pushes.values()))])  # fmt: skip
-        doms = {l: p["dom"] for l, p in pushes.items() if p.get("dom")}
+        doms = {name: p["dom"] for name, p in pushes.items() if p.get("dom")}
         targets.append(["publish → DOM p99 ≤ 50 ms",
-                        " / ".join(f"`{l}` {_ms(d['publish_to_dom_ms'].get('p99'))}" for l, d in doms.items()) or "–",
+                        " / ".join(f"`{name}` {_ms(d['publish_to_dom_ms'].get('p99'))}" for name, d in doms.items()) or "–",
                         _verdict(any((d["publish_to_dom_ms"].get("p99") or math.inf) <= 50 for d in doms.values()) if doms else None)])  # fmt: skip
         del p99
     else:

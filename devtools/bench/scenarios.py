@@ -19,13 +19,13 @@ from pathlib import Path
 import httpx
 
 from devtools.bench.clients import AsyncVisitor, frame_version, open_watch, status_of
+from devtools.bench.profile import Profiler
 from devtools.bench.stack import (
     BenchStack,
     process_nofile_limit,
     process_open_files,
     process_rss_bytes,
 )
-from devtools.bench.profile import Profiler
 from devtools.bench.stats import summarize_ms
 
 _SERVER_TIMING = re.compile(r"dur=([0-9.]+)")

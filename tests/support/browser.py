@@ -1,4 +1,4 @@
-"""How the tests and the bench launch Debian's Chromium (Playwright's own download is not reachable)."""
+"""How tests and the bench launch Debian's Chromium (Playwright's own build is not reachable)."""
 
 import os
 

@@ -12,7 +12,6 @@ import threading
 
 from channels.layers import get_channel_layer
 
-
 _open: set["LayerListener"] = set()
 
 
