@@ -269,6 +269,9 @@ if CHANNEL_LAYER not in CHANNEL_LAYER_BACKENDS:
 # Seconds between a watcher's re-reads of the row, which catch an update the
 # channel layer lost (it delivers at most once); a state is only sent if newer.
 REALTIME_RESYNC_SECONDS = float(os.environ.get("REALTIME_RESYNC_SECONDS", "5"))
+# All the re-reads of one daphne process together, per second, at most: with
+# many watchers each re-reads less often (realtime/consumers.py says why).
+REALTIME_RESYNC_PER_SECOND = float(os.environ.get("REALTIME_RESYNC_PER_SECOND", "50"))
 
 CHANNEL_LAYERS = {
     "default": {

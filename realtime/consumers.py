@@ -1,4 +1,5 @@
 import asyncio
+import random
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -18,6 +19,8 @@ class StatusConsumer(AsyncWebsocketConsumer):
     group: str | None = None
     version = -1
     resyncing: asyncio.Task | None = None
+    # Watchers open in this process, for spreading the re-reads (see resync_delay).
+    live = 0
 
     async def snapshot(self) -> watch.Snapshot | None:
         kwargs = self.scope["url_route"]["kwargs"]
@@ -38,6 +41,7 @@ class StatusConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.forward(snapshot.html, snapshot.version, snapshot.final)
         if not snapshot.final:
+            StatusConsumer.live += 1
             self.resyncing = asyncio.create_task(self.resync())
 
     async def resync(self) -> None:
@@ -47,9 +51,8 @@ class StatusConsumer(AsyncWebsocketConsumer):
         restarting, a full channel) would otherwise leave the page behind for
         good. Versions make this cheap: an unchanged state is not sent again.
         """
-        interval = getattr(settings, "REALTIME_RESYNC_SECONDS", 5.0)
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self.resync_delay())
             snapshot = await self.snapshot()
             if snapshot is None:  # the token expired meanwhile
                 await self.close(code=CLOSE_FORBIDDEN)
@@ -58,9 +61,27 @@ class StatusConsumer(AsyncWebsocketConsumer):
             if snapshot.final:
                 return
 
+    @classmethod
+    def resync_delay(cls) -> float:
+        """Seconds until the next re-read: REALTIME_RESYNC_SECONDS, or longer when many watch.
+
+        Every re-read goes through the one thread Channels gives database work,
+        which also serves every new socket: at 5 s each, 5,000 watchers asked
+        for 1,000 re-reads a second, more than it can do, and new sockets
+        starved (docs/benchmarks.md). So the re-reads of a process are held to
+        REALTIME_RESYNC_PER_SECOND in all, and jittered so that sockets opened
+        together do not re-read together. Never later than the interval asks.
+        """
+        interval = max(
+            getattr(settings, "REALTIME_RESYNC_SECONDS", 5.0),
+            cls.live / getattr(settings, "REALTIME_RESYNC_PER_SECOND", 50.0),
+        )
+        return interval * random.uniform(0.5, 1.0)
+
     async def disconnect(self, code: int) -> None:
         if self.resyncing is not None:
             self.resyncing.cancel()
+            StatusConsumer.live -= 1
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
