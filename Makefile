@@ -46,7 +46,7 @@ test: venv-test
 BENCH_ARGS ?=
 bench: venv-test
 	BENCH_COMMAND="make bench $(if $(BENCH_ARGS),BENCH_ARGS='$(BENCH_ARGS)')" \
-		$(VENV_PYTHON) -m devtools.bench $(BENCH_ARGS)
+		$(VENV_PYTHON) -m devtools.bench --profile --json docs/benchmarks.json $(BENCH_ARGS)
 
 $(VENV)/.stamp-ruff: | $(VENV_PYTHON)
 	$(VENV_PYTHON) -m pip install --quiet ruff==0.17.6
