@@ -336,7 +336,10 @@ def render(results: dict) -> str:
         add(
             "Sampled with `py-spy record --nonblocking` (100 Hz, busy threads only) during the "
             "phase named. *Self*: share of samples with the function on top of the stack. "
-            "*Inclusive*: share with the app's own function anywhere on the stack.\n"
+            "*Inclusive*: share with the app's own function anywhere on the stack. py-spy "
+            "costs the machine some CPU while it samples: the phases named here (submissions "
+            "back to back, the end-to-end burst, opening the most sockets) ran a little slower "
+            "for it; no other phase was profiled.\n"
         )
         for name, profile in profiles.items():
             add(f"### {name}\n")
