@@ -67,7 +67,11 @@ def machine_info(stack: BenchStack, nofile: tuple[int, int]) -> dict:
         "redis": _command_output([stack.redis.binary, "--version"]),
         "chromium": _command_output([CHROMIUM, "--version"]) if os.path.exists(CHROMIUM) else "",
         "commit": _command_output(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"]),
-        "dirty": bool(_command_output(["git", "-C", str(REPO_ROOT), "status", "--porcelain"])),
+        "dirty": bool(
+            _command_output(
+                ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"]
+            )
+        ),
         "versions": versions,
     }
 

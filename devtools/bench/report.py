@@ -81,9 +81,12 @@ def render(results: dict) -> str:
         "ranks. Nothing here is asserted by a test: `make test` only runs every scenario at tiny "
         "sizes and checks the counts.\n"
     )
-    if results.get("size") != "full":
-        add(f"> **This is a `{results.get('size')}` run**: sizes are tiny, the numbers mean "
-            "nothing; only the counts matter.\n")  # fmt: skip
+    if results.get("size") == "smoke":
+        add("> **This is a `smoke` run**: sizes are tiny, the numbers mean nothing; only the "
+            "counts matter.\n")  # fmt: skip
+    elif results.get("size") == "medium":
+        add("> **This is a `medium` run**: reduced sizes (5 s phases, 300 updates, at most "
+            "2,000 sockets, bursts of 300), for comparing changes in minutes.\n")  # fmt: skip
     add("## The run\n")
     versions = machine.get("versions", {})
     add(_table(["", ""], [
@@ -225,7 +228,10 @@ def render(results: dict) -> str:
             "the client opens K status sockets (at most "
             f"{results.get('sizes', {}).get('connect_concurrency', '?')} handshakes at a time, "
             "each waits for its snapshot frame), then a publisher process sends one update to each "
-            "feedback's group. *delivery* is from that group's `group_send` to the frame. Memory "
+            "feedback's group. *delivery* is from that group's `group_send` to the frame; a "
+            "watcher also re-reads its row now and then (`REALTIME_RESYNC_SECONDS`, at most "
+            "`REALTIME_RESYNC_PER_SECOND` per process), so an update the layer dropped may still "
+            "arrive, late; *lost* is what had not arrived when deliveries stopped. Memory "
             "is daphne's resident set (RSS) growth while the sockets are open, per socket. Redis "
             "clients: `connected_clients` with every socket open (Celery is not running here).\n"
         )
