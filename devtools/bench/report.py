@@ -291,7 +291,7 @@ def render(results: dict) -> str:
         for run in runs:
             rows.append([
                 run["kind"], f"{run['pool']} ×{run['concurrency']}",
-                (run["prefetch"] if run["prefetch"] is not None else "setting")
+                (str(run["prefetch"]) if run["prefetch"] is not None else "setting")
                 + "".join(f", {k}={v}" for k, v in (run.get("env") or {}).items()),
                 _num(run["submitted"]), _num(run["unique_emails"]), _num(run["rows_sent"]),
                 _num(run["lost"]), _num(run["duplicates"]),
