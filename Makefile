@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make run    set up .venv, migrate, start Redis (if needed), worker, beat and daphne"
-	@echo "make test   set up .venv with the test requirements and run the whole suite"
+	@echo "make test   set up .venv with the test requirements and run the whole suite (SQLite, then PostgreSQL)"
 	@echo "make bench  run the benchmark suite on this machine, write docs/benchmarks.md (~15 min)"
 	@echo "make lint   ruff check and format check"
 	@echo "make clean  remove .venv and caches"
@@ -38,8 +38,12 @@ run: venv
 	$(VENV_PYTHON) manage.py migrate --noinput
 	exec $(VENV_PYTHON) -m devtools.run
 
+# Two passes: the whole suite on SQLite, then the tests whose behaviour may
+# differ between databases (marked `engines`) and the PostgreSQL-only ones on a
+# private PostgreSQL server started for the run (tests/session_env.py).
 test: venv-test
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
+	TEST_DATABASE=postgres $(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
 
 # The real stack on this machine, load to 127.0.0.1 only; see docs/benchmarks.md.
 # Extra arguments, e.g. `make bench BENCH_ARGS="--scenarios 2 --layers pubsub --out /tmp/b.md"`.

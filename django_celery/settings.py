@@ -135,14 +135,38 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------
 # SQLite by default, in WAL mode with IMMEDIATE transactions, so the web
 # process and the Celery worker can write at the same time without
-# "database is locked" errors. Any DATABASE_URL (e.g. postgres://) overrides.
+# "database is locked" errors. Any DATABASE_URL (e.g. postgres://, with the
+# psycopg driver from requirements.txt) overrides.
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+# PostgreSQL: Django's own connection pool (psycopg_pool), per process. Under
+# ASGI every request runs in a new thread, and CONN_MAX_AGE keeps a connection
+# per thread: without a pool each request would open one (a few ms, and more
+# under load). The pool requires CONN_MAX_AGE=0: a connection goes back to
+# the pool at the end of each request or task instead of being closed.
+DATABASE_POOL = env_bool("DATABASE_POOL", True)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL:
+    if DATABASES["default"]["CONN_MAX_AGE"] != 0:
+        raise ImproperlyConfigured(
+            "DATABASE_CONN_MAX_AGE must be 0 with the connection pool (the pool keeps the "
+            "connections); set DATABASE_POOL=0 to use persistent connections instead."
+        )
+    pool = {
+        "min_size": int(os.environ.get("DATABASE_POOL_MIN_SIZE", "1")),
+        "max_size": int(os.environ.get("DATABASE_POOL_MAX_SIZE", "10")),
+        "timeout": float(os.environ.get("DATABASE_POOL_TIMEOUT", "10")),
+    }
+    if not 0 <= pool["min_size"] <= pool["max_size"] or pool["max_size"] < 1:
+        raise ImproperlyConfigured(
+            f"DATABASE_POOL_MIN_SIZE={pool['min_size']} and DATABASE_POOL_MAX_SIZE="
+            f"{pool['max_size']}: need 0 <= min <= max and max >= 1."
+        )
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = pool
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",

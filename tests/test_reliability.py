@@ -22,6 +22,9 @@ from feedback.models import Feedback
 from tests.support.layer import LayerListener
 from tests.support.processes import ManagedProcess
 
+# Killed workers, duplicate tasks, the sweeper: also run on PostgreSQL (make test).
+pytestmark = pytest.mark.engines
+
 # Fast retries and a short sweep, so failures resolve within a test's time.
 QUICK = {
     "FEEDBACK_RETRY_BACKOFF": "1.5",

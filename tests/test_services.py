@@ -9,7 +9,8 @@ from feedback import services
 from feedback.models import Feedback
 from tests.support.layer import LayerListener
 
-pytestmark = pytest.mark.django_db
+# Claims, conditional updates and the sweeper: also run on PostgreSQL (make test).
+pytestmark = [pytest.mark.django_db, pytest.mark.engines]
 
 
 def listen(group: str) -> LayerListener:

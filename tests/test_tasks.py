@@ -11,7 +11,8 @@ from feedback import tasks
 from feedback.models import Feedback
 from feedback.tasks import send_feedback_email
 
-pytestmark = pytest.mark.django_db
+# Claims, conditional updates and the sweeper: also run on PostgreSQL (make test).
+pytestmark = [pytest.mark.django_db, pytest.mark.engines]
 
 
 @pytest.fixture
