@@ -15,7 +15,14 @@ import pytest
 
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.layer import close_all as close_all_listeners
-from tests.support.processes import CeleryWorker, DaphneServer, ManagedProcess
+from tests.support.processes import (
+    HAPROXY,
+    CeleryBeat,
+    CeleryWorker,
+    DaphneServer,
+    HAProxy,
+    ManagedProcess,
+)
 from tests.support.smtp_sink import SmtpSink
 
 # Small enough to keep tests quick, long enough to see the intermediate states.
@@ -178,7 +185,8 @@ def start_worker(request, app_env, tmp_path):
 
 @pytest.fixture
 def start_daphne(request, app_env, tmp_path):
-    """Factory: ``start_daphne(*, port=None, ready_timeout=30, **env_overrides) -> DaphneServer``.
+    """Factory: ``start_daphne(*, port=None, extra_args=(), ready_timeout=30, **env_overrides)
+    -> DaphneServer``.
 
     Returns once the port accepts connections. ``.url`` (http://127.0.0.1:PORT),
     ``.ws_url`` (ws://127.0.0.1:PORT), ``.port``, ``.stop()``, ``.start()`` (same port),
@@ -188,13 +196,18 @@ def start_daphne(request, app_env, tmp_path):
     numbers = itertools.count(1)
 
     def start(
-        *, port: int | None = None, ready_timeout: float = 30.0, **env_overrides
+        *,
+        port: int | None = None,
+        extra_args: tuple[str, ...] = (),
+        ready_timeout: float = 30.0,
+        **env_overrides,
     ) -> DaphneServer:
         number = next(numbers)
         server = DaphneServer(
             env={**app_env, **{key: str(value) for key, value in env_overrides.items()}},
             log_path=tmp_path / f"daphne-{number}.log",
             port=port,
+            extra_args=tuple(extra_args),
             ready_timeout=ready_timeout,
         )
         servers.append(server)
@@ -206,12 +219,64 @@ def start_daphne(request, app_env, tmp_path):
         server.stop()
 
 
+@pytest.fixture
+def start_beat(request, app_env, tmp_path):
+    """Factory: ``start_beat(**env_overrides) -> CeleryBeat`` (the sweeper's clock).
+
+    Returns once beat started; stopped at teardown.
+    """
+    beats: list[CeleryBeat] = []
+
+    def start(**env_overrides) -> CeleryBeat:
+        number = len(beats) + 1
+        beat = CeleryBeat(
+            env={**app_env, **{key: str(value) for key, value in env_overrides.items()}},
+            log_path=tmp_path / f"beat-{number}.log",
+            schedule=tmp_path / f"beat-{number}-schedule",
+        )
+        beats.append(beat)
+        _show_log_on_failure(request, f"celery beat {number}", beat)
+        return beat.start()
+
+    yield start
+    for beat in reversed(beats):
+        beat.stop()
+
+
+@pytest.fixture
+def start_haproxy(request, tmp_path):
+    """Factory: ``start_haproxy(web=["127.0.0.1:PORT", ...]) -> HAProxy`` with
+    ``deploy/haproxy.cfg``. Skipped without Debian's haproxy, failed under CI."""
+    require_binary(HAPROXY, "apt-get install haproxy")
+    proxies: list[HAProxy] = []
+
+    def start(*, web: list[str]) -> HAProxy:
+        proxy = HAProxy(web=web, log_path=tmp_path / f"haproxy-{len(proxies) + 1}.log")
+        proxies.append(proxy)
+        _show_log_on_failure(request, "haproxy", proxy)
+        return proxy.start()
+
+    yield start
+    for proxy in reversed(proxies):
+        proxy.stop()
+
+
 # -- Browser -------------------------------------------------------------------------
 
 
-def _browser_required() -> bool:
+def _debian_packages_required() -> bool:
+    """Under CI (or REQUIRE_BROWSER=1) what .ci/run installs must be there."""
     ci = os.environ.get("CI", "").strip().lower()
     return os.environ.get("REQUIRE_BROWSER") == "1" or ci not in ("", "0", "false", "no")
+
+
+def require_binary(path: str, install: str) -> None:
+    """Skip when a binary from a Debian package is missing; fail instead under CI."""
+    if not os.path.exists(path):
+        message = f"{path} is missing ({install})"
+        if _debian_packages_required():
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 @pytest.fixture
@@ -221,11 +286,7 @@ def browser_page(request, monkeypatch, tmp_path):
     Skipped when /usr/bin/chromium is missing, failed instead under CI or
     REQUIRE_BROWSER=1. A failing test leaves ``failure.png`` in its tmp_path.
     """
-    if not os.path.exists(CHROMIUM):
-        message = f"{CHROMIUM} is missing (apt-get install chromium)"
-        if _browser_required():
-            pytest.fail(message)
-        pytest.skip(message)
+    require_binary(CHROMIUM, "apt-get install chromium")
     from playwright.sync_api import sync_playwright
 
     # The sync API keeps an event loop running in this thread; Django would

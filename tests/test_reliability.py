@@ -10,7 +10,6 @@ import random
 import re
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable
 
@@ -20,7 +19,6 @@ import pytest
 from feedback import services, tasks
 from feedback.models import Feedback
 from tests.support.layer import LayerListener
-from tests.support.processes import ManagedProcess
 
 # Killed workers, duplicate tasks, the sweeper: also run on PostgreSQL (make test).
 pytestmark = pytest.mark.engines
@@ -56,26 +54,10 @@ def messages_for(smtp_server, feedback_id) -> list:
     return [m for m in smtp_server.messages if m.message["Message-ID"] == message_id]
 
 
-class CeleryBeat(ManagedProcess):
-    name = "celery beat"
-
-    def wait_ready(self) -> None:
-        self.wait_for_log(r"beat: Starting", timeout=30)
-
-
 @pytest.fixture
-def beat(app_env, tmp_path):
+def beat(start_beat):
     """Celery beat, as `make run` starts it, with the sweeper every second."""
-    process = CeleryBeat(
-        [sys.executable, "-m", "celery", "-A", "django_celery", "beat", "--loglevel=INFO",
-         f"--schedule={tmp_path / 'beat-schedule'}"],
-        env={**app_env, **QUICK},
-        log_path=tmp_path / "beat.log",
-    )  # fmt: skip
-    try:
-        yield process.start()
-    finally:
-        process.stop()
+    return start_beat(**QUICK)
 
 
 class GroupListener(LayerListener):
