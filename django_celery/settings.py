@@ -226,8 +226,13 @@ FEEDBACK_SENDING_LEASE = max(
 # The sweeper (a beat job) re-enqueues feedback that nothing will pick up by
 # itself: `queued` for longer than STUCK_AFTER (e.g. Redis was down when it was
 # submitted), `retrying` past its retry time by as much, `sending` past the lease.
-FEEDBACK_SWEEP_INTERVAL = float(os.environ.get("FEEDBACK_SWEEP_INTERVAL", "15"))
+FEEDBACK_SWEEP_INTERVAL = float(os.environ.get("FEEDBACK_SWEEP_INTERVAL", "5"))
 FEEDBACK_STUCK_AFTER = float(os.environ.get("FEEDBACK_STUCK_AFTER", "30"))
+
+# Each worker node writes a heartbeat in Redis this often (django_celery/worker_liveness.py);
+# a node whose heartbeat is three beats late and that does not answer a ping is dead,
+# and the sweeper takes back its `sending` rows without waiting for their lease.
+WORKER_HEARTBEAT_SECONDS = float(os.environ.get("WORKER_HEARTBEAT_SECONDS", "2"))
 
 CELERY_BEAT_SCHEDULE = {
     "feedback-requeue-stuck": {

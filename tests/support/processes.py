@@ -191,6 +191,11 @@ class CeleryWorker(ManagedProcess):
     def wait_ready(self) -> None:
         self.wait_for_log(r"@\S+ ready\.", timeout=self.ready_timeout)
 
+    @property
+    def hostname(self) -> str:
+        """The node's name with ``%h`` expanded: what its tasks see as ``request.hostname``."""
+        return self.wait_for_log(r"(\S+@\S+) ready\.", timeout=1).group(1)
+
     def pool_pids(self) -> list[int]:
         """The pids of the prefork pool's child processes (where tasks run)."""
         return _children(self.pid) if self.running else []
