@@ -108,7 +108,13 @@ def dead_workers(hostnames: Iterable[str]) -> set[str]:
     from django_celery.celery import app
 
     try:
-        replies = app.control.ping(destination=silent, timeout=PING_TIMEOUT)
+        # A connection of its own, not one from the pool: a pooled connection may
+        # be a dead one left from before a Redis restart, which the ping would
+        # find only by failing.
+        with app.connection_for_write() as connection:
+            replies = app.control.ping(
+                destination=silent, timeout=PING_TIMEOUT, connection=connection
+            )
     except Exception:
         logger.warning("worker liveness: could not ping %s", silent, exc_info=True)
         return set()
