@@ -276,8 +276,8 @@ def _assert_the_startup_output_says_where_everything_is(text: str, port: int) ->
     assert f"keys, queues and channels under {checkout_prefix(REPO_ROOT)}: (REDIS_PREFIX)" in text
     lines = text.splitlines()
     [ready] = [number for number, line in enumerate(lines) if "ready: open" in line]
-    [worker_ready] = [number for number, line in enumerate(lines) if re.search(r"@\S+ ready\.", line)]
-    assert worker_ready < ready, text  # the last word of the start-up, after the banners
+    [worker] = [number for number, line in enumerate(lines) if re.search(r"@\S+ ready\.", line)]
+    assert worker < ready, text  # the last word of the start-up, after the banners
     url = f"http://127.0.0.1:{port}/"
     assert lines[ready].endswith(
         f"ready: open the app {url}, the Outbox {url}outbox/, "

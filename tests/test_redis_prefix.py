@@ -82,11 +82,14 @@ def other_stack(tmp_path, app_env):
     )  # fmt: skip
     assert migrated.returncode == 0, migrated.stderr
     with SmtpSink() as smtp:
-        yield {
-            "DATABASE_URL": env["DATABASE_URL"],
-            "EMAIL_PORT": str(smtp.port),
-            "REDIS_PREFIX": f"test-b-{uuid.uuid4().hex[:8]}",
-        }, smtp
+        yield (
+            {
+                "DATABASE_URL": env["DATABASE_URL"],
+                "EMAIL_PORT": str(smtp.port),
+                "REDIS_PREFIX": f"test-b-{uuid.uuid4().hex[:8]}",
+            },
+            smtp,
+        )
 
 
 def _received_tasks(worker) -> int:
