@@ -1,6 +1,6 @@
 """Which Celery worker nodes are alive: so the work of a dead one is taken back in seconds.
 
-Each worker node's main process writes a key in Redis every
+Each worker node's main process writes a key in Redis (under REDIS_PREFIX) every
 WORKER_HEARTBEAT_SECONDS; the key expires after three missed beats. The main
 process is not the one that runs tasks (the pool's processes are), so a node
 busy with slow sends keeps beating. A node is taken as dead only when its key
@@ -23,12 +23,11 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
-KEY_PREFIX = "celery:worker-alive:"
 PING_TIMEOUT = 1.0
 
 
 def heartbeat_key(hostname: str) -> str:
-    return f"{KEY_PREFIX}{hostname}"
+    return f"{settings.REDIS_PREFIX}:worker-alive:{hostname}"
 
 
 def _redis() -> redis.Redis:
