@@ -12,12 +12,14 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 import httpx
 import pytest
+from django.utils import timezone
 
 from feedback import services, tasks
-from feedback.models import Feedback
+from feedback.models import Feedback, FeedbackEvent
 from tests.support.layer import LayerListener
 
 # Killed workers, duplicate tasks, the sweeper: also run on PostgreSQL (make test).
@@ -268,3 +270,41 @@ def test_a_redis_that_never_answers_does_not_hang_a_submission(start_daphne, smt
     assert response.status_code == 200
     assert 'data-status="queued"' in response.text
     assert Feedback.objects.get().status == "queued"  # kept, for the sweeper
+
+
+# -- Two beats by mistake ----------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_two_beats_sweep_twice_and_still_send_each_stuck_row_once(
+    start_worker, start_beat, smtp_server
+):
+    """deploy/README.md asks for one beat; a second one must do no harm."""
+    long_ago = timezone.now() - timedelta(minutes=10)
+    stuck = []
+    for number in range(8):
+        # What a worker that died mid-send leaves: `sending`, untouched past any lease.
+        feedback = Feedback.objects.create(
+            email=f"stuck-{number}@example.com", message="Hi", status="sending", attempts=1
+        )
+        Feedback.objects.filter(pk=feedback.pk).update(updated_at=long_ago)
+        stuck.append(feedback.pk)
+    # Two pool processes, so the two beats' sweeps run at the same time.
+    worker = start_worker(purge=True, concurrency=2, **QUICK)
+    for _ in range(2):
+        start_beat(**{**QUICK, "FEEDBACK_SWEEP_INTERVAL": "0.5"})
+
+    wait_until(
+        lambda: Feedback.objects.filter(pk__in=stuck, status="sent").count() == len(stuck),
+        60,
+        "every stuck row sent",
+    )
+    time.sleep(2)  # more sweeps from both beats: nothing changes any more
+    sweeps = len(re.findall(r"requeue_stuck_feedback\[[^\]]+\] succeeded", worker.log_text()))
+    retried = FeedbackEvent.objects.filter(feedback__in=stuck, status="retrying").count()
+    print(f"\ntwo beats: {sweeps} sweeps, {retried} moves to retrying for {len(stuck)} rows")
+    assert sweeps >= 4
+    assert retried == len(stuck)  # each row taken back once, not once per beat
+    for feedback_id in stuck:
+        assert len(messages_for(smtp_server, feedback_id)) == 1
+    assert len(smtp_server.messages) == len(stuck)
