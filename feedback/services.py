@@ -74,7 +74,8 @@ def feedback_move(
         feedback = Feedback.objects.get(pk=feedback_id)
         if move.records_event:
             FeedbackEvent.objects.create(feedback=feedback, status=feedback.status, at=now)
-        transaction.on_commit(partial(feedback_publish, feedback=feedback))
+        # robust: the move is committed whatever happens to its publishing (a hint).
+        transaction.on_commit(partial(feedback_publish, feedback=feedback), robust=True)
     return feedback
 
 

@@ -13,6 +13,7 @@ timeline) can use it while the writer (services) renders through them.
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.db.models import F, Q
@@ -134,6 +135,6 @@ def ahead(status: str) -> list[Status]:
         current = following
 
 
-def claimable(*, lease_ended_before: Any) -> Q:
+def claimable(*, lease_ended_before: datetime) -> Q:
     """Rows a claim may take: waiting ones, and held ones whose lease ran out."""
     return Q(status__in=WAITING) | Q(status=HELD, updated_at__lt=lease_ended_before)
