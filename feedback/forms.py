@@ -3,8 +3,7 @@ import unicodedata
 from django import forms
 from django.core.exceptions import ValidationError
 
-from .models import Feedback
-from .services import SendMode
+from .models import Feedback, SendMode
 
 MESSAGE_MAX_LENGTH = 2000
 
