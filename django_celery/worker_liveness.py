@@ -10,10 +10,18 @@ heartbeat late on a busy machine, never makes a living node look dead.
 
 A clean shutdown removes the key after the pool has finished (or was stopped),
 so what the node left unfinished is taken back at once.
+
+Node names are usually stable (``-n worker@%h``), so a node that crashed and
+was restarted at once beats again under the same name. Each start of a node
+is therefore a *life* with an id of its own: the heartbeat holds it, and a
+claim names the life that made it (``claimer()``). A claim whose life is not
+the one beating now belongs to a dead life, and is taken back at once too.
 """
 
 import contextlib
 import logging
+import os
+import secrets
 import threading
 from collections.abc import Iterable
 
@@ -24,6 +32,9 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 PING_TIMEOUT = 1.0
+# The id of this node's life, set in its main process before the pool starts,
+# so the pool's processes (where tasks run and claim) inherit it.
+LIFE_ENV = "CELERY_WORKER_LIFE"
 
 
 def heartbeat_key(hostname: str) -> str:
@@ -50,7 +61,9 @@ class Heartbeat(threading.Thread):
 
     def beat(self) -> None:
         try:
-            self.client.set(heartbeat_key(self.hostname), "1", px=int(heartbeat_ttl() * 1000))
+            self.client.set(
+                heartbeat_key(self.hostname), this_life(), px=int(heartbeat_ttl() * 1000)
+            )
         except redis.RedisError as error:
             # Redis is away: the node is asked by ping meanwhile, and beats again once it is back.
             logger.warning("worker heartbeat not written: %s", error)
@@ -71,6 +84,29 @@ class Heartbeat(threading.Thread):
 _heartbeat: Heartbeat | None = None
 
 
+def this_life() -> str:
+    return os.environ.get(LIFE_ENV, "")
+
+
+def claimer(hostname: str) -> str:
+    """How a claim names the worker node making it: ``hostname/life``."""
+    return f"{hostname}/{this_life()}"
+
+
+def node_of(claimer: str) -> str:
+    """The node name in a ``claimer()`` string."""
+    return claimer.rpartition("/")[0] if "/" in claimer else claimer
+
+
+def life_of(claimer: str) -> str:
+    return claimer.rpartition("/")[2]
+
+
+@signals.worker_init.connect
+def _begin_life(sender, **kwargs) -> None:
+    os.environ[LIFE_ENV] = secrets.token_hex(6)
+
+
 @signals.worker_ready.connect
 def _start_heartbeat(sender, **kwargs) -> None:
     global _heartbeat
@@ -87,23 +123,32 @@ def _stop_heartbeat(sender, **kwargs) -> None:
         _heartbeat = None
 
 
-def dead_workers(hostnames: Iterable[str]) -> set[str]:
-    """Those of `hostnames` with no heartbeat that do not answer a ping either.
+def dead_workers(claimers: Iterable[str]) -> set[str]:
+    """Those of `claimers` (``claimer()`` strings, or bare node names) whose life is over.
 
-    When Redis cannot be asked, nobody is taken as dead: the lease still
-    bounds how long a row can wait.
+    Over: another life of the node beats now (it was restarted), or nothing
+    beats and the node does not answer a ping either. When Redis cannot be
+    asked, nobody is taken as dead: the lease still bounds how long a row can wait.
     """
-    candidates = sorted({name for name in hostnames if name})
+    candidates = sorted({name for name in claimers if name})
     if not candidates:
         return set()
+    nodes = sorted({node_of(name) for name in candidates})
     try:
-        beats = _redis().mget([heartbeat_key(name) for name in candidates])
+        values = _redis().mget([heartbeat_key(node) for node in nodes])
     except redis.RedisError:
         logger.warning("worker liveness: Redis does not answer", exc_info=True)
         return set()
-    silent = [name for name, beat in zip(candidates, beats, strict=True) if beat is None]
+    beating = {node: value.decode() for node, value in zip(nodes, values, strict=True) if value}
+    # Another life of the node beats: it was restarted, and the claim's life is over.
+    dead = {
+        name
+        for name in candidates
+        if "/" in name and beating.get(node_of(name), life_of(name)) != life_of(name)
+    }
+    silent = [node for node in nodes if node not in beating]
     if not silent:
-        return set()
+        return dead
     from django_celery.celery import app
 
     try:
@@ -116,6 +161,6 @@ def dead_workers(hostnames: Iterable[str]) -> set[str]:
             )
     except Exception:
         logger.warning("worker liveness: could not ping %s", silent, exc_info=True)
-        return set()
-    answered = {name for reply in replies for name in reply}
-    return set(silent) - answered
+        return dead
+    answered = {node for reply in replies for node in reply}
+    return dead | {name for name in candidates if node_of(name) in set(silent) - answered}

@@ -8,6 +8,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
+from django_celery import worker_liveness
+
 from . import services
 from .mail import DeliveryError
 from .models import Feedback
@@ -33,7 +35,8 @@ def retry_delay(attempt: int) -> float:
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
 def send_feedback_email(self: Task, feedback_id: str) -> None:
     try:
-        services.feedback_deliver(feedback_id=feedback_id)
+        worker = worker_liveness.claimer(self.request.hostname) if self.request.hostname else ""
+        services.feedback_deliver(feedback_id=feedback_id, worker=worker)
     except SoftTimeLimitExceeded as timeout:
         _retry_or_fail(self, feedback_id, DeliveryError(
             TOOK_TOO_LONG, cause=timeout, transient=True

@@ -42,12 +42,12 @@ class Move:
 
 MOVES: dict[str, Move] = {
     # A delivery takes a waiting row, or a `sending` one whose lease ran out
-    # (its worker died): see claimable().
+    # (its worker died): see claimable(). It notes who claimed (a worker node).
     "claim": Move(
         source=frozenset({Status.QUEUED, Status.RETRYING, Status.SENDING}),
         target=Status.SENDING,
         sets={"attempts": F("attempts") + 1, "progress": 0, "next_retry_at": None},
-        takes=("step",),
+        takes=("step", "claimed_by"),
         forward=True,
     ),
     "progress": Move(

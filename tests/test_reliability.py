@@ -16,8 +16,10 @@ from datetime import timedelta
 
 import httpx
 import pytest
+import redis
 from django.utils import timezone
 
+from django_celery import worker_liveness
 from feedback import services, tasks
 from feedback.models import Feedback, FeedbackEvent
 from tests.support.layer import LayerListener
@@ -308,3 +310,79 @@ def test_two_beats_sweep_twice_and_still_send_each_stuck_row_once(
     for feedback_id in stuck:
         assert len(messages_for(smtp_server, feedback_id)) == 1
     assert len(smtp_server.messages) == len(stuck)
+
+
+# -- A dead worker node, noticed by its heartbeat -------------------------------------
+
+# The workers keep the default time limit, so the lease is 75 s: only the heartbeat can
+# explain a recovery within seconds. Beat sweeps every second (QUICK).
+LIVENESS = {"WORKER_HEARTBEAT_SECONDS": "1", "FEEDBACK_SEND_DELAY": "2"}
+
+
+def claimed_by(feedback_id) -> str:
+    """The worker node that holds the row (its name, without the life)."""
+    claimer = Feedback.objects.values_list("claimed_by", flat=True).get(pk=feedback_id)
+    return worker_liveness.node_of(claimer)
+
+
+@pytest.mark.timeout(120)
+def test_a_dead_worker_node_is_noticed_in_seconds_not_after_the_lease(
+    start_worker, beat, smtp_server, settings
+):
+    assert settings.FEEDBACK_SENDING_LEASE >= 60  # the workers' too: same defaults
+    nodes = [start_worker(purge=True, **LIVENESS), start_worker(**LIVENESS)]
+    feedback = submit()
+    listener = GroupListener(feedback.pk)
+    tasks.send_feedback_email.delay(str(feedback.pk))
+    wait_until(lambda: status_of(feedback.pk) == "sending", 30, "sending")
+    holder = next(node for node in nodes if node.hostname == claimed_by(feedback.pk))
+    other = next(node for node in nodes if node is not holder)
+
+    holder.kill_group(signal.SIGKILL)  # the whole node: main process and pool
+    killed_at = time.monotonic()
+    holder.wait(10)
+    events = listener.until_final(timeout=60)
+    recovered = time.monotonic() - killed_at
+    seen = statuses(events)
+
+    print(f"\ndead worker node: {seen}, sent by the other node {recovered:.1f} s after the kill")
+    assert seen[-1] == "sent"
+    retrying = next(e["html"] for e in events if 'data-status="retrying"' in e["html"])
+    assert services.WORKER_LOST_REASON in retrying
+    assert seen.index("retrying") < len(seen) - 1
+    assert claimed_by(feedback.pk) == other.hostname
+    assert recovered < 20  # the lease alone would take 75 s
+    assert len(messages_for(smtp_server, feedback.pk)) == 1
+
+
+@pytest.mark.timeout(120)
+def test_a_slow_but_living_worker_never_loses_its_row(start_worker, beat, smtp_server, redis_url):
+    # A send of 8 s, longer than a heartbeat lives (3 s); two pool processes, so the
+    # sweeper runs next to the send; and its heartbeat keeps vanishing (as after a
+    # Redis restart): the ping vouches for the node.
+    worker = start_worker(
+        purge=True, concurrency=2, WORKER_HEARTBEAT_SECONDS="1", FEEDBACK_SEND_DELAY="8"
+    )
+    feedback = submit()
+    listener = GroupListener(feedback.pk)
+    tasks.send_feedback_email.delay(str(feedback.pk))
+    wait_until(lambda: status_of(feedback.pk) == "sending", 30, "sending")
+    sweeps = r"requeue_stuck_feedback\[[^\]]+\] succeeded"
+    before = len(re.findall(sweeps, worker.log_text()))
+    client = redis.Redis.from_url(redis_url)
+    key = worker_liveness.heartbeat_key(worker.hostname)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        client.delete(key)
+        time.sleep(0.2)
+    swept_meanwhile = len(re.findall(sweeps, worker.log_text())) - before
+    assert status_of(feedback.pk) == "sending"
+
+    events = listener.until_final(timeout=60)
+    print(f"\nslow worker: {swept_meanwhile} sweeps during its send, {statuses(events)}")
+    assert swept_meanwhile >= 2  # the sweeper did look, while the heartbeat was missing
+    assert statuses(events)[-1] == "sent"
+    assert "retrying" not in statuses(events)
+    feedback.refresh_from_db()
+    assert (feedback.attempts, claimed_by(feedback.pk)) == (1, worker.hostname)
+    assert len(messages_for(smtp_server, feedback.pk)) == 1

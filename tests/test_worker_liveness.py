@@ -77,3 +77,27 @@ def test_a_clean_shutdown_removes_the_heartbeat_at_once(start_worker, redis_url,
 def test_a_node_nobody_has_heard_of_is_dead(redis_url):
     assert worker_liveness.dead_workers(["never-started@nowhere"]) == {"never-started@nowhere"}
     assert worker_liveness.dead_workers([]) == set()
+
+
+def life(redis_url: str, name: str) -> str | None:
+    """The claimer string of the life beating for node `name` now."""
+    beat = heartbeat(redis_url, name)[0]
+    return f"{name}/{beat.decode()}" if beat else None
+
+
+def test_a_node_restarted_under_the_same_name_ends_its_previous_life(
+    start_worker, redis_url, fast_beats
+):
+    worker = start_worker(**BEAT)
+    name = worker.hostname
+    first = wait_until(lambda: life(redis_url, name), 10, "a heartbeat")
+    assert worker_liveness.dead_workers([first]) == set()
+    worker.kill_group(signal.SIGKILL)
+    worker.wait(10)
+    worker.start()  # the same command line: the same node name, at once
+    assert worker.hostname == name
+    second = wait_until(
+        lambda: (now := life(redis_url, name)) != first and now, 10, "the new life beating"
+    )
+    # What the first life claimed is taken back at once; the new life keeps its own.
+    assert worker_liveness.dead_workers([first, second]) == {first}
