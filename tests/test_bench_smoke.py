@@ -141,3 +141,24 @@ def test_percentiles_interpolate_between_ranks():
     assert summary["count"] == 3
     assert summary["p50"] == pytest.approx(2.0)
     assert summarize_ms([]) == {"count": 0}
+
+
+@pytest.mark.postgres_only
+def test_the_bench_runs_on_postgresql_too(tmp_path):
+    """`--database postgres`: the same scenarios on a private PostgreSQL server."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("REDIS_URL", "DATABASE_URL", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "devtools.bench", "--size", "smoke", "--scenarios", "1,4",
+         "--database", "postgres", "--out", str(tmp_path / "benchmarks.md"),
+         "--json", str(tmp_path / "results.json")],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["errors"] == {}, proc.stderr[-5000:]
+    assert results["database"] == "postgres"
+    assert set(results["scenarios"]) == {"submit", "burst"}
+    assert "PostgreSQL" in (tmp_path / "benchmarks.md").read_text()
