@@ -242,6 +242,10 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILI
 # Publishing while Redis is down: one quick retry, then give up. The row is
 # already stored as `queued` and the sweeper enqueues it once Redis is back,
 # so the person gets their answer in well under a few seconds either way.
+# No request may wait for ever for a pooled broker connection (Celery's default):
+# enqueueing gives up after this many seconds and the sweeper takes the row.
+FEEDBACK_ENQUEUE_WAIT = float(os.environ.get("FEEDBACK_ENQUEUE_WAIT", "2"))
+CELERY_BROKER_POOL_ACQUIRE_TIMEOUT = FEEDBACK_ENQUEUE_WAIT
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "max_retries": 1,
     "interval_start": 0.2,
@@ -292,6 +296,10 @@ CACHES = {
         },
     }
 }
+
+# /healthz answers from a report at most this many seconds old: one check runs
+# at a time per process, however many probes ask (health/checks.py).
+HEALTH_CACHE_SECONDS = float(os.environ.get("HEALTH_CACHE_SECONDS", "1.5"))
 
 # --- Email ------------------------------------------------------------------
 # When EMAIL_HOST is set, mail goes over SMTP to it. Otherwise, in debug, the
