@@ -9,16 +9,25 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from channels.sessions import SessionMiddlewareStack  # noqa: E402
+from django.conf import settings  # noqa: E402
 
+from django_celery.body_limit import (  # noqa: E402
+    BodySizeLimitMiddleware,
+    limit_daphne_request_bodies,
+)
 from django_celery.log_redaction import redact_daphne_access_log  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
 # daphne writes its access log (every URL, tokens included) outside logging.
 redact_daphne_access_log()
+# A big body is dropped as it arrives, never held whole (django_celery/body_limit.py).
+limit_daphne_request_bodies(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": BodySizeLimitMiddleware(
+            django_asgi_app, limit=lambda: settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        ),
         "websocket": AllowedHostsOriginValidator(
             # The session only: watchers are not users, and resolving scope["user"]
             # cost every socket an extra trip to the database thread.

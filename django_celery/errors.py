@@ -12,6 +12,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views import defaults
 
+from .body_limit import SCOPE_TOO_LARGE
+
 TOO_LARGE = 413
 
 
@@ -44,6 +46,8 @@ class RequestSizeLimitMiddleware:
             declared = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             declared = 0  # not a number: Django's own body reading decides
-        if limit is not None and declared > limit:
+        # Refused by size at the ASGI level (django_celery/body_limit.py), unread.
+        refused = getattr(request, "scope", {}).get(SCOPE_TOO_LARGE, False)
+        if refused or (limit is not None and declared > limit):
             return request_too_large(request)
         return self.get_response(request)
