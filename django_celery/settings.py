@@ -101,6 +101,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django_celery.errors.RequestSizeLimitMiddleware",
+    "django_celery.errors.RequestEncodingMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -344,6 +345,12 @@ elif not re.fullmatch(r"[1-9]\d*/\d*[smhd]", FEEDBACK_RATE_LIMIT):
 # The limit counts in the shared Redis cache (atomic INCR); if that cache is
 # unreachable the limit fails open, so a submission is still stored.
 RATELIMIT_FAIL_OPEN = True
+# How many proxies in front of daphne append to X-Forwarded-For: the client's
+# address (rate limit, socket caps) is the entry that many from the right.
+# 0: the connection's peer address (django_celery/client_address.py).
+TRUSTED_PROXY_HOPS = int(os.environ.get("TRUSTED_PROXY_HOPS", "0"))
+if TRUSTED_PROXY_HOPS < 0:
+    raise ImproperlyConfigured("TRUSTED_PROXY_HOPS must be 0 or more.")
 # Seconds a watch token (status page, websocket) stays valid after submitting.
 FEEDBACK_TOKEN_MAX_AGE = int(os.environ.get("FEEDBACK_TOKEN_MAX_AGE", str(24 * 60 * 60)))
 
