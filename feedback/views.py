@@ -1,7 +1,8 @@
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import require_http_methods, require_safe
 from django_htmx.middleware import HtmxDetails
 
 from . import services
@@ -19,7 +20,12 @@ class HtmxHttpRequest(HttpRequest):
 TOO_MANY_REQUESTS = 429
 
 
-@require_http_methods(["GET", "POST"])
+# The pages that show a person's submission are for that browser only.
+private_page = cache_control(private=True, no_store=True)
+
+
+@private_page
+@require_http_methods(["GET", "HEAD", "POST"])
 def feedback_index(request: HtmxHttpRequest) -> HttpResponse:
     form = FeedbackForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -30,6 +36,7 @@ def feedback_index(request: HtmxHttpRequest) -> HttpResponse:
         with stopwatch() as answered:
             feedback = services.feedback_submit(**form.cleaned_data)
         answers_record(request.session, mode=mode, ms=answered.ms)
+        request.session.cycle_key()  # watch rights go to this session: a planted key loses them
         token = feedback_token(feedback.pk, session=request.session)
         if request.htmx:
             context = {
@@ -68,7 +75,8 @@ def too_many_submissions(
     return response
 
 
-@require_GET
+@private_page
+@require_safe
 def feedback_status(request: HtmxHttpRequest, token: str) -> HttpResponse:
     feedback_id = feedback_id_from_token(token, session=request.session)
     if feedback_id is None:
