@@ -277,6 +277,13 @@ REALTIME_RESYNC_SECONDS = float(os.environ.get("REALTIME_RESYNC_SECONDS", "5"))
 # many watchers each re-reads less often (realtime/consumers.py says why).
 REALTIME_RESYNC_PER_SECOND = float(os.environ.get("REALTIME_RESYNC_PER_SECOND", "50"))
 
+# Status sockets one daphne process keeps open per session and per client
+# address, and new sockets per second per client address (realtime/socket_limits.py).
+# Over them a socket is closed with code 4429 and the page polls over HTTP instead.
+REALTIME_MAX_SOCKETS_PER_SESSION = int(os.environ.get("REALTIME_MAX_SOCKETS_PER_SESSION", "20"))
+REALTIME_MAX_SOCKETS_PER_CLIENT = int(os.environ.get("REALTIME_MAX_SOCKETS_PER_CLIENT", "200"))
+REALTIME_CONNECTS_PER_SECOND = float(os.environ.get("REALTIME_CONNECTS_PER_SECOND", "10"))
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": CHANNEL_LAYER_BACKENDS[CHANNEL_LAYER],
