@@ -20,6 +20,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.sessions.backends.db import SessionStore
 from django.test import Client
+from playwright.sync_api import expect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -386,3 +387,26 @@ def test_a_connect_flood_is_turned_away_and_a_real_watcher_is_served(start_daphn
         with open_socket(watcher, token, forwarded_for=some_address()) as ws:
             assert 'data-status="queued"' in ws.recv(timeout=10)
         assert time.monotonic() - started < 5
+
+
+# -- what the page does with a socket over the cap (a real browser) ---------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_page_over_the_socket_cap_polls_instead_and_does_not_retry(
+    browser_page, start_worker, start_daphne
+):
+    start_worker(FEEDBACK_SEND_DELAY=1.5)
+    server = start_daphne(REALTIME_MAX_SOCKETS_PER_SESSION="0")  # every socket is over the cap
+    page = browser_page
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.goto(server.url)
+    page.get_by_label("Your email address").fill("ada@example.com")
+    page.get_by_label("Message").fill("Over the cap")
+    page.get_by_role("button", name=re.compile("With Celery")).click()
+
+    status = page.locator("#submissions [data-status]")
+    expect(status).to_have_attribute("data-status", "sent", timeout=30_000)  # by polling
+    time.sleep(2)  # time enough for a retry storm to show
+    assert len(sockets) == 1, sockets
