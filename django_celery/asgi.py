@@ -16,6 +16,7 @@ from django_celery.body_limit import (  # noqa: E402
 )
 from django_celery.client_address import scope_client_address  # noqa: E402
 from django_celery.log_redaction import redact_daphne_access_log  # noqa: E402
+from django_celery.slow_clients import limit_daphne_header_time  # noqa: E402
 from realtime.origin import SameOriginValidator  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 from realtime.socket_limits import SocketLimits  # noqa: E402
@@ -24,6 +25,8 @@ from realtime.socket_limits import SocketLimits  # noqa: E402
 redact_daphne_access_log()
 # A big body is dropped as it arrives, never held whole (django_celery/body_limit.py).
 limit_daphne_request_bodies(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+# A client that trickles its headers is dropped (django_celery/slow_clients.py).
+limit_daphne_header_time(settings.HTTP_HEADER_TIMEOUT)
 
 application = ProtocolTypeRouter(
     {

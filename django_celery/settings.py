@@ -81,6 +81,9 @@ SECURE_CSP = {
 }
 # The form is small: anything bigger is refused with 413 before it is parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+# Seconds a request's headers may take to arrive under daphne (django_celery/slow_clients.py);
+# also how long a kept-alive connection may stay idle. 0 switches the limit off.
+HTTP_HEADER_TIMEOUT = float(os.environ.get("HTTP_HEADER_TIMEOUT", "30"))
 
 INSTALLED_APPS = [
     "daphne",

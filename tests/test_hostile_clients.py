@@ -11,6 +11,7 @@ import concurrent.futures
 import contextlib
 import random
 import re
+import socket
 import time
 
 import httpx
@@ -134,6 +135,34 @@ def test_a_200_mib_body_leaves_daphnes_memory_flat(start_daphne, declared):
         assert visitor.submit(email="ada@example.com", message="after").status_code == 200
     assert set(Feedback.objects.values_list("message", flat=True)) == {"warm up", "after"}
     assert "Traceback" not in daphne.log_text()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_client_that_trickles_its_headers_is_dropped(start_daphne):
+    daphne = start_daphne(HTTP_HEADER_TIMEOUT="2")
+    with socket.create_connection((daphne.host, daphne.port), timeout=15) as trickler:
+        trickler.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        started = time.monotonic()
+        closed_after = None
+        while time.monotonic() - started < 12:
+            try:
+                trickler.sendall(b"X-Slow: still here\r\n")
+                trickler.settimeout(1)
+                if trickler.recv(1024) == b"":
+                    closed_after = time.monotonic() - started
+                    break
+            except TimeoutError:
+                continue
+            except OSError:  # reset by the server
+                closed_after = time.monotonic() - started
+                break
+    assert closed_after is not None, "still open after 12 s of trickling"
+    assert closed_after >= 1.5
+    # Clients that send their request at once are served, on a kept-alive connection too.
+    with httpx.Client(base_url=daphne.url, timeout=10) as client:
+        assert client.get("/").status_code == 200
+        time.sleep(1)
+        assert client.get("/").status_code == 200
 
 
 # -- request charsets ------------------------------------------------------------------------
