@@ -7,10 +7,11 @@ VENV_PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv venv-test run test bench lint format clean
+.PHONY: help venv venv-test run admin test bench lint format clean
 
 help:
 	@echo "make run    set up .venv, migrate, start Redis (if needed), worker, beat and daphne"
+	@echo "make admin  a login for the admin (development): creates or resets the user admin"
 	@echo "make test   set up .venv with the test requirements and run the whole suite"
 	@echo "make bench  run the benchmark suite on this machine, write docs/benchmarks.md (~15 min)"
 	@echo "make lint   ruff check and format check"
@@ -37,6 +38,11 @@ venv-test: $(VENV)/.stamp-requirements-test
 run: venv
 	$(VENV_PYTHON) manage.py migrate --noinput
 	exec $(VENV_PYTHON) -m devtools.run
+
+# Development only: prints a fresh random password for the superuser `admin`.
+admin: venv
+	$(VENV_PYTHON) manage.py migrate --noinput --verbosity 0
+	$(VENV_PYTHON) -m devtools.admin_login
 
 test: venv-test
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)

@@ -4,8 +4,11 @@ honcho's Manager runs every process, prefixes their output, and on Ctrl-C or
 SIGTERM stops each process group (SIGTERM, then SIGKILL after 5 s); when one
 process exits, the others are stopped too.
 
-Redis: ``REDIS_URL`` when set; else the server answering at 127.0.0.1:6379;
-else a private redis-server on a free port (see ``devtools.redis_server``).
+Redis: ``REDIS_URL`` when set; else a private redis-server on a free port (see
+``devtools.redis_server``), never a Redis that happens to answer at 6379: another
+checkout or project there would take this stack's tasks. Either way every key,
+queue and channel goes under ``REDIS_PREFIX`` (by default a name of this
+checkout), which the banner states.
 
 Mail: ``EMAIL_HOST`` when set; else a local SMTP server (``devtools.mailbox``)
 on a free port, storing what it receives for the debug-only Outbox page.
@@ -17,6 +20,7 @@ To add a process, add an entry in ``build_processes``.
 
 import os
 import queue
+import re
 import shlex
 import signal
 import sys
@@ -32,9 +36,10 @@ from honcho.printer import Message, Printer
 
 from devtools.mailbox import DEFAULT_FILE as DEFAULT_MAILBOX
 from devtools.ports import free_port, wait_for_port
-from devtools.redis_server import RedisServer, ping
+from devtools.redis_server import RedisServer
+from django_celery.redis_prefix import checkout_prefix
 
-DEFAULT_REDIS = ("127.0.0.1", 6379)
+REPO_ROOT = Path(__file__).resolve().parent.parent
 # Celery retries the broker on its own, but waiting first keeps the log free of
 # connection errors while the private Redis boots.
 REDIS_WAIT_SECONDS = 30
@@ -49,22 +54,21 @@ class RedisChoice:
     def source(self) -> str:
         if self.private is not None:
             return f"private redis-server ({self.private.binary})"
-        return "REDIS_URL" if os.environ.get("REDIS_URL") else "the server at the default address"
+        return "REDIS_URL"
 
 
-def resolve_redis(
-    environ: dict[str, str] | os._Environ = os.environ,
-    default: tuple[str, int] | None = None,
-) -> RedisChoice:
+def resolve_redis(environ: dict[str, str] | os._Environ = os.environ) -> RedisChoice:
     """Which Redis the stack uses; a ``RedisChoice.private`` server is not started yet."""
     url = environ.get("REDIS_URL", "").strip()
     if url:
         return RedisChoice(url=url)
-    host, port = default or DEFAULT_REDIS
-    if ping(host, port):
-        return RedisChoice(url=f"redis://{host}:{port}/0")
     server = RedisServer(port=free_port())
     return RedisChoice(url=server.url, private=server)
+
+
+def resolve_redis_prefix(environ: dict[str, str] | os._Environ = os.environ) -> str:
+    """What every process of the stack puts before its Redis keys (settings.REDIS_PREFIX)."""
+    return environ.get("REDIS_PREFIX", "").strip() or checkout_prefix(REPO_ROOT)
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,16 @@ class Stack:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/"
+
+    def where_to_open(self) -> str:
+        """The last line of the startup output: every page a person may want."""
+        places = [f"the app {self.url}"]
+        if self.mailbox is not None:
+            places.append(f"the Outbox {self.url}outbox/")
+        places.append(f"the admin {self.url}admin/ (`make admin` prints a login)")
+        if self.flower_port is not None:
+            places.append(f"Flower http://{self.host}:{self.flower_port}/")
+        return f"ready: open {', '.join(places)}. Ctrl-C stops everything."
 
 
 def _after_redis(stack: Stack, command: str) -> str:
@@ -195,16 +209,50 @@ class StackManager(Manager):
             self.events.put(message)
 
 
-def _announce_when_listening(stack: Stack, printer: Printer) -> None:
+class WatchingPrinter(Printer):
+    """honcho's Printer, which also notices when the worker says it is ready.
+
+    Two threads write (the manager's loop and the announcement): a lock keeps
+    their lines whole.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.worker_ready = threading.Event()
+        self._lock = threading.Lock()
+
+    def write(self, message: Message) -> None:
+        with self._lock:
+            super().write(message)
+        if message.type == "line" and message.name == "worker":
+            data = message.data
+            text = data.decode(errors="replace") if isinstance(data, bytes) else data
+            if WORKER_READY.search(text):
+                self.worker_ready.set()
+
+
+# Celery's "celery@host ready." once the worker consumes from its queues.
+WORKER_READY = re.compile(r"@\S+ ready\.")
+READY_TIMEOUT = 120
+
+
+def _announce_when_ready(stack: Stack, printer: WatchingPrinter) -> None:
+    """Print ``stack.where_to_open()`` once the web (and Flower) listen and the
+    worker is ready, so it comes after the start-up banners."""
+
     def announce() -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        ports = [stack.port] + ([stack.flower_port] if stack.flower_port is not None else [])
         try:
-            wait_for_port(stack.host, stack.port, timeout=120)
+            for port in ports:
+                wait_for_port(stack.host, port, timeout=max(0.1, deadline - time.monotonic()))
         except TimeoutError:
             return
+        printer.worker_ready.wait(timeout=max(0.1, deadline - time.monotonic()))
         printer.write(
             Message(
                 type="line",
-                data=f"ready: open {stack.url} (Ctrl-C stops everything)\n",
+                data=stack.where_to_open() + "\n",
                 time=datetime.now(),
                 name=SYSTEM_PRINTER_NAME,
                 colour=None,
@@ -218,8 +266,9 @@ def main() -> int:
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "8000"))
     redis = resolve_redis()
+    redis_prefix = resolve_redis_prefix()
     mailbox = resolve_mailbox()
-    env = dict(os.environ, REDIS_URL=redis.url, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, REDIS_URL=redis.url, REDIS_PREFIX=redis_prefix, PYTHONUNBUFFERED="1")
     if mailbox is not None:
         env.update(mailbox.app_env())
     # The venv's bin first, so `daphne` and `celery` resolve even if it is not activated.
@@ -228,13 +277,14 @@ def main() -> int:
         host=host, port=port, redis=redis, env=env, mailbox=mailbox, flower_port=resolve_flower()
     )
 
-    printer = Printer(sys.stdout)
+    printer = WatchingPrinter(sys.stdout)
     manager = StackManager(printer)
     for name, command in build_processes(stack).items():
         manager.add_process(name, command, env=stack.env)
 
     try:
         print(f"Redis: {redis.url} ({redis.source})", flush=True)
+        print(f"       keys, queues and channels under {redis_prefix}: (REDIS_PREFIX)", flush=True)
         print(f"Web:   {stack.url}", flush=True)
         if mailbox is not None:
             print(
@@ -242,7 +292,7 @@ def main() -> int:
             )
         if stack.flower_port is not None:
             print(f"Flower: http://{host}:{stack.flower_port}/", flush=True)
-        _announce_when_listening(stack, printer)
+        _announce_when_ready(stack, printer)
         manager.loop()
     except KeyboardInterrupt:
         return 130  # Ctrl-C before honcho took over signals: nothing was started yet

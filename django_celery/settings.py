@@ -15,6 +15,9 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
+from django_celery.redis_prefix import ALLOWED as REDIS_PREFIX_ALLOWED
+from django_celery.redis_prefix import checkout_prefix
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -163,6 +166,19 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Redis: broker, results, channel layer, cache -------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
+
+# Every key, queue and pub/sub channel of this stack in Redis starts with this,
+# so two checkouts (or another project) on one Redis never take each other's
+# tasks or pushes. In development each checkout has its own; in production
+# every web and worker node must share one (set REDIS_PREFIX on all of them).
+REDIS_PREFIX = os.environ.get("REDIS_PREFIX", "").strip() or (
+    checkout_prefix(BASE_DIR) if DEBUG else "feedback"
+)
+if not REDIS_PREFIX_ALLOWED.fullmatch(REDIS_PREFIX):
+    raise ImproperlyConfigured(
+        f"REDIS_PREFIX={REDIS_PREFIX!r}: use letters, digits, '.', '_' and '-' only."
+    )
+
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_IGNORE_RESULT = True
@@ -240,11 +256,17 @@ CELERY_VISIBILITY_TIMEOUT = int(
 # socket timeouts: a Redis that accepts connections but never answers must
 # not hang a web request that enqueues (nor a worker) for ever.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # The queues, the workers' control messages (ping, the health check) and
+    # events (Flower) all live under it.
+    "global_keyprefix": f"{REDIS_PREFIX}:",
     "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
     "socket_connect_timeout": 3,
     "socket_timeout": 3,
 }
-CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
+    "global_keyprefix": f"{REDIS_PREFIX}:",
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+}
 # Publishing while Redis is down: one quick retry, then give up. The row is
 # already stored as `queued` and the sweeper enqueues it once Redis is back,
 # so the person gets their answer in well under a few seconds either way.
@@ -290,7 +312,7 @@ REALTIME_CONNECTS_PER_SECOND = float(os.environ.get("REALTIME_CONNECTS_PER_SECON
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": CHANNEL_LAYER_BACKENDS[CHANNEL_LAYER],
-        "CONFIG": {"hosts": [REDIS_URL]},
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_PREFIX}:asgi:"},
     }
 }
 
@@ -298,6 +320,7 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
+        "KEY_PREFIX": REDIS_PREFIX,
         "OPTIONS": {
             # The rate limit's counters live here: with Redis down a request must
             # not hang on it (the limit then lets submissions through).

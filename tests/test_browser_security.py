@@ -90,3 +90,71 @@ def test_the_admin_works_under_the_csp_and_shows_the_payload_as_text(
     assert page.locator("textarea[name=message]").input_value() == XSS
     assert page.evaluate("window.__xss") is None
     assert page.evaluate("window.__cspViolations") == []
+
+
+def test_the_admin_a_developer_meets_logs_no_csp_violation_and_no_error(
+    browser_page, start_daphne, app_env
+):
+    """Logged in with what `make admin` prints, every admin page a developer opens
+    (and the Resend action) runs with no CSP violation, no console error and no
+    failed request (the favicon included)."""
+    from tests.test_admin_login import admin_login, login_from
+
+    failed = Feedback.objects.create(email="ada@example.com", message=XSS, status="failed")
+    daphne = start_daphne()
+    _, username, password = login_from(admin_login(app_env))
+    page = browser_page
+    console, bad_responses = [], []
+    page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+
+    def note_failure(response) -> None:
+        if response.status >= 400:
+            bad_responses.append(f"{response.status} {response.url}")
+
+    page.on("response", note_failure)
+    page.add_init_script(RECORD_CSP_VIOLATIONS)
+    violations = []
+
+    def visit(path: str) -> None:
+        page.goto(daphne.url + path)
+        page.wait_for_load_state("load")
+        violations.extend(f"{path}: {v}" for v in page.evaluate("window.__cspViolations"))
+
+    visit("/admin/")  # to the login page
+    assert "/admin/login/" in page.url
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", "not the password")
+    page.click("input[type=submit]")
+    page.locator(".errornote").wait_for()
+    page.fill("input[name=password]", password)
+    page.click("input[type=submit]")
+    page.locator("#user-tools").wait_for()  # logged in
+
+    for path in [
+        "/admin/",
+        "/admin/feedback/feedback/",
+        "/admin/feedback/feedback/?status__exact=failed&q=ada",
+        f"/admin/feedback/feedback/{failed.pk}/change/",
+        f"/admin/feedback/feedback/{failed.pk}/history/",
+        f"/admin/feedback/feedback/{failed.pk}/delete/",
+        "/admin/feedback/feedback/add/",
+        "/admin/auth/user/",
+        "/admin/auth/user/add/",
+        "/admin/auth/group/add/",
+        "/admin/password_change/",
+    ]:
+        visit(path)
+    visit("/admin/feedback/feedback/")
+    page.check(f"input.action-select[value='{failed.pk}']")
+    page.select_option("select[name=action]", "resend")
+    page.click("button[name=index]")
+    page.get_by_text("Queued 1 confirmation(s) again.").wait_for()
+    violations.extend(page.evaluate("window.__cspViolations"))
+
+    assert violations == []
+    assert [line for line in console if line.startswith("error")] == []
+    assert bad_responses == []
+    # The recorder does see a violation when there is one: an inline style.
+    page.evaluate("document.body.insertAdjacentHTML('beforeend', '<p style=\"color: red\">x</p>')")
+    page.wait_for_function("window.__cspViolations.length > 0")
+    assert page.evaluate("window.__cspViolations")[0].startswith("style-src")

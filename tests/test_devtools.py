@@ -211,27 +211,41 @@ def test_run_uses_redis_url_when_set():
     assert choice.private is None
 
 
-def test_run_uses_the_server_answering_at_the_default(redis_url):
-    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
-    choice = run.resolve_redis({}, default=("127.0.0.1", port))
-    assert choice.url == f"redis://127.0.0.1:{port}/0"
-    assert choice.private is None
-
-
-def test_run_starts_its_own_redis_when_none_answers():
-    silent = ("127.0.0.1", free_port())
-    choice = run.resolve_redis({}, default=silent)
+def test_run_starts_its_own_redis_without_redis_url():
+    # Never the server that may answer at 6379: another checkout's tasks live there.
+    choice = run.resolve_redis({})
     try:
         assert choice.private is not None
-        assert choice.private.port != silent[1]
+        assert choice.private.port != 6379
         assert choice.url == choice.private.url
         assert not choice.private.running  # honcho starts it, not resolve_redis
+        assert choice.source.startswith("private redis-server")
     finally:
         choice.private.close()
 
 
+def test_run_prefix_is_the_checkouts_unless_set():
+    from django_celery.redis_prefix import checkout_prefix
+
+    assert run.resolve_redis_prefix({}) == checkout_prefix(REPO_ROOT)
+    assert run.resolve_redis_prefix({"REDIS_PREFIX": " shop "}) == "shop"
+
+
+def test_run_says_where_to_open_everything():
+    stack = run.Stack(host="127.0.0.1", port=8000, redis=run.RedisChoice(url="redis://x:1/0"))
+    line = stack.where_to_open()
+    assert line.startswith("ready: open the app http://127.0.0.1:8000/, ")
+    assert "the admin http://127.0.0.1:8000/admin/ (`make admin` prints a login)" in line
+    assert "Outbox" not in line and "Flower" not in line
+    stack.mailbox = run.Mailbox(port=1025, path=Path("mail.jsonl"))
+    stack.flower_port = 5555
+    line = stack.where_to_open()
+    assert "the Outbox http://127.0.0.1:8000/outbox/" in line
+    assert line.endswith("Flower http://127.0.0.1:5555/. Ctrl-C stops everything.")
+
+
 def test_run_processes_wait_for_a_private_redis():
-    choice = run.resolve_redis({}, default=("127.0.0.1", free_port()))
+    choice = run.resolve_redis({})
     stack = run.Stack(host="127.0.0.1", port=8123, redis=choice)
     try:
         processes = run.build_processes(stack)
@@ -252,12 +266,23 @@ def test_run_has_no_redis_process_with_an_external_redis():
     assert "devtools.ports" not in processes["worker"]
 
 
-RUN_WITH_PRIVATE_REDIS = """
-import sys
-from devtools import run
-run.DEFAULT_REDIS = ("127.0.0.1", int(sys.argv[1]))  # nothing there: a private Redis starts
-sys.exit(run.main())
-"""
+RUN = [sys.executable, "-m", "devtools.run"]  # no REDIS_URL: a private Redis starts
+
+
+def _assert_the_startup_output_says_where_everything_is(text: str, port: int) -> None:
+    from django_celery.redis_prefix import checkout_prefix
+
+    assert re.search(r"^Redis: redis://127\.0\.0\.1:\d+/0 \(private redis-server", text, re.M)
+    assert f"keys, queues and channels under {checkout_prefix(REPO_ROOT)}: (REDIS_PREFIX)" in text
+    lines = text.splitlines()
+    [ready] = [number for number, line in enumerate(lines) if "ready: open" in line]
+    [worker] = [number for number, line in enumerate(lines) if re.search(r"@\S+ ready\.", line)]
+    assert worker < ready, text  # the last word of the start-up, after the banners
+    url = f"http://127.0.0.1:{port}/"
+    assert lines[ready].endswith(
+        f"ready: open the app {url}, the Outbox {url}outbox/, "
+        f"the admin {url}admin/ (`make admin` prints a login). Ctrl-C stops everything."
+    ), lines[ready]
 
 
 def _started_groups(text: str) -> list[int]:
@@ -272,7 +297,9 @@ def _started_groups(text: str) -> list[int]:
 )
 def test_run_stops_every_process_it_started(sig, when, tmp_path):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "EMAIL_HOST")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "REDIS_PREFIX", "EMAIL_HOST")
+    }
     env.update(
         PORT=str(port), PYTHONUNBUFFERED="1", DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite3",
         DEV_MAILBOX=str(tmp_path / "mailbox.jsonl"),
@@ -282,7 +309,7 @@ def test_run_stops_every_process_it_started(sig, when, tmp_path):
     log_path = tmp_path / "run.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-c", RUN_WITH_PRIVATE_REDIS, str(free_port())],
+            RUN,
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
@@ -302,6 +329,7 @@ def test_run_stops_every_process_it_started(sig, when, tmp_path):
                 time.sleep(0.1)
             time.sleep(1)  # let the worker fork its pool
             assert all(_group_alive(pgid) for pgid in _started_groups(output()))
+            _assert_the_startup_output_says_where_everything_is(output(), port)
 
         proc.send_signal(sig)
         proc.wait(timeout=20)

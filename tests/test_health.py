@@ -77,12 +77,14 @@ def test_healthz_served_by_daphne_follows_the_worker(start_daphne, start_worker)
 
 def test_healthz_answers_plain_http_in_production(start_daphne, start_worker):
     """Probes ask over plain HTTP from inside: no redirect to HTTPS for /healthz."""
-    start_worker()
-    server = start_daphne(
-        DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY="a-test-secret-that-is-long-enough-for-production-checks",
-        DJANGO_ALLOWED_HOSTS="127.0.0.1",
-    )
+    production = {
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "a-test-secret-that-is-long-enough-for-production-checks",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+    }
+    # The worker too: the nodes of one deployment share their settings (REDIS_PREFIX with them).
+    start_worker(**production)
+    server = start_daphne(**production)
     response = httpx.get(f"{server.url}/healthz", timeout=10)
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
