@@ -11,8 +11,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.contrib.sessions.backends.base import SessionBase
+from django.http import HttpResponse
 
-from .services import SendMode
+from .models import SendMode
 
 SESSION_KEY = "feedback.answers"
 KEEP = 5  # per mode
@@ -36,6 +37,14 @@ def stopwatch() -> Iterator[Stopwatch]:
         yield watch
     finally:
         watch.ms = round((time.perf_counter() - started) * 1000)
+
+
+@contextmanager
+def answers_timed(session: SessionBase, *, mode: str) -> Iterator[Stopwatch]:
+    """Time a submission and, if it was taken, keep its answer time in the session."""
+    with stopwatch() as answered:
+        yield answered
+    answers_record(session, mode=mode, ms=answered.ms)
 
 
 def answers_record(session: SessionBase, *, mode: str, ms: int) -> None:
@@ -63,3 +72,8 @@ def answers_recent(session: SessionBase) -> list[AnswerColumn]:
 def server_timing(ms: int) -> str:
     """A Server-Timing header value, so tools (and benchmarks) see the server's share."""
     return f'app;dur={ms};desc="feedback submit"'
+
+
+def with_server_timing(response: HttpResponse, answered: Stopwatch) -> HttpResponse:
+    response["Server-Timing"] = server_timing(answered.ms)
+    return response

@@ -7,6 +7,6 @@ class FeedbackConfig(AppConfig):
     def ready(self) -> None:
         from realtime import watch
 
-        from .services import feedback_snapshot
+        from .selectors import feedback_group_for_token, feedback_snapshot
 
-        watch.register("feedback", feedback_snapshot)
+        watch.register("feedback", group=feedback_group_for_token, snapshot=feedback_snapshot)

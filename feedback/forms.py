@@ -4,8 +4,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator
 
-from .models import Feedback
-from .services import SendMode
+from .models import Feedback, SendMode
 
 MESSAGE_MAX_LENGTH = 2000
 

@@ -1,22 +1,26 @@
 import uuid
-from typing import TYPE_CHECKING
 
 from django.db import models
 from django.utils import timezone
 
-if TYPE_CHECKING:
-    from .timeline import TimelineStep
+
+class Status(models.TextChoices):
+    """Where a feedback is in its life; the moves between them are in transitions.py."""
+
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    RETRYING = "retrying", "Retrying"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
+class SendMode(models.TextChoices):
+    ASYNC = "async", "With Celery"
+    SYNC = "sync", "The old way (before)"
 
 
 class Feedback(models.Model):
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        SENDING = "sending", "Sending"
-        RETRYING = "retrying", "Retrying"
-        SENT = "sent", "Sent"
-        FAILED = "failed", "Failed"
-
-    FINAL_STATUSES = frozenset({Status.SENT, Status.FAILED})
+    Status = Status
 
     # A random id: nothing about one feedback tells you another's.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -43,22 +47,12 @@ class Feedback(models.Model):
     def __str__(self) -> str:
         return f"{self.email} ({self.status})"
 
-    @property
-    def is_final(self) -> bool:
-        return self.status in self.FINAL_STATUSES
-
-    @property
-    def timeline(self) -> list["TimelineStep"]:
-        from .timeline import feedback_timeline
-
-        return feedback_timeline(feedback=self)
-
 
 class FeedbackEvent(models.Model):
     """One status change with its time, so the page can show how long each step took."""
 
     feedback = models.ForeignKey(Feedback, on_delete=models.CASCADE, related_name="events")
-    status = models.CharField(max_length=16, choices=Feedback.Status.choices)
+    status = models.CharField(max_length=16, choices=Status.choices)
     at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from . import services
+from .mail import DeliveryError
 from .models import Feedback
 
 TOOK_TOO_LONG = "Sending took too long; the mail server may be overloaded."
@@ -34,14 +35,14 @@ def send_feedback_email(self: Task, feedback_id: str) -> None:
     try:
         services.feedback_deliver(feedback_id=feedback_id)
     except SoftTimeLimitExceeded as timeout:
-        _retry_or_fail(self, feedback_id, services.DeliveryError(
+        _retry_or_fail(self, feedback_id, DeliveryError(
             TOOK_TOO_LONG, cause=timeout, transient=True
         ))  # fmt: skip
-    except services.DeliveryError as error:
+    except DeliveryError as error:
         _retry_or_fail(self, feedback_id, error)
 
 
-def _retry_or_fail(task: Task, feedback_id: str, error: services.DeliveryError) -> None:
+def _retry_or_fail(task: Task, feedback_id: str, error: DeliveryError) -> None:
     # The attempt count is the row's (the claim counts it), not Celery's
     # request.retries: it survives a re-enqueue by the sweeper or a new worker.
     attempts = Feedback.objects.values_list("attempts", flat=True).get(pk=feedback_id)

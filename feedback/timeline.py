@@ -3,18 +3,8 @@
 from dataclasses import dataclass
 from datetime import timedelta
 
-from .models import Feedback
-
-Status = Feedback.Status
-
-# What still lies ahead, from each status, when all goes well.
-AHEAD = {
-    Status.QUEUED: [Status.SENDING, Status.SENT],
-    Status.SENDING: [Status.SENT],
-    Status.RETRYING: [Status.SENDING, Status.SENT],
-    Status.SENT: [],
-    Status.FAILED: [],
-}
+from .models import Feedback, Status
+from .transitions import ahead, is_final
 
 
 @dataclass(frozen=True)
@@ -39,8 +29,9 @@ def format_offset(offset: timedelta) -> str:
 
 def feedback_timeline(*, feedback: Feedback) -> list[TimelineStep]:
     events = list(feedback.events.all())
+    final = is_final(feedback.status)
     if not events:  # a row from before events were recorded: its status, untimed
-        state = "done" if feedback.is_final else "current"
+        state = "done" if final else "current"
         events_free = [TimelineStep(feedback.status, feedback.get_status_display(), state)]
         return events_free + _ahead(feedback)
     steps = []
@@ -50,7 +41,7 @@ def feedback_timeline(*, feedback: Feedback) -> list[TimelineStep]:
             TimelineStep(
                 status=event.status,
                 label=Status(event.status).label,
-                state="current" if last and not feedback.is_final else "done",
+                state="current" if last and not final else "done",
                 since_submit=format_offset(event.at - feedback.created_at),
             )
         )
@@ -60,5 +51,5 @@ def feedback_timeline(*, feedback: Feedback) -> list[TimelineStep]:
 def _ahead(feedback: Feedback) -> list[TimelineStep]:
     return [
         TimelineStep(status=status, label=status.label, state="next")
-        for status in AHEAD[Status(feedback.status)]
+        for status in ahead(feedback.status)
     ]

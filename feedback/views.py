@@ -1,23 +1,25 @@
+from http import HTTPStatus
+
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_http_methods, require_safe
+from django_htmx.http import HTMX_STOP_POLLING
 from django_htmx.middleware import HtmxDetails
 
 from . import services
-from .answers import answers_recent, answers_record, server_timing, stopwatch
+from .answers import answers_recent, answers_timed, with_server_timing
 from .forms import FeedbackForm
 from .limits import SubmissionLimit, submission_limit_take
-from .models import Feedback
+from .models import Feedback, SendMode
+from .selectors import feedback_status_context
 from .tokens import feedback_id_from_token, feedback_token
+from .transitions import is_final
 
 
 class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
-
-
-TOO_MANY_REQUESTS = 429
 
 
 # The pages that show a person's submission are for that browser only.
@@ -27,32 +29,41 @@ private_page = cache_control(private=True, no_store=True)
 @private_page
 @require_http_methods(["GET", "HEAD", "POST"])
 def feedback_index(request: HtmxHttpRequest) -> HttpResponse:
-    form = FeedbackForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        limit = submission_limit_take(request)
-        if limit.exceeded:
-            return too_many_submissions(request, form, limit)
-        mode = form.cleaned_data["mode"]
-        with stopwatch() as answered:
-            feedback = services.feedback_submit(**form.cleaned_data)
-        answers_record(request.session, mode=mode, ms=answered.ms)
-        request.session.cycle_key()  # watch rights go to this session: a planted key loses them
-        token = feedback_token(feedback.pk, session=request.session)
-        if request.htmx:
-            context = {
-                "form": FeedbackForm(),
-                "feedback": feedback,
-                "token": token,
-                "mode": mode,
-                "answered": answered,
-                "answers": answers_recent(request.session),
-            }
-            response = render(request, "feedback/index.html#submitted", context)
-        else:
-            url = reverse("feedback:status", kwargs={"token": token})
-            response = HttpResponseRedirect(url, status=303)
-        response["Server-Timing"] = server_timing(answered.ms)
-        return response
+    """The form (GET) and a submission (POST) share the URL a plain form posts back to."""
+    if request.method == "POST":
+        return take_submission(request)
+    return render_form(request, FeedbackForm())
+
+
+def take_submission(request: HtmxHttpRequest) -> HttpResponse:
+    form = FeedbackForm(request.POST)
+    if not form.is_valid():
+        return render_form(request, form)
+    limit = submission_limit_take(request)
+    if limit.exceeded:
+        return too_many_submissions(request, form, limit)
+    mode = form.cleaned_data["mode"]
+    with answers_timed(request.session, mode=mode) as answered:
+        feedback = services.feedback_submit(**form.cleaned_data)
+    request.session.cycle_key()  # watch rights go to this session: a planted key loses them
+    token = feedback_token(feedback.pk, session=request.session)
+    if not request.htmx:
+        url = reverse("feedback:status", kwargs={"token": token})
+        return with_server_timing(HttpResponseRedirect(url, status=HTTPStatus.SEE_OTHER), answered)
+    context = {
+        **feedback_status_context(feedback=feedback),
+        "form": FeedbackForm(),
+        "token": token,
+        "mode": mode,
+        "SendMode": SendMode,
+        "answered": answered,
+        "answers": answers_recent(request.session),
+    }
+    response = render(request, "feedback/index.html#submitted", context)
+    return with_server_timing(response, answered)
+
+
+def render_form(request: HtmxHttpRequest, form: FeedbackForm) -> HttpResponse:
     template = "feedback/index.html#form" if request.htmx else "feedback/index.html"
     return render(request, template, {"form": form, "answers": answers_recent(request.session)})
 
@@ -70,7 +81,7 @@ def too_many_submissions(
         template, context = "feedback/index.html#form", {"form": form}
     else:
         template, context = "429.html", {"retry_after": limit.retry_after}
-    response = render(request, template, context, status=TOO_MANY_REQUESTS)
+    response = render(request, template, context, status=HTTPStatus.TOO_MANY_REQUESTS)
     response["Retry-After"] = str(limit.retry_after)
     return response
 
@@ -82,9 +93,9 @@ def feedback_status(request: HtmxHttpRequest, token: str) -> HttpResponse:
     if feedback_id is None:
         raise Http404("No such feedback.")  # forged, expired and foreign look the same
     feedback = get_object_or_404(Feedback, pk=feedback_id)
-    context = {"feedback": feedback, "token": token}
+    context = {**feedback_status_context(feedback=feedback), "token": token}
     if request.htmx:
-        # 286 at a final state: htmx stops polling (the fallback while the socket is down).
-        status = 286 if feedback.is_final else 200
+        # At a final state htmx is told to stop polling (the fallback while the socket is down).
+        status = HTMX_STOP_POLLING if is_final(feedback.status) else HTTPStatus.OK
         return render(request, "feedback/detail.html#status", context, status=status)
     return render(request, "feedback/detail.html", context)

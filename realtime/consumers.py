@@ -30,15 +30,24 @@ class StatusConsumer(AsyncWebsocketConsumer):
         )
 
     async def connect(self) -> None:
-        snapshot = await self.snapshot()
+        kwargs = self.scope["url_route"]["kwargs"]
+        group = await database_sync_to_async(watch.group_for)(
+            kwargs["kind"], kwargs["token"], session=self.scope.get("session")
+        )
         # Accept before closing: a refused handshake makes the htmx extension
         # retry forever, a 4403 close ends it.
         await self.accept()
-        if snapshot is None:
+        if group is None:
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        self.group = snapshot.group
+        # Join first, read second: a change published in between is then
+        # delivered after the snapshot (and dropped if the snapshot has it).
+        self.group = group
         await self.channel_layer.group_add(self.group, self.channel_name)
+        snapshot = await self.snapshot()
+        if snapshot is None:  # valid token, but nothing to watch (deleted)
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
         await self.forward(snapshot.html, snapshot.version, snapshot.final)
         if not snapshot.final:
             StatusConsumer.live += 1

@@ -9,6 +9,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from channels.layers import get_channel_layer
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 logger = logging.getLogger(__name__)
 
@@ -16,6 +17,9 @@ EVENT_TYPE = "status.update"
 # A publish that takes longer than this is given up (and logged): the caller,
 # a worker sending an email, must never hang on Redis.
 PUBLISH_TIMEOUT = 5.0
+# A connection found closed is tried once more (a timeout is not: see above).
+CONNECTION_ATTEMPTS = 2
+CONNECTION_LOST = (ConnectionError, RedisConnectionError)
 
 
 def status_event(*, html: str, version: int, final: bool) -> dict:
@@ -76,12 +80,19 @@ def publish(*, group: str, html: str, version: int, final: bool) -> bool:
     layer = get_channel_layer()
     if layer is None:
         return False
-    try:
-        _publish_loop.run(
-            layer.group_send(group, status_event(html=html, version=version, final=final)),
-            timeout=PUBLISH_TIMEOUT,
-        )
-    except Exception:
-        logger.warning("Could not publish an update to %s", group, exc_info=True)
-        return False
-    return True
+    event = status_event(html=html, version=version, final=final)
+    for attempt in range(1, CONNECTION_ATTEMPTS + 1):
+        try:
+            _publish_loop.run(layer.group_send(group, event), timeout=PUBLISH_TIMEOUT)
+        except CONNECTION_LOST:
+            # The layer keeps its connection between publishes: after Redis
+            # restarted, the first use finds it dead, and the next connects anew.
+            if attempt < CONNECTION_ATTEMPTS:
+                continue
+            logger.warning("Could not publish an update to %s", group, exc_info=True)
+            return False
+        except Exception:
+            logger.warning("Could not publish an update to %s", group, exc_info=True)
+            return False
+        return True
+    return False

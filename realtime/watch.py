@@ -1,9 +1,12 @@
 """Who may watch what: the small interface between the transport and a domain.
 
-A domain registers a resolver per kind of watch token. The resolver turns a
-token, and the session of whoever presents it, into a `Snapshot` of the
-current state (or None when that session may not watch it), so the transport
-never needs to know what is being watched or how access is decided.
+A domain registers, per kind of watch token, two functions of a token and the
+session of whoever presents it: `group`, cheap, names the channel-layer group
+that carries updates (the token alone decides it), and `snapshot` reads the
+current state. Either answers None when that session may not watch. So the
+transport never needs to know what is being watched or how access is
+decided, and it can join the group before it reads: nothing published in
+between is missed.
 """
 
 from collections.abc import Mapping
@@ -23,18 +26,36 @@ class Resolver(Protocol):
     def __call__(self, token: str, *, session: Mapping[str, Any]) -> Snapshot | None: ...
 
 
-_resolvers: dict[str, Resolver] = {}
+class GroupResolver(Protocol):
+    def __call__(self, token: str, *, session: Mapping[str, Any]) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Watchable:
+    group: GroupResolver
+    snapshot: Resolver
+
+
+_kinds: dict[str, Watchable] = {}
 
 NO_SESSION: Mapping[str, Any] = {}
 
 
-def register(kind: str, resolver: Resolver) -> None:
-    _resolvers[kind] = resolver
+def register(kind: str, *, group: GroupResolver, snapshot: Resolver) -> None:
+    _kinds[kind] = Watchable(group=group, snapshot=snapshot)
+
+
+def group_for(kind: str, token: str, *, session: Mapping[str, Any] | None) -> str | None:
+    """Blocking (the session may be read from its store)."""
+    watchable = _kinds.get(kind)
+    if watchable is None:
+        return None
+    return watchable.group(token, session=NO_SESSION if session is None else session)
 
 
 def resolve(kind: str, token: str, *, session: Mapping[str, Any] | None) -> Snapshot | None:
     """Blocking (the resolver may read the database and the session store)."""
-    resolver = _resolvers.get(kind)
-    if resolver is None:
+    watchable = _kinds.get(kind)
+    if watchable is None:
         return None
-    return resolver(token, session=NO_SESSION if session is None else session)
+    return watchable.snapshot(token, session=NO_SESSION if session is None else session)

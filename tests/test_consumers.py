@@ -4,8 +4,9 @@ from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
-from feedback import services, tokens
+from feedback import selectors, services, tokens
 from feedback.models import Feedback
+from realtime import watch
 from realtime.publish import status_event
 from realtime.routing import websocket_urlpatterns
 
@@ -113,3 +114,32 @@ async def test_an_update_lost_on_the_way_is_caught_up_by_re_reading_the_row(sett
     )
     assert 'data-status="sent"' in await ws.receive_from(timeout=5)
     assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 1000}
+
+
+async def test_a_change_published_while_a_watcher_reads_its_snapshot_reaches_it_at_once(
+    settings, monkeypatch
+):
+    """The connect race: the consumer joins the group before it reads, so nothing falls between.
+
+    The snapshot is read, then the row changes and the change is published,
+    then the (now stale) snapshot is sent: the change must follow at once,
+    not at the next re-read (set far away here).
+    """
+    settings.REALTIME_RESYNC_SECONDS = 60
+    feedback = await make_feedback()
+
+    def snapshot_then_a_change(token, *, session):
+        snapshot = selectors.feedback_snapshot(token, session=session)
+        services.feedback_claim(feedback_id=feedback.pk)  # published at once: no transaction
+        return snapshot
+
+    racing = watch.Watchable(
+        group=selectors.feedback_group_for_token, snapshot=snapshot_then_a_change
+    )
+    monkeypatch.setitem(watch._kinds, "feedback-racing", racing)
+    ws = WebsocketCommunicator(application, f"/ws/feedback-racing/{feedback_token(feedback.pk)}/")
+    connected, _ = await ws.connect()
+    assert connected
+    assert 'data-status="queued"' in await ws.receive_from(timeout=5)
+    assert 'data-status="sending"' in await ws.receive_from(timeout=5)
+    await ws.disconnect()

@@ -48,7 +48,9 @@ def run_changes(feedback_id: str, *, count: int, interval: float) -> list[dict]:
             time.sleep(delay)
         changed_at = time.time()
         # A progress change, as the worker makes while it sends.
-        services._change(feedback, progress=index % 100)
+        feedback = services.feedback_mark_progress(
+            feedback_id=feedback.pk, step=feedback.step, progress=index % 100
+        )
         records.setdefault(feedback.version, {})["t_change"] = changed_at
     return [
         {"version": version, **fields}

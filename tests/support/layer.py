@@ -7,6 +7,7 @@ loop, on its own thread, for its whole life.
 """
 
 import asyncio
+import concurrent.futures
 import contextlib
 import threading
 
@@ -31,6 +32,7 @@ class LayerListener:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
+        self._next: concurrent.futures.Future | None = None
         self.channel = self._run(self.layer.new_channel())
         self._run(self.layer.group_add(group, self.channel))
 
@@ -38,10 +40,25 @@ class LayerListener:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
 
     def receive(self, timeout: float = 10.0) -> dict:
-        return self._run(asyncio.wait_for(self.layer.receive(self.channel), timeout), timeout + 5)
+        """The next event; TimeoutError if none came within `timeout` seconds.
+
+        A receive that times out is left waiting, not cancelled: the pub/sub
+        layer drops a channel whose receive is cancelled, and with it whatever
+        is published before the next receive subscribes again.
+        """
+        if self._next is None:
+            self._next = asyncio.run_coroutine_threadsafe(
+                self.layer.receive(self.channel), self._loop
+            )
+        event = self._next.result(timeout)  # TimeoutError: still waiting
+        self._next = None
+        return event
 
     def until_final(self, timeout: float) -> list[dict]:
-        """Every event, until one says final (TimeoutError after `timeout` seconds)."""
+        """Every event, until one says final (TimeoutError after `timeout` seconds).
+
+        Not after a `receive` that timed out: that one may take the next event.
+        """
 
         async def collect() -> list[dict]:
             events: list[dict] = []
@@ -54,6 +71,8 @@ class LayerListener:
 
     def close(self) -> None:
         _open.discard(self)
+        if self._next is not None:
+            self._next.cancel()
         # Redis may be gone by now: the test's business, not ours.
         with contextlib.suppress(Exception):
             self._run(self.layer.group_discard(self.group, self.channel), timeout=5)

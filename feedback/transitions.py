@@ -1,0 +1,140 @@
+"""The life of a feedback: the table of every allowed status change.
+
+Each move says which statuses it may leave, the status it arrives in, what it
+sets on the row and which values its caller must give. `services.feedback_move`
+is the one function that performs a move. Final statuses, what lies ahead on
+the timeline and which rows the claim and the sweeper may take are read from
+this table, never restated: a new status is a member of `models.Status` plus
+the moves into and out of it, here.
+
+The table is data and imports only the model, so the reads (selectors, the
+timeline) can use it while the writer (services) renders through them.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db.models import F, Q
+
+from .models import Status
+
+NOW = object()  # in `sets`: the time of the move
+
+
+@dataclass(frozen=True)
+class Move:
+    """One allowed move; `sets` may use NOW for the time of the move."""
+
+    source: frozenset[Status]
+    target: Status
+    sets: Mapping[str, Any] = field(default_factory=dict)
+    takes: tuple[str, ...] = ()  # fields the caller gives (a reason, a time)
+    # Part of the way to a sent email when all goes well (the timeline's "next" steps).
+    forward: bool = False
+    # Made by a person (the admin), never by the app on its own: a status only
+    # such moves leave is still final.
+    by_hand: bool = False
+    # False for a step inside one status (progress): the timeline shows statuses.
+    records_event: bool = True
+
+
+MOVES: dict[str, Move] = {
+    # A delivery takes a waiting row, or a `sending` one whose lease ran out
+    # (its worker died): see claimable().
+    "claim": Move(
+        source=frozenset({Status.QUEUED, Status.RETRYING, Status.SENDING}),
+        target=Status.SENDING,
+        sets={"attempts": F("attempts") + 1, "progress": 0, "next_retry_at": None},
+        takes=("step",),
+        forward=True,
+    ),
+    "progress": Move(
+        source=frozenset({Status.SENDING}),
+        target=Status.SENDING,
+        takes=("step", "progress"),
+        records_event=False,
+    ),
+    "sent": Move(
+        source=frozenset({Status.SENDING}),
+        target=Status.SENT,
+        sets={
+            "progress": 100,
+            "step": "",
+            "failure_reason": "",
+            "next_retry_at": None,
+            "sent_at": NOW,
+        },
+        forward=True,
+    ),
+    "retry": Move(
+        source=frozenset({Status.SENDING}),
+        target=Status.RETRYING,
+        sets={"step": "", "progress": 0},
+        takes=("failure_reason", "next_retry_at"),
+    ),
+    "fail": Move(
+        source=frozenset({Status.QUEUED, Status.SENDING, Status.RETRYING}),
+        target=Status.FAILED,
+        sets={"step": "", "next_retry_at": None},
+        takes=("failure_reason",),
+    ),
+    "resend": Move(
+        source=frozenset({Status.FAILED}),
+        target=Status.QUEUED,
+        sets={
+            "attempts": 0,
+            "progress": 0,
+            "step": "",
+            "failure_reason": "",
+            "next_retry_at": None,
+        },
+        by_hand=True,
+    ),
+}
+
+# -- Read from the table ---------------------------------------------------------
+
+# Statuses the app leaves on its own (a step inside a status does not count).
+_LEFT_BY_ITSELF = frozenset(
+    status
+    for each in MOVES.values()
+    if not each.by_hand
+    for status in each.source
+    if status != each.target
+)
+FINAL = frozenset(Status) - _LEFT_BY_ITSELF
+
+# A claimed row is held by its sender: the claim's target. The rows a claim
+# may take without a lease running out are the other statuses it leaves.
+HELD = MOVES["claim"].target
+WAITING = MOVES["claim"].source - {HELD}
+
+
+def is_final(status: str) -> bool:
+    return status in FINAL
+
+
+def ahead(status: str) -> list[Status]:
+    """The statuses still to come when all goes well, in order."""
+    steps: list[Status] = []
+    current = Status(status)
+    while True:
+        following = next(
+            (
+                m.target
+                for m in MOVES.values()
+                if m.forward and current in m.source and m.target != current
+            ),
+            None,
+        )
+        if following is None or following in steps:
+            return steps
+        steps.append(following)
+        current = following
+
+
+def claimable(*, lease_ended_before: datetime) -> Q:
+    """Rows a claim may take: waiting ones, and held ones whose lease ran out."""
+    return Q(status__in=WAITING) | Q(status=HELD, updated_at__lt=lease_ended_before)
