@@ -185,8 +185,8 @@ def start_worker(request, app_env, tmp_path):
 
 @pytest.fixture
 def start_daphne(request, app_env, tmp_path):
-    """Factory: ``start_daphne(*, port=None, extra_args=(), ready_timeout=30, **env_overrides)
-    -> DaphneServer``.
+    """Factory: ``start_daphne(*, port=None, ready_timeout=30, extra_args=(), **env_overrides)
+    -> DaphneServer`` (``extra_args``: more of daphne's options, e.g. ``("--proxy-headers",)``).
 
     Returns once the port accepts connections. ``.url`` (http://127.0.0.1:PORT),
     ``.ws_url`` (ws://127.0.0.1:PORT), ``.port``, ``.stop()``, ``.start()`` (same port),
@@ -198,8 +198,8 @@ def start_daphne(request, app_env, tmp_path):
     def start(
         *,
         port: int | None = None,
-        extra_args: tuple[str, ...] = (),
         ready_timeout: float = 30.0,
+        extra_args: tuple[str, ...] = (),
         **env_overrides,
     ) -> DaphneServer:
         number = next(numbers)
@@ -207,8 +207,8 @@ def start_daphne(request, app_env, tmp_path):
             env={**app_env, **{key: str(value) for key, value in env_overrides.items()}},
             log_path=tmp_path / f"daphne-{number}.log",
             port=port,
-            extra_args=tuple(extra_args),
             ready_timeout=ready_timeout,
+            extra_args=tuple(extra_args),
         )
         servers.append(server)
         _show_log_on_failure(request, f"daphne {number}", server)

@@ -211,8 +211,8 @@ class DaphneServer(ManagedProcess):
         log_path: Path,
         port: int | None = None,
         application: str = "django_celery.asgi:application",
-        extra_args: tuple[str, ...] = (),
         ready_timeout: float = 30.0,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.host = "127.0.0.1"
         self.port = port if port is not None else free_port(self.host)
