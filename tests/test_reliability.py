@@ -239,18 +239,11 @@ def test_redis_down_at_submit_keeps_the_row_and_sends_once_redis_is_back(
     start_worker(purge=True, **QUICK)
     web = start_daphne()
     with httpx.Client(base_url=web.url, timeout=30) as browser:
-        page = browser.get("/")
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-
-        redis_server.stop()
-        started = time.monotonic()
-        response = browser.post(
-            "/",
-            data={"email": "ada@example.com", "message": "Hi", "csrfmiddlewaretoken": token},
-            headers={"HX-Request": "true"},
-        )
-        answered = time.monotonic() - started
-
+        browser.get("/")  # daphne and its first connections are up
+    redis_server.stop()
+    response, answered = post_submission(web)
+    # "Queued, at once": one quick publish retry (0.2 s), then the answer.
+    assert answered < 5, f"answered in {answered:.1f} s with Redis down"
     assert response.status_code == 200
     assert 'data-status="queued"' in response.text
     feedback = Feedback.objects.get()
@@ -268,21 +261,46 @@ def test_redis_down_at_submit_keeps_the_row_and_sends_once_redis_is_back(
     assert len(messages_for(smtp_server, feedback.pk)) == 1
 
 
-def test_a_send_over_the_soft_time_limit_is_retried_then_fails(start_worker, smtp_server):
-    # Soft limit 1.6 s, a "mail service" that takes 3 s: every attempt runs out of time.
+def post_submission(web, *, timeout: float = 60) -> tuple[httpx.Response, float]:
+    """Submit the form the htmx way; the answer and how long it took, in seconds."""
+    with httpx.Client(base_url=web.url, timeout=timeout) as browser:
+        page = browser.get("/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+        started = time.monotonic()
+        response = browser.post(
+            "/",
+            data={"email": "ada@example.com", "message": "Hi", "csrfmiddlewaretoken": token},
+            headers={"HX-Request": "true"},
+        )
+        return response, time.monotonic() - started
+
+
+@pytest.mark.timeout(120)
+def test_the_soft_time_limit_is_80_percent_of_the_setting_and_travels_in_the_message(
+    start_worker, start_daphne, smtp_server
+):
+    """The web that enqueues has FEEDBACK_TASK_TIME_LIMIT=5, the worker the default (60).
+
+    The send takes 4.5 s: over the soft limit (4 s, 80 %), under the hard one (5 s).
+    The attempt ends in the task's own "took too long" (the soft limit raised inside
+    it), which shows both that the limits came with the message (the worker's own
+    limits would let it finish) and that the soft limit is below 90 % of the setting.
+    """
     start_worker(
         purge=True,
-        **{**QUICK, "FEEDBACK_TASK_TIME_LIMIT": "2", "FEEDBACK_MAX_ATTEMPTS": "2"},
-        FEEDBACK_SEND_DELAY="3",
+        FEEDBACK_SEND_DELAY="4.5",
+        FEEDBACK_MAX_ATTEMPTS="2",
+        FEEDBACK_RETRY_BACKOFF="1",
+        FEEDBACK_RETRY_BACKOFF_MAX="1.5",
     )
-    feedback = submit()
+    web = start_daphne(FEEDBACK_TASK_TIME_LIMIT="5")
+    response, _ = post_submission(web)
+    assert 'data-status="queued"' in response.text
+    feedback = Feedback.objects.get()
     listener = GroupListener(feedback.pk)
-    # Time limits travel in the message, from the publisher's settings (the
-    # web's, in production the same as the worker's): this test publishes.
-    tasks.send_feedback_email.apply_async((str(feedback.pk),), time_limit=2, soft_time_limit=1.6)
     events = listener.until_final(timeout=60)
     assert statuses(events)[-1] == "failed"
-    assert "retrying" in statuses(events)
+    assert "retrying" in statuses(events)  # the soft limit's end of an attempt is retried
     feedback.refresh_from_db()
     assert feedback.attempts == 2
     assert feedback.failure_reason == f"{tasks.TOOK_TOO_LONG} (gave up after 2 attempts)"
@@ -293,18 +311,11 @@ def test_a_redis_that_never_answers_does_not_hang_a_submission(start_daphne, smt
     """Worse than down: connections are accepted and then nothing is ever said."""
     with socket.create_server(("127.0.0.1", 0), backlog=64) as silent:
         web = start_daphne(REDIS_URL=f"redis://127.0.0.1:{silent.getsockname()[1]}/0")
-        # A hang would end in httpx's ReadTimeout: socket timeouts bound every Redis call.
-        with httpx.Client(base_url=web.url, timeout=60) as browser:
-            page = browser.get("/")
-            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-            started = time.monotonic()
-            response = browser.post(
-                "/",
-                data={"email": "ada@example.com", "message": "Hi", "csrfmiddlewaretoken": token},
-                headers={"HX-Request": "true"},
-            )
-            answered = time.monotonic() - started
+        # A hang would end in httpx's ReadTimeout (60 s): socket timeouts bound every
+        # Redis call, "about 6 s" in all (the README); 20 s is room for a busy machine.
+        response, answered = post_submission(web)
     print(f"\nsilent redis: answered in {answered:.1f} s")
+    assert answered < 20, f"answered in {answered:.1f} s with a silent Redis"
     assert response.status_code == 200
     assert 'data-status="queued"' in response.text
     assert Feedback.objects.get().status == "queued"  # kept, for the sweeper
