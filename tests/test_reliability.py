@@ -140,11 +140,16 @@ def test_a_permanent_refusal_fails_at_once_without_retrying(start_worker, smtp_s
 
 
 def test_the_same_task_delivered_twice_and_a_sent_row_send_one_email(start_worker, smtp_server):
-    # Two pool processes and a send slow enough for both deliveries to overlap.
-    worker = start_worker(purge=True, concurrency=2, FEEDBACK_SEND_DELAY="1", **QUICK)
+    # Two pool processes; the second delivery is published once the first holds the
+    # row, and must be done while the first is still in its 3 s send: they overlap.
+    worker = start_worker(purge=True, concurrency=2, FEEDBACK_SEND_DELAY="3", **QUICK)
     feedback = submit()
-    for _ in range(2):
-        tasks.send_feedback_email.delay(str(feedback.pk))
+    tasks.send_feedback_email.delay(str(feedback.pk))
+    wait_until(lambda: status_of(feedback.pk) == "sending", 30, "the first delivery sending")
+    second = tasks.send_feedback_email.delay(str(feedback.pk)).id
+    done = rf"send_feedback_email\[{second}\] succeeded"
+    wait_until(lambda: re.search(done, worker.log_text()), 15, "the second delivery done")
+    assert status_of(feedback.pk) == "sending"  # the first is still sending: they overlapped
     wait_until(lambda: status_of(feedback.pk) == "sent", 30, "sent")
     succeeded = r"send_feedback_email\[[^\]]+\] succeeded"
     wait_until(lambda: len(re.findall(succeeded, worker.log_text())) >= 2, 15, "both ran")
