@@ -50,14 +50,29 @@ BROWSER_FIXTURES = {"browser_page"}
 INTEGRATION_FIXTURES = {"start_worker", "start_daphne", "beat", "smoke", "stack", "redis_server"}
 
 
+# Slow without those fixtures: hypothesis's hundreds of cases, and tests that run
+# manage.py, `make run` or whole stacks as subprocesses.
+SLOW_MODULES = {"test_fuzz"}
+INTEGRATION_MODULES = {"test_redis_prefix", "test_admin_login", "test_bench_smoke"}
+INTEGRATION_TESTS = {"test_run_stops_every_process_it_started"}
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
+        module = item.path.stem
+        name = getattr(item, "originalname", item.name)
         kinds = []
         if fixtures & BROWSER_FIXTURES:
             kinds.append("browser")
-        if fixtures & INTEGRATION_FIXTURES:
+        if (
+            fixtures & INTEGRATION_FIXTURES
+            or module in INTEGRATION_MODULES
+            or name in INTEGRATION_TESTS
+        ):
             kinds.append("integration")
+        if module in SLOW_MODULES:
+            item.add_marker("slow")
         for kind in kinds:
             item.add_marker(kind)
         if kinds:
@@ -132,7 +147,13 @@ def _forget_earlier_tests(redis_url: str) -> None:
 
     client = redis.Redis.from_url(redis_url, socket_timeout=5)
     try:
-        keys = list(client.scan_iter(match=f"{settings.REDIS_PREFIX}*", count=1000))
+        keys = [
+            key
+            for key in client.scan_iter(match=f"{settings.REDIS_PREFIX}*", count=1000)
+            # Kept: kombu's exchange-to-queue bindings, declared once per process; a
+            # publisher that finds them gone refuses to route (InconsistencyError).
+            if b"_kombu.binding." not in key
+        ]
         if keys:
             client.delete(*keys)
     finally:
