@@ -148,3 +148,66 @@ def test_every_attempt_of_one_feedback_carries_the_same_message_id(start_worker,
     [refused] = smtp_server.refusals
     assert refused.message_id == accepted.message["Message-ID"]
     assert accepted.message["Message-ID"] == f"<feedback-{feedback.pk}@localhost>"
+
+
+# -- Behind a proxy: --proxy-headers, X-Forwarded-For as the rate limit's key -----------
+
+
+def submit_from(web_url: str, client_address: str) -> int:
+    with Visitor(web_url) as visitor:
+        visitor.http.headers["X-Forwarded-For"] = client_address
+        return visitor.submit(email="ada@example.com", message="Hi").status_code
+
+
+def test_behind_a_proxy_the_rate_limit_counts_per_forwarded_client(start_daphne):
+    web = start_daphne(extra_args=("--proxy-headers",), FEEDBACK_RATE_LIMIT="1/m")
+    assert submit_from(web.url, "203.0.113.7") == 200
+    assert submit_from(web.url, "203.0.113.7") == 429  # the same client, over its limit
+    assert submit_from(web.url, "198.51.100.4") == 200  # another client behind the same proxy
+    assert Feedback.objects.count() == 2
+
+
+# -- 535: the mail server refuses our credentials ----------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_535_for_our_credentials_fails_at_once_with_a_plain_reason(settings):
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    from devtools.ports import free_port
+
+    class Accept:
+        async def handle_DATA(self, server, session, envelope):
+            return "250 OK"
+
+    tried = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        tried.append(mechanism)
+        return AuthResult(success=False, handled=False)  # aiosmtpd answers 535
+
+    port = free_port()
+    controller = Controller(
+        Accept(), hostname="127.0.0.1", port=port, authenticator=authenticator,
+        auth_require_tls=False, ready_timeout=10,
+    )  # fmt: skip
+    controller.start()
+    try:
+        settings.MAILERS = {
+            "default": {
+                "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+                "OPTIONS": {
+                    "host": "127.0.0.1", "port": port, "timeout": 5,
+                    "username": "feedback", "password": "wrong",
+                },
+            }
+        }  # fmt: skip
+        settings.FEEDBACK_SEND_DELAY = 0
+        feedback = services.feedback_create(email="ada@example.com", message="Hi", enqueue=False)
+        result = services.feedback_deliver_in_request(feedback_id=feedback.pk)
+    finally:
+        controller.stop()
+    assert tried  # the credentials were offered, and refused
+    assert result.status == "failed"
+    assert result.failure_reason == "The mail server did not accept our credentials."
