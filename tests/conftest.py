@@ -236,7 +236,7 @@ def start_worker(request, app_env, tmp_path):
 @pytest.fixture
 def start_daphne(request, app_env, tmp_path):
     """Factory: ``start_daphne(*, port=None, ready_timeout=30, extra_args=(), **env_overrides)
-    -> DaphneServer``.
+    -> DaphneServer`` (``extra_args``: more of daphne's options, e.g. ``("--proxy-headers",)``).
 
     Returns once the port accepts connections. ``.url`` (http://127.0.0.1:PORT),
     ``.ws_url`` (ws://127.0.0.1:PORT), ``.port``, ``.stop()``, ``.start()`` (same port),
