@@ -51,6 +51,50 @@ def _test_failed(request: pytest.FixtureRequest) -> bool:
     return any(report.failed for report in reports.values())
 
 
+# Fixtures that start a browser or the app's processes: tests using them get the
+# `browser` / `integration` marker, and both `slow` (make test-fast leaves them out).
+BROWSER_FIXTURES = {"browser_page"}
+INTEGRATION_FIXTURES = {
+    "start_worker",
+    "start_daphne",
+    "start_beat",
+    "start_haproxy",
+    "beat",
+    "smoke",
+    "stack",
+    "redis_server",
+}
+
+
+# Slow without those fixtures: hypothesis's hundreds of cases, and tests that run
+# manage.py, `make run` or whole stacks as subprocesses.
+SLOW_MODULES = {"test_fuzz"}
+INTEGRATION_MODULES = {"test_redis_prefix", "test_admin_login", "test_bench_smoke"}
+INTEGRATION_TESTS = {"test_run_stops_every_process_it_started"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        module = item.path.stem
+        name = getattr(item, "originalname", item.name)
+        kinds = []
+        if fixtures & BROWSER_FIXTURES:
+            kinds.append("browser")
+        if (
+            fixtures & INTEGRATION_FIXTURES
+            or module in INTEGRATION_MODULES
+            or name in INTEGRATION_TESTS
+        ):
+            kinds.append("integration")
+        if module in SLOW_MODULES:
+            item.add_marker("slow")
+        for kind in kinds:
+            item.add_marker(kind)
+        if kinds:
+            item.add_marker("slow")
+
+
 @pytest.fixture(autouse=True)
 def _close_layer_listeners():
     """A test's channel-layer listeners (tests/support/layer.py) end with it."""
@@ -111,6 +155,27 @@ def _database_url(settings_dict: dict) -> str:
     return f"{scheme}://{auth}{host}{port}/{quote(name, safe='')}"
 
 
+def _forget_earlier_tests(redis_url: str) -> None:
+    """Delete this stack's keys in the session's Redis: the queue (an earlier test's
+    tasks must never reach this test's worker), unacked messages, rate-limit counters."""
+    import redis
+    from django.conf import settings
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        keys = [
+            key
+            for key in client.scan_iter(match=f"{settings.REDIS_PREFIX}*", count=1000)
+            # Kept: kombu's exchange-to-queue bindings, declared once per process; a
+            # publisher that finds them gone refuses to route (InconsistencyError).
+            if b"_kombu.binding." not in key
+        ]
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 @pytest.fixture
 def app_env(transactional_db, smtp_server, redis_url) -> dict[str, str]:
     """Environment for the app's subprocesses: this session's Redis, the test
@@ -126,6 +191,7 @@ def app_env(transactional_db, smtp_server, redis_url) -> dict[str, str]:
         # Never point a worker at the development database.
         raise RuntimeError(f"not a test database: {database['NAME']}")
 
+    _forget_earlier_tests(redis_url)
     env = dict(os.environ)
     # Set by browser_page for this process only; the app's processes must not inherit it.
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)

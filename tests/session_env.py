@@ -42,10 +42,21 @@ def _wants_postgres() -> bool:
     return database == "postgres"
 
 
+def _in_ci() -> bool:
+    ci = os.environ.get("CI", "").strip().lower()
+    return os.environ.get("REQUIRE_BROWSER") == "1" or ci not in ("", "0", "false", "no")
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_load_initial_conftests(early_config, parser, args):
     global _server, _postgres, _database_dir
     external = os.environ.get("TEST_REDIS_URL", "").strip()
+    if external and _in_ci():
+        # The Redis-down tests need the private server and would be skipped: CI must not
+        # pass with them unrun (nor share rate-limit counters with an earlier run).
+        raise pytest.UsageError(
+            "TEST_REDIS_URL is refused under CI / REQUIRE_BROWSER=1: the suite starts its own Redis"
+        )
     if external:
         os.environ["REDIS_URL"] = external
     elif _server is None:

@@ -39,6 +39,7 @@ class Refusal:
     mail_from: str | None
     rcpt_tos: list[str]
     reply: str
+    message_id: str | None = None  # at the DATA stage: the refused message's Message-ID
 
 
 class SmtpSink:
@@ -125,8 +126,16 @@ class SmtpSink:
                 return None
             pending[0] -= 1
             reply = pending[1]
+            message_id = None
+            if stage == "DATA":
+                raw = envelope.original_content or envelope.content or b""
+                if isinstance(raw, str):
+                    raw = raw.encode()
+                message_id = email.message_from_bytes(raw, policy=email.policy.default)[
+                    "Message-ID"
+                ]
             self._refusals.append(
-                Refusal(stage, envelope.mail_from, list(envelope.rcpt_tos), reply)
+                Refusal(stage, envelope.mail_from, list(envelope.rcpt_tos), reply, message_id)
             )
             self._cond.notify_all()
             return reply
