@@ -74,7 +74,12 @@ def dev_mailbox(tmp_path):
 
     path = tmp_path / "mailbox.jsonl"
     controller = serve(host="127.0.0.1", port=free_port(), path=path)
-    env = {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(controller.port), "DEV_MAILBOX": str(path)}
+    env = {
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": str(controller.port),
+        "DEV_MAILBOX": str(path),
+        "DEV_MAILBOX_IN_USE": "1",
+    }
     try:
         yield env, path
     finally:
