@@ -34,6 +34,8 @@ def domain_to_ascii(domain: str) -> str:
     idna.IDNAError) when the domain cannot be converted.
     """
     if domain.isascii():
+        if "xn--" in domain.lower():
+            idna.decode(domain)  # an A-label must decode: "xn--zz" is no domain
         return domain.lower()
     return idna.encode(domain, uts46=True, transitional=False).decode("ascii")
 

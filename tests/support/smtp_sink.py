@@ -68,6 +68,7 @@ class SmtpSink:
         self._fail: dict[str, list] = {}  # stage -> [remaining, reply]
         self._drop_after: dict[str, int] = {}  # stage -> how many more times to hang up after 250
         self.mail_options: list[list[str]] = []  # MAIL FROM parameters, per transaction
+        self.helo_names: list[str] = []  # the EHLO/HELO name, per transaction
         self._controller = Controller(
             self,
             hostname=host,
@@ -127,7 +128,7 @@ class SmtpSink:
                 return
             self._drop_after[stage] -= 1
         # After the reply has been written: close the socket under the client.
-        asyncio.get_running_loop().call_later(0.05, server.transport.close)
+        asyncio.get_running_loop().call_soon(server.transport.close)
 
     def wait_for(self, count: int = 1, timeout: float = 10.0) -> list[ReceivedMessage]:
         """Block until at least ``count`` messages arrived; return them all."""
@@ -150,6 +151,7 @@ class SmtpSink:
             self._fail.clear()
             self._drop_after.clear()
             self.mail_options.clear()
+            self.helo_names.clear()
 
     # -- aiosmtpd handler hooks (run on the server's thread) -------------------
     def _take_failure(self, stage: str, envelope) -> str | None:
@@ -173,6 +175,7 @@ class SmtpSink:
         envelope.mail_options.extend(mail_options)
         with self._cond:
             self.mail_options.append(list(mail_options))
+            self.helo_names.append(session.host_name)
         self._hang_up_after_reply("MAIL", server)
         return "250 OK"
 
