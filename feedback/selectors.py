@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from django.conf import settings
 from django.template.loader import render_to_string
 
 from realtime.watch import Snapshot
@@ -31,6 +32,8 @@ def feedback_status_context(*, feedback: Feedback) -> dict[str, Any]:
         "final": is_final(feedback.status),
         "timeline": feedback_timeline(feedback=feedback),
         "Status": Status,
+        # Only the local mailbox of development keeps what was sent.
+        "outbox_linked": settings.DEV_MAILBOX_IN_USE,
     }
 
 
