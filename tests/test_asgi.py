@@ -34,7 +34,8 @@ def submit() -> tuple[Client, str]:
     response = client.post(
         "/", {"email": "ada@example.com", "message": "Hi"}, headers={"HX-Request": "true"}
     )
-    path = re.search(r'ws-connect="(/ws/feedback/[^"]+/)"', response.content.decode()).group(1)
+    watched = re.search(r'data-watch="(feedback/[^"]+)"', response.content.decode()).group(1)
+    path = f"/ws/{watched}/"
     return client, path
 
 

@@ -159,7 +159,8 @@ def _submit() -> tuple[str, str]:
     response = client.post(
         "/", {"email": "ada@example.com", "message": "Hi"}, headers={"HX-Request": "true"}
     )
-    path = re.search(r'ws-connect="(/ws/feedback/[^"]+/)"', response.content.decode()).group(1)
+    watched = re.search(r'data-watch="(feedback/[^"]+)"', response.content.decode()).group(1)
+    path = f"/ws/{watched}/"
     cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
     return path, cookie
 

@@ -28,7 +28,7 @@ def test_the_form_page_has_the_fields_and_a_submit_button(client):
     assert 'name="email"' in html and 'name="message"' in html
     assert 'type="submit"' in html
     assert "/static/django_htmx/htmx-2.min.js" in html  # served by us, not a CDN
-    assert "/static/django_htmx/ext/hx-ws-2.min.js" in html
+    assert "/static/js/live.js" in html  # one status socket for the page
 
 
 def test_htmx_submit_stores_the_row_and_answers_with_a_queued_status(client):
@@ -43,7 +43,7 @@ def test_htmx_submit_stores_the_row_and_answers_with_a_queued_status(client):
     html = response.content.decode()
     assert 'data-status="queued"' in html
     assert f'id="status-{feedback.pk}"' in html
-    token = re.search(r'ws-connect="/ws/feedback/([^/"]+)/"', html).group(1)
+    token = re.search(r'data-watch="feedback/([^"]+)"', html).group(1)
     assert feedback_id_from_token(token, session=client.session) == feedback.pk
     assert 'hx-swap-oob="afterbegin:#submissions"' in html
     assert f"/feedback/{feedback.pk}/" not in html  # never a bare id in a URL
@@ -141,7 +141,7 @@ def test_a_watcher_polls_its_status_over_http_until_a_final_state(client):
     url = reverse("feedback:status", kwargs={"token": watch_token(client, feedback)})
     page = client.get(url).content.decode()
     article = re.search(r"<article[^>]*>", page).group(0)
-    assert f'hx-get="{url}"' in article and 'hx-trigger="every 2s"' in article
+    assert f'hx-get="{url}"' in article and 'hx-trigger="every 2s, live:refresh"' in article
     assert 'data-poll-status="when-socket-down"' in article
     assert "/static/js/status-fallback.js" in page  # the gate: polls only while the socket is down
 
