@@ -101,6 +101,10 @@ class WatchingConsumer(AsyncWebsocketConsumer):
         await super().accept(subprotocol, headers)
         heartbeat.join(self)
 
+    async def close(self, code=None, reason=None) -> None:
+        heartbeat.leave(self)  # nothing more to say, even before the disconnect arrives
+        await super().close(code, reason)
+
     async def add_watch(self, kind: str, token: str) -> bool:
         """Start watching; False if this session may not watch it (nothing sent then)."""
         session = self.scope.get("session")

@@ -161,3 +161,33 @@ def test_a_watcher_polls_its_status_over_http_until_a_final_state(client):
     # A page opened at a final state does not poll at all.
     article = re.search(r"<article[^>]*>", client.get(url).content.decode()).group(0)
     assert "hx-get" not in article and "hx-trigger" not in article
+
+
+# -- The session's submissions, listed on the index -----------------------------------
+
+
+def test_the_index_lists_this_sessions_submissions_newest_first_and_no_one_elses(client):
+    for message in ["First", "Second"]:
+        client.post("/", {"email": "ada@example.com", "message": message}, headers=HTMX)
+    client.post("/", {"email": "ada@example.com", "message": "Third"})  # a plain form post too
+    html = client.get("/").content.decode()
+    cards = re.findall(r'<article class="submission" data-watch="feedback/([^"]+)"', html)
+    assert len(cards) == 3
+    messages = re.findall(r'<blockquote class="submission__message"[^>]*>([^<]*)<', html)
+    assert messages == ["Third", "Second", "First"]
+    shown = [feedback_id_from_token(token, session=client.session) for token in cards]
+    assert shown == list(Feedback.objects.order_by("-created_at").values_list("pk", flat=True))
+    assert html.count('data-status="queued"') == 3
+
+    stranger = Client()
+    html = stranger.get("/").content.decode()
+    assert "data-watch" not in html and "First" not in html
+
+
+def test_the_index_keeps_the_last_twenty_and_skips_a_deleted_one(client):
+    for number in range(22):
+        client.post("/", {"email": "ada@example.com", "message": f"n{number}"}, headers=HTMX)
+    Feedback.objects.filter(message="n21").delete()
+    html = client.get("/").content.decode()
+    messages = re.findall(r'<blockquote class="submission__message"[^>]*>([^<]*)<', html)
+    assert messages == [f"n{number}" for number in range(20, 1, -1)]
