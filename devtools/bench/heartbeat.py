@@ -29,9 +29,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-async def hold_sockets(base_url: str, count: int, concurrency: int = 200) -> None:
+async def hold_sockets(base_url: str, count: int, concurrency: int = 100) -> None:
     """The client side: open ``count`` page sockets, say so, hold them until stdin closes."""
     from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidHandshake, InvalidMessage
 
     url = base_url.replace("http://", "ws://", 1) + "/ws/watch/"
     gate = asyncio.Semaphore(concurrency)
@@ -39,10 +40,15 @@ async def hold_sockets(base_url: str, count: int, concurrency: int = 200) -> Non
 
     async def open_one() -> None:
         async with gate:
-            sockets.append(
-                await connect(url, origin=base_url, ping_interval=None, max_queue=None,
-                              compression=None, open_timeout=60)
-            )  # fmt: skip
+            for attempt in range(5):  # a handshake dropped while daphne is busy: try again
+                try:
+                    sockets.append(
+                        await connect(url, origin=base_url, ping_interval=None, max_queue=None,
+                                      compression=None, open_timeout=60)
+                    )  # fmt: skip
+                    return
+                except (OSError, TimeoutError, InvalidHandshake, InvalidMessage):
+                    await asyncio.sleep(0.5 * (attempt + 1))
 
     await asyncio.gather(*(open_one() for _ in range(count)))
     print(f"open {len(sockets)}", flush=True)
@@ -63,7 +69,7 @@ def measure(stack: BenchStack, *, sockets: int, seconds: float, heartbeat: float
     try:
         line = clients.stdout.readline().strip()
         if line != f"open {sockets}":
-            raise RuntimeError(f"the clients said {line!r}")
+            raise RuntimeError(f"asked for {sockets} sockets, the clients said {line!r}")
         time.sleep(max(2.0, heartbeat if heartbeat < OFF_SECONDS else 0))  # settle
         before, started = cpu_seconds(daphne.pid), time.monotonic()
         time.sleep(seconds)
