@@ -163,3 +163,35 @@ def test_another_browser_sees_none_of_this_sessions_submissions(browser_page, st
     page.reload()
     expect(page.locator(CARDS)).to_have_count(1)
     expect(page.locator(CARDS)).to_contain_text("Mine alone")
+
+
+@pytest.mark.usefixtures("smtp_server")
+def test_back_online_or_visible_again_the_page_re_reads_each_card_at_once(
+    browser_page, start_daphne
+):
+    """No worker: the test moves the row itself and publishes nothing, as if the push was lost
+    while the laptop slept (and the consumer's own re-read is set far away)."""
+    server = start_daphne(REALTIME_RESYNC_SECONDS=60)
+    page = browser_page
+    page.goto(server.url)
+    submit(page, "Where was I")
+    status = page.locator(STATUSES)
+    expect(page.locator("#live")).to_have_text("Live")
+    reads: list[str] = []
+    page.on(
+        "request",
+        lambda request: reads.append(request.url) if "/feedback/" in request.url else None,
+    )
+    page.wait_for_timeout(2_500)  # more than a polling period: the socket is open, no poll
+    assert reads == []
+
+    feedback = Feedback.objects.get()
+    Feedback.objects.filter(pk=feedback.pk).update(status="sending", version=7, progress=40)
+    page.evaluate("window.dispatchEvent(new Event('online'))")
+    expect(status).to_have_attribute("data-version", "7", timeout=5_000)
+    assert len(reads) == 1
+
+    Feedback.objects.filter(pk=feedback.pk).update(status="sent", version=8)
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")  # still visible
+    expect(status).to_have_attribute("data-status", "sent", timeout=5_000)
+    assert len(reads) == 2
