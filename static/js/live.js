@@ -24,12 +24,19 @@
   var HEARTBEAT = "<!--heartbeat-->";
   var REFUSED = "refused ";
   var STATUS = ".status[data-version]";
-  var LABELS = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…" };
+  var LABELS = {
+    connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…",
+    polling: "Updating every 2 s",
+  };
+  // Closes that mean "do not come back": refused (4403) or over the socket caps
+  // (4429). The cards then poll, and the page opens no other socket.
+  var REFUSED_CODES = [4403, 4429];
 
   var socket = null;
   var heardAt = 0;
   var retries = 0;
   var retryTimer = null;
+  var turnedAway = false;
 
   function cards() {
     return Array.prototype.slice.call(document.querySelectorAll("[data-watch]"));
@@ -68,7 +75,7 @@
   function connect() {
     clearTimeout(retryTimer);
     retryTimer = null;
-    if (socket || !pending().length) return;
+    if (socket || turnedAway || !pending().length) return;
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     var ws = new WebSocket(scheme + location.host + PATH);
     socket = ws;
@@ -89,8 +96,16 @@
       if (data.indexOf(REFUSED) === 0) return refused(data.slice(REFUSED.length));
       swap(data);
     };
-    ws.onclose = function () {
-      if (ws === socket) down();
+    ws.onclose = function (event) {
+      if (ws !== socket) return;
+      if (REFUSED_CODES.indexOf(event.code) !== -1) {
+        turnedAway = true;
+        socket = null;
+        markCards("closed");
+        show("polling");
+        return;
+      }
+      down();
     };
   }
 
@@ -174,7 +189,8 @@
         card.setAttribute("data-socket", socket ? "connecting" : "closed");
       }
     });
-    if (found.length && !socket && !retryTimer) connect();
+    if (turnedAway) found.forEach(function (card) { card.setAttribute("data-socket", "closed"); });
+    else if (found.length && !socket && !retryTimer) connect();
   }
 
   document.addEventListener("htmx:load", function (event) { added(event.detail.elt); });
