@@ -353,10 +353,18 @@ REALTIME_MAX_SOCKETS_PER_SESSION = int(os.environ.get("REALTIME_MAX_SOCKETS_PER_
 REALTIME_MAX_SOCKETS_PER_CLIENT = int(os.environ.get("REALTIME_MAX_SOCKETS_PER_CLIENT", "200"))
 REALTIME_CONNECTS_PER_SECOND = float(os.environ.get("REALTIME_CONNECTS_PER_SECOND", "10"))
 
+# The core layer waits for messages with BZPOPMIN, up to 5 s on the server
+# (RedisChannelLayer.brpop_timeout), and redis-py 8 reads every reply within
+# 5 s by default: on a busy machine the empty answer to an idle wait came a
+# little late, the read timed out, and the socket's consumer died (close 1011,
+# every later update lost). Its reads get room past the wait.
+CHANNEL_LAYER_HOST = {"address": REDIS_URL}
+if CHANNEL_LAYER == "core":
+    CHANNEL_LAYER_HOST["socket_timeout"] = 15
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": CHANNEL_LAYER_BACKENDS[CHANNEL_LAYER],
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_PREFIX}:asgi:"},
+        "CONFIG": {"hosts": [CHANNEL_LAYER_HOST], "prefix": f"{REDIS_PREFIX}:asgi:"},
     }
 }
 
