@@ -188,3 +188,26 @@ def test_the_bench_runs_on_postgresql_too(tmp_path):
     assert results["database"] == "postgres"
     assert set(results["scenarios"]) == {"submit", "burst"}
     assert "PostgreSQL" in (tmp_path / "benchmarks.md").read_text()
+
+
+def test_the_open_loop_bench_answers_every_scheduled_submission(tmp_path):
+    """devtools/bench/openloop.py at a tiny size: counts, never timings."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("REDIS_URL", "DATABASE_URL", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    }
+    out = tmp_path / "openloop.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "devtools.bench.openloop", "--databases", "sqlite",
+         "--rate", "10", "--seconds", "1", "--sessions", "3", "--repeats", "2",
+         "--json", str(out)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    runs = json.loads(out.read_text())["results"][0]["runs"]
+    assert len(runs) == 2
+    for run in runs:
+        assert run["sent"] == len(run["samples"]) > 0
+        assert run["ok"] == run["sent"] and run["failed"] == 0
+        assert {code for _, _, code in run["samples"]} == {200}
