@@ -5,10 +5,11 @@ from datetime import timedelta
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_ready, worker_shutting_down
 from django.conf import settings
 from django.utils import timezone
 
-from . import services
+from . import capacity, services
 from .mail import DeliveryError
 from .models import Feedback
 
@@ -34,6 +35,8 @@ def retry_delay(attempt: int) -> float:
 def send_feedback_email(self: Task, feedback_id: str) -> None:
     try:
         services.feedback_deliver(feedback_id=feedback_id)
+    except services.TooEarly as early:
+        raise self.retry(countdown=early.wait) from None
     except SoftTimeLimitExceeded as timeout:
         _retry_or_fail(self, feedback_id, DeliveryError(
             TOOK_TOO_LONG, cause=timeout, transient=True
@@ -66,3 +69,22 @@ def _retry_or_fail(task: Task, feedback_id: str, error: DeliveryError) -> None:
 def requeue_stuck_feedback() -> int:
     """The sweeper, run by beat every FEEDBACK_SWEEP_INTERVAL seconds."""
     return len(services.feedback_requeue_stuck())
+
+
+# -- How many processes consume (feedback/capacity.py): wiring of the worker's own timer.
+
+
+@worker_ready.connect
+def announce_worker(sender, **kwargs) -> None:  # sender: the worker's Consumer
+    node, processes = sender.hostname, sender.controller.concurrency
+
+    def announce() -> None:
+        capacity.workers_announce(node=node, processes=processes)
+
+    announce()
+    sender.timer.call_repeatedly(capacity.ANNOUNCE_EVERY, announce)
+
+
+@worker_shutting_down.connect
+def forget_worker(sender, **kwargs) -> None:  # sender: the node's name
+    capacity.workers_forget(node=str(sender))

@@ -17,6 +17,8 @@ class StatusConsumer(AsyncWebsocketConsumer):
     """Pushes one watched object's rendered status to the browser."""
 
     group: str | None = None
+    also: tuple[str, ...] = ()
+    finished = False
     version = -1
     resyncing: asyncio.Task | None = None
     # Watchers open in this process, for spreading the re-reads (see resync_delay).
@@ -50,6 +52,9 @@ class StatusConsumer(AsyncWebsocketConsumer):
             return
         await self.forward(snapshot.html, snapshot.version, snapshot.final)
         if not snapshot.final:
+            self.also = snapshot.also
+            for group in self.also:
+                await self.channel_layer.group_add(group, self.channel_name)
             StatusConsumer.live += 1
             self.resyncing = asyncio.create_task(self.resync())
 
@@ -91,11 +96,17 @@ class StatusConsumer(AsyncWebsocketConsumer):
         if self.resyncing is not None:
             self.resyncing.cancel()
             StatusConsumer.live -= 1
-        if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        joined = [self.group, *self.also] if self.group is not None else []
+        for group in joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def status_update(self, event: dict) -> None:
         await self.forward(event["html"], event["version"], event["final"])
+
+    async def watch_broadcast(self, event: dict) -> None:
+        # After the current state, never before it; nothing once final (closing).
+        if self.version >= 0 and not self.finished:
+            await self.send(text_data=event["html"])
 
     async def forward(self, html: str, version: int, final: bool) -> None:
         if version <= self.version:
@@ -103,6 +114,7 @@ class StatusConsumer(AsyncWebsocketConsumer):
         self.version = version
         await self.send(text_data=html)
         if final:
+            self.finished = True
             await self.close(code=CLOSE_DONE)
 
 

@@ -34,6 +34,14 @@ def communicator(token: str) -> WebsocketCommunicator:
     return WebsocketCommunicator(application, f"/ws/feedback/{token}/")
 
 
+async def status_frame(ws: WebsocketCommunicator) -> str:
+    """The next status pushed, past the queue-wide events a queued watcher also hears."""
+    while True:
+        frame = await ws.receive_from(timeout=5)
+        if 'id="feedback-queue"' not in frame:
+            return frame
+
+
 @database_sync_to_async
 def make_feedback(**fields) -> Feedback:
     return Feedback.objects.create(email="ada@example.com", message="Hi", **fields)
@@ -44,15 +52,15 @@ async def test_a_watcher_gets_the_current_state_at_once_then_updates():
     ws = communicator(feedback_token(feedback.pk))
     connected, _ = await ws.connect()
     assert connected
-    snapshot = await ws.receive_from(timeout=5)
+    snapshot = await status_frame(ws)
     assert 'data-status="queued"' in snapshot
 
     claimed = await database_sync_to_async(services.feedback_claim)(feedback_id=feedback.pk)
-    update = await ws.receive_from(timeout=5)
+    update = await status_frame(ws)
     assert 'data-status="sending"' in update
 
     await database_sync_to_async(services.feedback_mark_sent)(feedback=claimed)
-    final = await ws.receive_from(timeout=5)
+    final = await status_frame(ws)
     assert 'data-status="sent"' in final
     # At a final state the server closes normally, so the browser stops listening.
     assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 1000}
@@ -63,7 +71,7 @@ async def test_a_late_watcher_still_sees_sent():
     ws = communicator(feedback_token(feedback.pk))
     connected, _ = await ws.connect()
     assert connected
-    assert 'data-status="sent"' in await ws.receive_from(timeout=5)
+    assert 'data-status="sent"' in await status_frame(ws)
     assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 1000}
 
 
@@ -90,12 +98,12 @@ async def test_an_older_update_never_overwrites_a_newer_one():
     feedback = await make_feedback(version=3)
     ws = communicator(feedback_token(feedback.pk))
     await ws.connect()
-    await ws.receive_from(timeout=5)  # snapshot at version 3
+    await status_frame(ws)  # snapshot at version 3
     layer = get_channel_layer()
     group = services.status_group(feedback.pk)
     await layer.group_send(group, status_event(html="<p>stale</p>", version=2, final=False))
     await layer.group_send(group, status_event(html="<p>newer</p>", version=5, final=False))
-    assert await ws.receive_from(timeout=5) == "<p>newer</p>"
+    assert await status_frame(ws) == "<p>newer</p>"
     await ws.disconnect()
 
 
@@ -105,14 +113,14 @@ async def test_an_update_lost_on_the_way_is_caught_up_by_re_reading_the_row(sett
     feedback = await make_feedback(status=Feedback.Status.SENDING, version=3)
     ws = communicator(feedback_token(feedback.pk))
     await ws.connect()
-    assert 'data-status="sending"' in await ws.receive_from(timeout=5)
+    assert 'data-status="sending"' in await status_frame(ws)
     assert await ws.receive_nothing(timeout=0.6)  # nothing new: nothing sent again
 
     # The row changes but the update is never published (as if it were lost).
     await database_sync_to_async(Feedback.objects.filter(pk=feedback.pk).update)(
         status=Feedback.Status.SENT, version=4
     )
-    assert 'data-status="sent"' in await ws.receive_from(timeout=5)
+    assert 'data-status="sent"' in await status_frame(ws)
     assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 1000}
 
 
@@ -140,6 +148,24 @@ async def test_a_change_published_while_a_watcher_reads_its_snapshot_reaches_it_
     ws = WebsocketCommunicator(application, f"/ws/feedback-racing/{feedback_token(feedback.pk)}/")
     connected, _ = await ws.connect()
     assert connected
-    assert 'data-status="queued"' in await ws.receive_from(timeout=5)
-    assert 'data-status="sending"' in await ws.receive_from(timeout=5)
+    assert 'data-status="queued"' in await status_frame(ws)
+    assert 'data-status="sending"' in await status_frame(ws)
     await ws.disconnect()
+
+
+async def test_a_queued_watcher_hears_the_queue_wide_event_and_a_final_one_does_not():
+    queued = await make_feedback()
+    sent = await make_feedback(status="sent", version=2)
+    waiting = communicator(feedback_token(queued.pk))
+    await waiting.connect()
+    assert 'data-status="queued"' in await waiting.receive_from(timeout=5)
+    done = communicator(feedback_token(sent.pk))
+    await done.connect()
+    assert 'data-status="sent"' in await done.receive_from(timeout=5)
+    assert (await done.receive_output(timeout=5))["type"] == "websocket.close"
+
+    await database_sync_to_async(services.feedback_publish_queue)()
+    frame = await waiting.receive_from(timeout=5)
+    assert 'id="feedback-queue"' in frame
+    assert 'data-line="' in frame
+    await waiting.disconnect()
