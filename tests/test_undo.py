@@ -219,3 +219,54 @@ def test_undo_racing_the_claim_ends_cancelled_with_no_email_or_sent_with_one(
     outcomes = list(by_email.values())
     cancelled, sent = outcomes.count("cancelled"), outcomes.count("sent")
     print(f"\n{tries} races: {cancelled} cancelled, {sent} sent")
+
+
+def test_undo_in_the_browser_cancels_live_and_only_the_other_submission_is_mailed(
+    browser_page, start_daphne, start_worker, smtp_server
+):
+    from playwright.sync_api import expect
+
+    window = 8  # long enough to press Undo on a busy machine
+    start_worker(FEEDBACK_UNDO_SECONDS=window)
+    server = start_daphne(FEEDBACK_UNDO_SECONDS=window)
+    page = browser_page
+    page.goto(server.url)
+    celery = page.get_by_role("button", name=re.compile("With Celery"))
+    for email in ("undo@example.com", "keep@example.com"):
+        page.get_by_label("Your email address").fill(email)
+        page.get_by_label("Message").fill("Hello")
+        celery.click()
+        expect(page.locator(".submission", has_text=email)).to_be_visible()
+        expect(celery).to_be_enabled()
+
+    undone = page.locator(".submission", has_text="undo@example.com")
+    kept = page.locator(".submission", has_text="keep@example.com")
+    undo = undone.get_by_role("button", name="Undo")
+    expect(undo).to_be_visible()
+    # A visible countdown, tied to the button for screen readers.
+    countdown = undone.locator(".status__countdown")
+    expect(countdown).to_have_text(re.compile(r"^\d+ s left to undo$"))
+    first = int(countdown.locator(".status__countdown-seconds").inner_text())
+    expect(countdown.locator(".status__countdown-seconds")).not_to_have_text(str(first))
+    assert undo.get_attribute("aria-describedby") == countdown.get_attribute("id")
+
+    # From the keyboard: focus it and press Enter.
+    undo.focus()
+    page.keyboard.press("Enter")
+    status = undone.locator(".status")
+    expect(status).to_have_attribute("data-status", "cancelled")
+    expect(status).to_contain_text("Cancelled: no email was sent.")
+    steps = status.locator(".timeline__step")
+    expect(steps.last).to_have_attribute("data-step", "cancelled")
+    expect(steps.last).to_contain_text("taken back")
+    expect(undone.get_by_role("button", name="Undo")).to_have_count(0)
+    expect(page.locator("#announcer")).to_contain_text("Cancelled")
+
+    # The other one: its Undo goes away when the window ends, then it is sent, once.
+    expect(kept.get_by_role("button", name="Undo")).to_be_hidden(timeout=(window + 5) * 1000)
+    expect(kept.locator(".status")).to_have_attribute("data-status", "sent", timeout=30_000)
+    [mail] = smtp_server.wait_for(1, timeout=30)
+    assert mail.rcpt_tos == ["keep@example.com"]
+    time.sleep(1)
+    assert len(smtp_server.messages) == 1
+    assert Feedback.objects.get(email="undo@example.com").status == Status.CANCELLED
