@@ -107,7 +107,7 @@ def _database_url(settings_dict: dict) -> str:
 @pytest.fixture
 def app_env(transactional_db, smtp_server, redis_url) -> dict[str, str]:
     """Environment for the app's subprocesses: this session's Redis, the test
-    database, the ``smtp_server`` fixture, a short FEEDBACK_SEND_DELAY, no undo window.
+    database, the ``smtp_server`` fixture, a short FEEDBACK_SEND_DELAY.
 
     It brings ``transactional_db``: the subprocesses only see committed rows, and
     the tables are emptied after the test.
@@ -129,9 +129,6 @@ def app_env(transactional_db, smtp_server, redis_url) -> dict[str, str]:
         EMAIL_HOST=smtp_server.host,
         EMAIL_PORT=str(smtp_server.port),
         FEEDBACK_SEND_DELAY=TEST_SEND_DELAY,
-        # No undo window unless a test asks for one (tests/test_undo.py): the
-        # other tests would each wait it out before their email goes.
-        FEEDBACK_UNDO_SECONDS="0",
         DJANGO_DEBUG="1",
         PYTHONUNBUFFERED="1",
     )

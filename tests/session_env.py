@@ -9,6 +9,8 @@ before that (and before every conftest), so by then:
   (``TEST_REDIS_URL`` set: that server instead, nothing started);
 - ``FEEDBACK_RATE_LIMIT`` is off: the whole suite is one client (127.0.0.1),
   so the submission limit is switched on only by the tests that test it;
+- ``FEEDBACK_UNDO_SECONDS`` is 0: no test waits out an undo window before its
+  email goes, unless it tests Undo (tests/test_undo.py sets one);
 - ``DATABASE_URL``, unless already set, names a SQLite file in a temp dir of
   this session, so the test database (a file, shared with the worker and
   daphne subprocesses) never collides with another session's or touches the
@@ -37,6 +39,7 @@ def pytest_load_initial_conftests(early_config, parser, args):
         _server = RedisServer().start()
         os.environ["REDIS_URL"] = _server.url
     os.environ["FEEDBACK_RATE_LIMIT"] = "off"
+    os.environ["FEEDBACK_UNDO_SECONDS"] = "0"
     if not os.environ.get("DATABASE_URL") and _database_dir is None:
         _database_dir = tempfile.mkdtemp(prefix="feedback-tests-")
         os.environ["DATABASE_URL"] = f"sqlite:///{_database_dir}/db.sqlite3"
