@@ -101,6 +101,8 @@ def test_seven_submissions_while_both_workers_are_busy_count_their_place_down(
     assert aheads and aheads[0] >= 2, seen
     assert aheads == sorted(aheads, reverse=True), seen  # only ever down
     assert aheads[-1] == 0, seen
+    # Once sends were measured it also said about when it would start.
+    assert any(entry[4] for entry in seen if entry[2] == "queued"), seen
     assert statuses.index("sending") > max(i for i, s in enumerate(statuses) if s == "queued")
     assert len(smtp_server.wait_for(7, timeout=30)) == 7
 

@@ -226,10 +226,14 @@ def test_undo_in_the_browser_cancels_live_and_only_the_other_submission_is_maile
 ):
     from playwright.sync_api import expect
 
+    from tests.test_accessibility import serious_violations
+
     window = 8  # long enough to press Undo on a busy machine
     start_worker(FEEDBACK_UNDO_SECONDS=window)
     server = start_daphne(FEEDBACK_UNDO_SECONDS=window)
     page = browser_page
+    console = []
+    page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
     page.goto(server.url)
     celery = page.get_by_role("button", name=re.compile("With Celery"))
     for email in ("undo@example.com", "keep@example.com"):
@@ -249,6 +253,7 @@ def test_undo_in_the_browser_cancels_live_and_only_the_other_submission_is_maile
     first = int(countdown.locator(".status__countdown-seconds").inner_text())
     expect(countdown.locator(".status__countdown-seconds")).not_to_have_text(str(first))
     assert undo.get_attribute("aria-describedby") == countdown.get_attribute("id")
+    assert serious_violations(page) == []
 
     # From the keyboard: focus it and press Enter.
     undo.focus()
@@ -270,3 +275,5 @@ def test_undo_in_the_browser_cancels_live_and_only_the_other_submission_is_maile
     time.sleep(1)
     assert len(smtp_server.messages) == 1
     assert Feedback.objects.get(email="undo@example.com").status == Status.CANCELLED
+    # No inline script, nothing the Content-Security-Policy had to stop, no error.
+    assert [line for line in console if line.startswith("error")] == [], console
