@@ -84,6 +84,9 @@ SECURE_CSP = {
 }
 # The form is small: anything bigger is refused with 413 before it is parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+# Seconds a request's headers may take to arrive under daphne (django_celery/slow_clients.py);
+# also how long a kept-alive connection may stay idle. 0 switches the limit off.
+HTTP_HEADER_TIMEOUT = float(os.environ.get("HTTP_HEADER_TIMEOUT", "30"))
 
 INSTALLED_APPS = [
     "daphne",
@@ -102,16 +105,19 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so that every response carries the security headers: static
+    # files (WhiteNoise answers them itself) and early errors (a bad Host: 400) too.
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_celery.errors.RequestSizeLimitMiddleware",
+    "django_celery.errors.RequestEncodingMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
@@ -264,6 +270,10 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
 # Publishing while Redis is down: one quick retry, then give up. The row is
 # already stored as `queued` and the sweeper enqueues it once Redis is back,
 # so the person gets their answer in well under a few seconds either way.
+# No request may wait for ever for a pooled broker connection (Celery's default):
+# enqueueing gives up after this many seconds and the sweeper takes the row.
+FEEDBACK_ENQUEUE_WAIT = float(os.environ.get("FEEDBACK_ENQUEUE_WAIT", "2"))
+CELERY_BROKER_POOL_ACQUIRE_TIMEOUT = FEEDBACK_ENQUEUE_WAIT
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "max_retries": 1,
     "interval_start": 0.2,
@@ -292,6 +302,13 @@ REALTIME_RESYNC_SECONDS = float(os.environ.get("REALTIME_RESYNC_SECONDS", "5"))
 # many watchers each re-reads less often (realtime/consumers.py says why).
 REALTIME_RESYNC_PER_SECOND = float(os.environ.get("REALTIME_RESYNC_PER_SECOND", "50"))
 
+# Status sockets one daphne process keeps open per session and per client
+# address, and new sockets per second per client address (realtime/socket_limits.py).
+# Over them a socket is closed with code 4429 and the page polls over HTTP instead.
+REALTIME_MAX_SOCKETS_PER_SESSION = int(os.environ.get("REALTIME_MAX_SOCKETS_PER_SESSION", "20"))
+REALTIME_MAX_SOCKETS_PER_CLIENT = int(os.environ.get("REALTIME_MAX_SOCKETS_PER_CLIENT", "200"))
+REALTIME_CONNECTS_PER_SECOND = float(os.environ.get("REALTIME_CONNECTS_PER_SECOND", "10"))
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": CHANNEL_LAYER_BACKENDS[CHANNEL_LAYER],
@@ -315,6 +332,10 @@ CACHES = {
         },
     }
 }
+
+# /healthz answers from a report at most this many seconds old: one check runs
+# at a time per process, however many probes ask (health/checks.py).
+HEALTH_CACHE_SECONDS = float(os.environ.get("HEALTH_CACHE_SECONDS", "1.5"))
 
 # --- Email ------------------------------------------------------------------
 # When EMAIL_HOST is set, mail goes over SMTP to it. Otherwise, in debug, the
@@ -362,6 +383,12 @@ elif not re.fullmatch(r"[1-9]\d*/\d*[smhd]", FEEDBACK_RATE_LIMIT):
 # The limit counts in the shared Redis cache (atomic INCR); if that cache is
 # unreachable the limit fails open, so a submission is still stored.
 RATELIMIT_FAIL_OPEN = True
+# How many proxies in front of daphne append to X-Forwarded-For: the client's
+# address (rate limit, socket caps) is the entry that many from the right.
+# 0: the connection's peer address (django_celery/client_address.py).
+TRUSTED_PROXY_HOPS = int(os.environ.get("TRUSTED_PROXY_HOPS", "0"))
+if TRUSTED_PROXY_HOPS < 0:
+    raise ImproperlyConfigured("TRUSTED_PROXY_HOPS must be 0 or more.")
 # Seconds a watch token (status page, websocket) stays valid after submitting.
 FEEDBACK_TOKEN_MAX_AGE = int(os.environ.get("FEEDBACK_TOKEN_MAX_AGE", str(24 * 60 * 60)))
 

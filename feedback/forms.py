@@ -2,6 +2,7 @@ import unicodedata
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxLengthValidator
 
 from .models import Feedback, SendMode
 
@@ -42,13 +43,23 @@ def validate_message_characters(value: str) -> None:
         )
 
 
+class BrowserMaxLengthValidator(MaxLengthValidator):
+    """The length as the textarea's maxlength counts it: a line break is one character.
+
+    A browser submits each line break as CRLF, so 2,000 characters with ten
+    line breaks arrive as 2,010: what the textarea allowed must be accepted.
+    """
+
+    def clean(self, x: str) -> int:
+        return len(x.replace("\r\n", "\n"))
+
+
 class FeedbackForm(forms.ModelForm):
     email = HeaderSafeEmailField(
         max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email"})
     )
     message = forms.CharField(
-        max_length=MESSAGE_MAX_LENGTH,
-        validators=[validate_message_characters],
+        validators=[BrowserMaxLengthValidator(MESSAGE_MAX_LENGTH), validate_message_characters],
         widget=forms.Textarea(attrs={"rows": 5, "maxlength": MESSAGE_MAX_LENGTH}),
     )
 

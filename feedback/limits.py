@@ -14,6 +14,8 @@ from django.http import HttpRequest
 from django_ratelimit.core import get_usage
 from redis.exceptions import RedisError
 
+from django_celery.client_address import request_client_address
+
 logger = logging.getLogger(__name__)
 
 GROUP = "feedback.submit"
@@ -25,13 +27,20 @@ class SubmissionLimit:
     retry_after: int = 0  # seconds until the client's window ends
 
 
+def client_key(group: str, request: HttpRequest) -> str:
+    # The address as read in every deployment shape (proxy hops, unix socket).
+    return request_client_address(request)
+
+
 def submission_limit_take(request: HttpRequest) -> SubmissionLimit:
     """Count one submission for this client and say whether it is over the limit."""
     rate = settings.FEEDBACK_RATE_LIMIT
     if not rate:
         return SubmissionLimit(exceeded=False)
     try:
-        usage = get_usage(request, group=GROUP, key="ip", rate=rate, method="POST", increment=True)
+        usage = get_usage(
+            request, group=GROUP, key=client_key, rate=rate, method="POST", increment=True
+        )
     except (RedisError, OSError):
         logger.warning("Submission limit not checked: the cache is unreachable", exc_info=True)
         return SubmissionLimit(exceeded=False)

@@ -108,7 +108,14 @@ def feedback_publish_queue() -> bool:
 def _enqueue(feedback_id: uuid.UUID | str, countdown: float = 0) -> None:
     from .tasks import send_feedback_email
 
-    send_feedback_email.apply_async((str(feedback_id),), countdown=countdown or None)
+    # A bounded wait for a pooled broker connection (Celery's own waits for
+    # ever): past it, LimitExceeded leaves the row queued for the sweeper.
+    with send_feedback_email.app.pool.acquire(
+        block=True, timeout=settings.FEEDBACK_ENQUEUE_WAIT
+    ) as connection:
+        send_feedback_email.apply_async(
+            args=(str(feedback_id),), countdown=countdown or None, connection=connection
+        )
 
 
 def _enqueue_on_commit(feedback_id: uuid.UUID | str, countdown: float = 0) -> None:

@@ -3,7 +3,8 @@ from http import HTTPStatus
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.http import HTMX_STOP_POLLING
 from django_htmx.middleware import HtmxDetails
 
@@ -21,7 +22,12 @@ class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
-@require_http_methods(["GET", "POST"])
+# The pages that show a person's submission are for that browser only.
+private_page = cache_control(private=True, no_store=True)
+
+
+@private_page
+@require_http_methods(["GET", "HEAD", "POST"])
 def feedback_index(request: HtmxHttpRequest) -> HttpResponse:
     """The form (GET) and a submission (POST) share the URL a plain form posts back to."""
     if request.method == "POST":
@@ -39,6 +45,7 @@ def take_submission(request: HtmxHttpRequest) -> HttpResponse:
     mode = form.cleaned_data["mode"]
     with answers_timed(request.session, mode=mode) as answered:
         feedback = services.feedback_submit(**form.cleaned_data)
+    request.session.cycle_key()  # watch rights go to this session: a planted key loses them
     token = feedback_token(feedback.pk, session=request.session)
     if not request.htmx:
         url = reverse("feedback:status", kwargs={"token": token})
@@ -79,7 +86,8 @@ def too_many_submissions(
     return response
 
 
-@require_GET
+@private_page
+@require_safe
 def feedback_status(request: HtmxHttpRequest, token: str) -> HttpResponse:
     feedback_id = feedback_id_from_token(token, session=request.session)
     if feedback_id is None:
@@ -93,6 +101,7 @@ def feedback_status(request: HtmxHttpRequest, token: str) -> HttpResponse:
     return render(request, "feedback/detail.html", context)
 
 
+@private_page
 @require_POST
 def feedback_cancel(request: HtmxHttpRequest, token: str) -> HttpResponse:
     """Undo (queued) or "Stop trying" (retrying), for the session that submitted only.

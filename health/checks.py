@@ -1,11 +1,25 @@
-"""Is each part the app needs answering? Each check is bounded in time and never raises."""
+"""Is each part the app needs answering? Each check is bounded in time and never raises.
+
+A probe must never be able to take the site down, however often it is asked:
+
+- one check runs at a time per process, and its result serves every request
+  for HEALTH_CACHE_SECONDS; a request that cannot get the result within
+  a few seconds is answered 503 "busy", never kept waiting;
+- the worker ping opens a broker connection of its own and publishes on it,
+  so it never holds (or waits for) a connection of the pool that submissions
+  enqueue through.
+"""
 
 import logging
+import threading
+import time
 from dataclasses import asdict, dataclass, field
 
 import redis
+from celery.app.control import Control
 from django.conf import settings
 from django.db import connection
+from kombu.pidbox import Mailbox
 
 from django_celery.celery import app as celery_app
 
@@ -13,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 # Seconds a check may take; a health endpoint that hangs is worse than one that says no.
 TIMEOUT = 1.0
+# Seconds a request waits for the check another request is running. All three
+# checks together take at most about 3 * TIMEOUT.
+WAIT_FOR_RUNNING_CHECK = 4 * TIMEOUT
 
 
 @dataclass
@@ -51,14 +68,34 @@ def check_redis() -> Check:
     return Check(ok=True)
 
 
+class _OwnConnectionMailbox(Mailbox):
+    """Publishes on the connection it is bound to, never on one taken from the pool."""
+
+    def __init__(self, *args, producer_pool=None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+
+
+class _OwnConnectionControl(Control):
+    Mailbox = _OwnConnectionMailbox
+
+
+_control: Control | None = None
+
+
 def check_worker(*, redis_ok: bool) -> Check:
+    global _control
     if not redis_ok:
         # The ping travels through Redis: without it the answer is known, and
         # asking would only wait on broker connection retries.
         return Check(ok=False, detail="not asked: Redis does not answer")
+    if _control is None:
+        _control = _OwnConnectionControl(celery_app)
     try:
-        # limit=1: answer as soon as one worker replies rather than waiting the full timeout.
-        replies = celery_app.control.ping(timeout=TIMEOUT, limit=1)
+        # Celery's own ping holds a pooled connection while it waits for a
+        # second one to publish on: twenty at once exhausted the pool for good.
+        with celery_app.connection_for_write() as own:
+            # limit=1: answer as soon as one worker replies rather than waiting the full timeout.
+            replies = _control.ping(timeout=TIMEOUT, limit=1, connection=own)
     except Exception:
         logger.warning("health: could not ping the workers", exc_info=True)
         return Check(ok=False, detail="could not ask the workers")
@@ -67,8 +104,7 @@ def check_worker(*, redis_ok: bool) -> Check:
     return Check(ok=True, extra={"workers": len(replies)})
 
 
-def health_report() -> tuple[bool, dict]:
-    """All checks, and whether all passed."""
+def _run_checks() -> tuple[bool, dict]:
     redis_check = check_redis()
     checks = {
         "database": check_database(),
@@ -81,3 +117,50 @@ def health_report() -> tuple[bool, dict]:
         "checks": {name: check.as_dict() for name, check in checks.items()},
     }
     return healthy, report
+
+
+BUSY = (False, {"status": "unhealthy", "detail": "busy: a health check is already running"})
+
+
+class _Cached:
+    """The last report and when it was made; one refresh at a time."""
+
+    def __init__(self) -> None:
+        self.refreshing = threading.Lock()
+        self.report: tuple[bool, dict] | None = None
+        self.made_at = 0.0
+
+    def fresh(self) -> tuple[bool, dict] | None:
+        if self.report and time.monotonic() - self.made_at < settings.HEALTH_CACHE_SECONDS:
+            return self.report
+        return None
+
+    def get(self) -> tuple[bool, dict]:
+        if report := self.fresh():
+            return report
+        if not self.refreshing.acquire(timeout=WAIT_FOR_RUNNING_CHECK):
+            return BUSY
+        try:
+            if report := self.fresh():  # made by the request we waited for
+                return report
+            self.report = _run_checks()
+            self.made_at = time.monotonic()
+            return self.report
+        finally:
+            self.refreshing.release()
+
+    def forget(self) -> None:
+        self.report = None
+
+
+_cached = _Cached()
+
+
+def health_report() -> tuple[bool, dict]:
+    """All checks (at most HEALTH_CACHE_SECONDS old), and whether all passed."""
+    return _cached.get()
+
+
+def health_report_forget() -> None:
+    """The next report runs the checks again (tests that change what is up)."""
+    _cached.forget()

@@ -178,7 +178,8 @@ def start_worker(request, app_env, tmp_path):
 
 @pytest.fixture
 def start_daphne(request, app_env, tmp_path):
-    """Factory: ``start_daphne(*, port=None, ready_timeout=30, **env_overrides) -> DaphneServer``.
+    """Factory: ``start_daphne(*, port=None, ready_timeout=30, extra_args=(), **env_overrides)
+    -> DaphneServer`` (``extra_args``: more of daphne's options, e.g. ``("--proxy-headers",)``).
 
     Returns once the port accepts connections. ``.url`` (http://127.0.0.1:PORT),
     ``.ws_url`` (ws://127.0.0.1:PORT), ``.port``, ``.stop()``, ``.start()`` (same port),
@@ -188,7 +189,11 @@ def start_daphne(request, app_env, tmp_path):
     numbers = itertools.count(1)
 
     def start(
-        *, port: int | None = None, ready_timeout: float = 30.0, **env_overrides
+        *,
+        port: int | None = None,
+        ready_timeout: float = 30.0,
+        extra_args: tuple[str, ...] = (),
+        **env_overrides,
     ) -> DaphneServer:
         number = next(numbers)
         server = DaphneServer(
@@ -196,6 +201,7 @@ def start_daphne(request, app_env, tmp_path):
             log_path=tmp_path / f"daphne-{number}.log",
             port=port,
             ready_timeout=ready_timeout,
+            extra_args=tuple(extra_args),
         )
         servers.append(server)
         _show_log_on_failure(request, f"daphne {number}", server)

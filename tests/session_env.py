@@ -7,8 +7,9 @@ before that (and before every conftest), so by then:
 
 - ``REDIS_URL`` points at a private redis-server started for this session
   (``TEST_REDIS_URL`` set: that server instead, nothing started);
-- ``FEEDBACK_RATE_LIMIT`` is off: the whole suite is one client (127.0.0.1),
-  so the submission limit is switched on only by the tests that test it;
+- ``FEEDBACK_RATE_LIMIT`` is off and the status sockets' caps are out of reach:
+  the whole suite is one client (127.0.0.1), so the limits are switched on
+  only by the tests that test them;
 - ``FEEDBACK_UNDO_SECONDS`` is 0: no test waits out an undo window before its
   email goes, unless it tests Undo (tests/test_undo.py sets one);
 - ``DATABASE_URL``, unless already set, names a SQLite file in a temp dir of
@@ -40,6 +41,11 @@ def pytest_load_initial_conftests(early_config, parser, args):
         os.environ["REDIS_URL"] = _server.url
     os.environ["FEEDBACK_RATE_LIMIT"] = "off"
     os.environ["FEEDBACK_UNDO_SECONDS"] = "0"
+    # The same for the status sockets' caps and connect rate (tests/test_hostile_clients.py
+    # sets them for the tests that test them).
+    os.environ["REALTIME_MAX_SOCKETS_PER_SESSION"] = "100000"
+    os.environ["REALTIME_MAX_SOCKETS_PER_CLIENT"] = "100000"
+    os.environ["REALTIME_CONNECTS_PER_SECOND"] = "100000"
     if not os.environ.get("DATABASE_URL") and _database_dir is None:
         _database_dir = tempfile.mkdtemp(prefix="feedback-tests-")
         os.environ["DATABASE_URL"] = f"sqlite:///{_database_dir}/db.sqlite3"

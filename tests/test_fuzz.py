@@ -5,7 +5,11 @@
 - status-page URLs with made-up tokens: a 404, never an error, never a status;
 - websocket paths and origins, against the whole ASGI application: a socket is
   either refused at the handshake or accepted and closed with 4403, never sent data;
-- websocket messages from a legitimate watcher: ignored, never answered.
+- websocket messages from a legitimate watcher: ignored, never answered;
+- request content types and charsets: answered (400 for a charset the app
+  does not read), never a 5xx;
+- X-Forwarded-For shapes, with any number of trusted proxy hops: never a 5xx,
+  and entries a client adds on the left never change the address it counts as.
 
 Example counts are bounded so the suite stays quick; run with
 `--hypothesis-show-statistics` to see how many cases ran and how they ended.
@@ -191,3 +195,89 @@ def test_messages_from_a_watcher_are_ignored(frames):
         await ws.disconnect()
 
     async_to_sync(attempt)()
+
+
+CHARSETS = ["utf-8", "UTF-8", "utf8", "ascii", "latin-1", "iso-8859-1", "utf-16", "utf-32"]
+header_text = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30)
+content_types = st.builds(
+    lambda kind, params: "; ".join([kind, *params]),
+    st.one_of(
+        st.sampled_from(
+            [
+                "application/x-www-form-urlencoded",
+                "multipart/form-data",
+                "text/plain",
+                "application/json",
+                "",
+            ]
+        ),
+        header_text,
+    ),
+    st.lists(
+        st.one_of(
+            st.builds("charset={}".format, st.one_of(st.sampled_from(CHARSETS), header_text)),
+            st.builds("boundary={}".format, header_text),
+            header_text,
+        ),
+        max_size=3,
+    ),
+)
+
+
+@pytest.mark.django_db
+@hypothesis_settings(bounded, max_examples=150)
+@given(content_type=content_types, junk=st.binary(max_size=40))
+def test_any_content_type_and_charset_is_answered_never_a_5xx(settings, content_type, junk):
+    settings.FEEDBACK_SEND_DELAY = 0
+    before = Feedback.objects.count()
+    body = b"email=ada%40example.com&message=Hi&" + junk
+    response = Client().generic("POST", "/", body, content_type=content_type)
+    event(f"HTTP {response.status_code}")
+    assert response.status_code < 500
+    if response.status_code >= 400:
+        assert Feedback.objects.count() == before
+
+
+forwarded_entries = st.one_of(
+    st.ip_addresses().map(str),
+    st.builds("{}:{}".format, st.ip_addresses(v=4), st.integers(0, 65535)),
+    st.ip_addresses(v=6).map(lambda address: f"[{address}]:443"),
+    st.sampled_from(["unknown", "", " ", "_hidden", '"1.2.3.4"', "[::1", "1.2.3.4:x"]),
+    header_text.filter(lambda text: "," not in text),
+)
+
+
+@pytest.mark.django_db
+@hypothesis_settings(bounded, max_examples=100)
+@given(
+    entries=st.lists(forwarded_entries, max_size=4),
+    peer=st.one_of(st.none(), forwarded_entries),
+    hops=st.integers(min_value=0, max_value=3),
+)
+def test_any_forwarded_for_is_answered_never_a_5xx(settings, entries, peer, hops):
+    settings.FEEDBACK_SEND_DELAY = 0
+    settings.FEEDBACK_RATE_LIMIT = "100000/h"
+    settings.TRUSTED_PROXY_HOPS = hops
+    extra = {"REMOTE_ADDR": peer} if peer is not None else {"REMOTE_ADDR": ""}
+    if entries:
+        extra["HTTP_X_FORWARDED_FOR"] = ", ".join(entries)
+    response = Client().post("/", {"email": "ada@example.com", "message": "Hi"}, **extra)
+    event(f"HTTP {response.status_code}")
+    assert response.status_code == 303
+
+
+@given(
+    trusted=st.lists(forwarded_entries, min_size=1, max_size=3),
+    spoofed=st.lists(forwarded_entries, max_size=3),
+    peer=st.one_of(st.none(), forwarded_entries),
+)
+def test_entries_a_client_adds_on_the_left_never_change_its_address(trusted, spoofed, peer):
+    from django_celery.client_address import UNKNOWN, client_address, parse_address
+
+    hops = len(trusted)
+    seen = client_address(peer=peer, forwarded_for=[", ".join(trusted)], trusted_hops=hops)
+    assert seen == UNKNOWN or parse_address(seen.split("/")[0]) is not None
+    with_spoofed = client_address(
+        peer=peer, forwarded_for=[", ".join([*spoofed, *trusted])], trusted_hops=hops
+    )
+    assert with_spoofed == seen

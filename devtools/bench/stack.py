@@ -96,6 +96,10 @@ class BenchStack:
             # submissions (5/m by default) is raised for this run only, not off,
             # so its cost (one Redis INCR per submission) is still measured.
             FEEDBACK_RATE_LIMIT="100000000/m",
+            # The same for the status sockets: 10,000 of them from one address and session.
+            REALTIME_MAX_SOCKETS_PER_SESSION="1000000",
+            REALTIME_MAX_SOCKETS_PER_CLIENT="1000000",
+            REALTIME_CONNECTS_PER_SECOND="1000000",
             PYTHONUNBUFFERED="1",
         )
         env.update({key: str(value) for key, value in overrides.items()})

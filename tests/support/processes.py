@@ -207,11 +207,13 @@ class DaphneServer(ManagedProcess):
         port: int | None = None,
         application: str = "django_celery.asgi:application",
         ready_timeout: float = 30.0,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.host = "127.0.0.1"
         self.port = port if port is not None else free_port(self.host)
         argv = [
-            sys.executable, "-m", "daphne", "-b", self.host, "-p", str(self.port), application,
+            sys.executable, "-m", "daphne", "-b", self.host, "-p", str(self.port),
+            *extra_args, application,
         ]  # fmt: skip
         super().__init__(argv, env=env, log_path=log_path)
         self.ready_timeout = ready_timeout

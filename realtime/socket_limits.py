@@ -1,0 +1,111 @@
+"""Caps on status sockets, so that one client cannot exhaust a daphne process.
+
+An ASGI middleware around the websocket application, before the session is
+loaded or anything is read from the database:
+
+- at most REALTIME_MAX_SOCKETS_PER_SESSION open sockets per session cookie and
+  REALTIME_MAX_SOCKETS_PER_CLIENT per client address, in this process;
+- at most REALTIME_CONNECTS_PER_SECOND new sockets per second per client
+  address (a token bucket holding CONNECT_BURST seconds' worth), so a
+  connect/close flood is turned away cheaply and real watchers keep their turn.
+
+Over a cap, the socket is accepted and closed at once with CLOSE_TOO_MANY
+(4429, after HTTP 429): a refused handshake would make the htmx ws extension
+retry for ever, while a 4xxx close ends its retries and the page falls back to
+polling the status over HTTP every few seconds. The counts are per process.
+"""
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from http.cookies import CookieError, SimpleCookie
+
+from django.conf import settings
+
+CLOSE_TOO_MANY = 4429
+CONNECT_BURST = 3.0  # seconds' worth of connects a client may make at once
+
+
+class ConnectRate:
+    """A token bucket per client: `rate` connects a second, `rate * CONNECT_BURST` at once."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, at)
+
+    def take(self, client: str, rate: float) -> bool:
+        now = time.monotonic()
+        capacity = max(1.0, rate * CONNECT_BURST)
+        tokens, at = self.buckets.get(client, (capacity, now))
+        tokens = min(capacity, tokens + (now - at) * rate)
+        if tokens < 1:
+            self.buckets[client] = (tokens, now)
+            return False
+        self.buckets[client] = (tokens - 1, now)
+        if len(self.buckets) > 10_000:
+            self.forget_full(now, rate, capacity)
+        return True
+
+    def forget_full(self, now: float, rate: float, capacity: float) -> None:
+        """Drop the buckets that have refilled: they hold nothing worth keeping."""
+        for client, (tokens, at) in list(self.buckets.items()):
+            if tokens + (now - at) * rate >= capacity:
+                del self.buckets[client]
+
+
+def session_cookie(scope: dict) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"cookie":
+            try:
+                morsel = SimpleCookie(value.decode("latin-1")).get(settings.SESSION_COOKIE_NAME)
+            except CookieError:
+                return None
+            return morsel.value if morsel else None
+    return None
+
+
+class SocketLimits:
+    """ASGI middleware: the caps above. `client_address(scope)` names the client."""
+
+    def __init__(self, application, *, client_address: Callable[[dict], str]) -> None:
+        self.application = application
+        self.client_address = client_address
+        self.open_per_client: Counter[str] = Counter()
+        self.open_per_session: Counter[str] = Counter()
+        self.rate = ConnectRate()
+
+    def admit(self, client: str, session: str | None) -> bool:
+        if self.open_per_client[client] >= settings.REALTIME_MAX_SOCKETS_PER_CLIENT:
+            return False
+        if session and self.open_per_session[session] >= settings.REALTIME_MAX_SOCKETS_PER_SESSION:
+            return False
+        return self.rate.take(client, settings.REALTIME_CONNECTS_PER_SECOND)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "websocket":
+            return await self.application(scope, receive, send)
+        client = self.client_address(scope)
+        session = session_cookie(scope)
+        if not self.admit(client, session):
+            return await refuse(receive, send)
+        self.open_per_client[client] += 1
+        if session:
+            self.open_per_session[session] += 1
+        try:
+            return await self.application(scope, receive, send)
+        finally:
+            self.open_per_client[client] -= 1
+            if not self.open_per_client[client]:
+                del self.open_per_client[client]
+            if session:
+                self.open_per_session[session] -= 1
+                if not self.open_per_session[session]:
+                    del self.open_per_session[session]
+
+
+async def refuse(receive, send) -> None:
+    """Accept, then close with CLOSE_TOO_MANY (no data), and wait for the client to go."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": CLOSE_TOO_MANY})
