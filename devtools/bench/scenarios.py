@@ -308,7 +308,8 @@ async def push_phase(
     async def read_frames() -> None:
         with contextlib.suppress(Exception):
             async for message in ws:
-                frames.append((time.time(), frame_version(message)))
+                if 'data-version="' in message:  # a status, not the queue-wide event
+                    frames.append((time.time(), frame_version(message)))
 
     async def poll() -> None:
         """What celery-progress does: ask for the status every poll_interval."""
