@@ -7,12 +7,13 @@ VENV_PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv venv-test run admin test bench lint format clean
+.PHONY: help venv venv-test run admin test test-fast bench lint format clean
 
 help:
 	@echo "make run    set up .venv, migrate, start Redis (if needed), worker, beat and daphne"
 	@echo "make admin  a login for the admin (development): creates or resets the user admin"
-	@echo "make test   set up .venv with the test requirements and run the whole suite"
+	@echo "make test   set up .venv with the test requirements and run the whole suite (SQLite, then PostgreSQL)"
+	@echo "make test-fast  the suite without browser and multi-process tests (-m 'not slow')"
 	@echo "make bench  run the benchmark suite on this machine, write docs/benchmarks.md (~15 min)"
 	@echo "make lint   ruff check and format check"
 	@echo "make clean  remove .venv and caches"
@@ -44,8 +45,16 @@ admin: venv
 	$(VENV_PYTHON) manage.py migrate --noinput --verbosity 0
 	$(VENV_PYTHON) -m devtools.admin_login
 
+# Two passes: the whole suite on SQLite, then the tests whose behaviour may
+# differ between databases (marked `engines`) and the PostgreSQL-only ones on a
+# private PostgreSQL server started for the run (tests/session_env.py).
 test: venv-test
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
+	TEST_DATABASE=postgres $(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
+
+# No Chromium, no worker or daphne processes: markers applied in tests/conftest.py.
+test-fast: venv-test
+	$(VENV_PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # The real stack on this machine, load to 127.0.0.1 only; see docs/benchmarks.md.
 # Extra arguments, e.g. `make bench BENCH_ARGS="--scenarios 2 --layers pubsub --out /tmp/b.md"`.

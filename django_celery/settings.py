@@ -5,6 +5,7 @@ Defaults serve local development; production is switched on by variables
 """
 
 import hashlib
+import ipaddress
 import os
 import re
 import tempfile
@@ -12,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import dj_database_url
+import idna
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
@@ -144,14 +146,38 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------
 # SQLite by default, in WAL mode with IMMEDIATE transactions, so the web
 # process and the Celery worker can write at the same time without
-# "database is locked" errors. Any DATABASE_URL (e.g. postgres://) overrides.
+# "database is locked" errors. Any DATABASE_URL (e.g. postgres://, with the
+# psycopg driver from requirements.txt) overrides.
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+# PostgreSQL: Django's own connection pool (psycopg_pool), per process. Under
+# ASGI every request runs in a new thread, and CONN_MAX_AGE keeps a connection
+# per thread: without a pool each request would open one (a few ms, and more
+# under load). The pool requires CONN_MAX_AGE=0: a connection goes back to
+# the pool at the end of each request or task instead of being closed.
+DATABASE_POOL = env_bool("DATABASE_POOL", True)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL:
+    if DATABASES["default"]["CONN_MAX_AGE"] != 0:
+        raise ImproperlyConfigured(
+            "DATABASE_CONN_MAX_AGE must be 0 with the connection pool (the pool keeps the "
+            "connections); set DATABASE_POOL=0 to use persistent connections instead."
+        )
+    pool = {
+        "min_size": int(os.environ.get("DATABASE_POOL_MIN_SIZE", "1")),
+        "max_size": int(os.environ.get("DATABASE_POOL_MAX_SIZE", "10")),
+        "timeout": float(os.environ.get("DATABASE_POOL_TIMEOUT", "10")),
+    }
+    if not 0 <= pool["min_size"] <= pool["max_size"] or pool["max_size"] < 1:
+        raise ImproperlyConfigured(
+            f"DATABASE_POOL_MIN_SIZE={pool['min_size']} and DATABASE_POOL_MAX_SIZE="
+            f"{pool['max_size']}: need 0 <= min <= max and max >= 1."
+        )
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = pool
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
@@ -224,8 +250,13 @@ FEEDBACK_SENDING_LEASE = max(
 # The sweeper (a beat job) re-enqueues feedback that nothing will pick up by
 # itself: `queued` for longer than STUCK_AFTER (e.g. Redis was down when it was
 # submitted), `retrying` past its retry time by as much, `sending` past the lease.
-FEEDBACK_SWEEP_INTERVAL = float(os.environ.get("FEEDBACK_SWEEP_INTERVAL", "15"))
+FEEDBACK_SWEEP_INTERVAL = float(os.environ.get("FEEDBACK_SWEEP_INTERVAL", "5"))
 FEEDBACK_STUCK_AFTER = float(os.environ.get("FEEDBACK_STUCK_AFTER", "30"))
+
+# Each worker node writes a heartbeat in Redis this often (django_celery/worker_liveness.py);
+# a node whose heartbeat is three beats late and that does not answer a ping is dead,
+# and the sweeper takes back its `sending` rows without waiting for their lease.
+WORKER_HEARTBEAT_SECONDS = float(os.environ.get("WORKER_HEARTBEAT_SECONDS", "2"))
 
 CELERY_BEAT_SCHEDULE = {
     "feedback-requeue-stuck": {
@@ -345,7 +376,8 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Feedback <feedback@lo
 if email_host or not DEBUG:
     MAILERS = {
         "default": {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            # Django's SMTP backend with IDNA 2008, SMTPUTF8, 8BITMIME and our EHLO name.
+            "BACKEND": "feedback.smtp.EmailBackend",
             "OPTIONS": {
                 "host": email_host or "localhost",
                 "port": int(os.environ.get("EMAIL_PORT", "25")),
@@ -360,9 +392,46 @@ if email_host or not DEBUG:
 else:
     MAILERS = {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
 
+
+def _domain_of(address: str) -> str:
+    return address.strip().rstrip(">").rpartition("@")[2].strip()
+
+
+def _helo_default(hosts: list[str]) -> str:
+    """The first allowed host that names one machine; an IP in the address literal form."""
+    for host in hosts:
+        name = host.strip("[]")
+        if not name or "*" in name or name.startswith("."):
+            continue
+        try:
+            address = ipaddress.ip_address(name)
+        except ValueError:
+            return name
+        return f"[IPv6:{address}]" if address.version == 6 else f"[{address}]"
+    return _domain_of(DEFAULT_FROM_EMAIL) or "localhost"
+
+
+# The name we give in EHLO (real servers check it), and the domain of each
+# confirmation's Message-ID; both in ASCII (IDNA 2008 for a Unicode domain).
+# The EHLO name defaults to the first name in DJANGO_ALLOWED_HOSTS.
+def _idna(domain: str) -> str:
+    if domain.isascii():
+        return domain
+    return idna.encode(domain, uts46=True, transitional=False).decode("ascii")
+
+
+EMAIL_HELO_NAME = _idna(
+    os.environ.get("EMAIL_HELO_NAME", "").strip() or _helo_default(ALLOWED_HOSTS)
+)
+# Empty: the domain of DEFAULT_FROM_EMAIL (read when each email is built).
+EMAIL_MESSAGE_ID_DOMAIN = _idna(os.environ.get("EMAIL_MESSAGE_ID_DOMAIN", "").strip())
+
 # The local SMTP server of `make run` (devtools.mailbox) stores what it
 # receives here; the debug-only Outbox page reads it.
 DEV_MAILBOX = Path(os.environ.get("DEV_MAILBOX", "").strip() or BASE_DIR / "var" / "mailbox.jsonl")
+# Whether mail goes to that local mailbox (set by `make run` when it starts
+# it): only then does a sent status link to the Outbox.
+DEV_MAILBOX_IN_USE = DEBUG and env_bool("DEV_MAILBOX_IN_USE", False)
 
 # --- The feedback domain ---------------------------------------------------
 # Seconds the task spends "talking to a slow mail service" before the real

@@ -32,6 +32,9 @@ class Feedback(models.Model):
     progress = models.PositiveSmallIntegerField(default=0)
     step = models.CharField(max_length=100, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # The Celery worker node that made the last claim (its `-n` name), empty when
+    # the web sent it: the sweeper takes the row back at once if that node is dead.
+    claimed_by = models.CharField(max_length=200, blank=True)
     failure_reason = models.CharField(max_length=300, blank=True)
     next_retry_at = models.DateTimeField(null=True, blank=True)
     # No worker may claim the row before this time: the submitter may still

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -49,6 +50,8 @@ def feedback_status_context(*, feedback: Feedback) -> dict[str, Any]:
         "undo_left": undo_left,
         "undo_until_ms": epoch_ms(feedback.undo_until) if undo_left else None,
         "Status": Status,
+        # Only the local mailbox of development keeps what was sent.
+        "outbox_linked": settings.DEV_MAILBOX_IN_USE,
     }
 
 

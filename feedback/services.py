@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from django_celery.worker_liveness import dead_workers
 from realtime.publish import broadcast, publish
 
 from .mail import (  # noqa: F401  (public names, kept where tooling and tests find them)
@@ -24,6 +25,7 @@ from .mail import (  # noqa: F401  (public names, kept where tooling and tests f
     build_confirmation_email,
     describe_send_error,
     is_transient_send_error,
+    log_failed_attempt,
     send_confirmation,
 )
 from .models import Feedback, FeedbackEvent, SendMode, Status
@@ -164,11 +166,13 @@ def feedback_deliver_in_request(*, feedback_id: uuid.UUID | str) -> Feedback:
     try:
         feedback_deliver(feedback_id=feedback_id)
     except DeliveryError as error:
-        feedback_mark_failed(feedback_id=feedback_id, reason=error.reason)
+        attempt = Feedback.objects.values_list("attempts", flat=True).get(pk=feedback_id)
+        log_failed_attempt(feedback_id=feedback_id, error=error, attempt=attempt, retrying=False)
+        feedback_mark_failed(feedback_id=feedback_id, reason=error.reason_for(retrying=False))
     return Feedback.objects.get(pk=feedback_id)
 
 
-def feedback_claim(*, feedback_id: uuid.UUID | str) -> Feedback | None:
+def feedback_claim(*, feedback_id: uuid.UUID | str, worker: str = "") -> Feedback | None:
     """Move a waiting feedback to `sending`; None if there is nothing to claim.
 
     A conditional update (no lock is held across the SMTP call), so two
@@ -177,6 +181,9 @@ def feedback_claim(*, feedback_id: uuid.UUID | str) -> Feedback | None:
     live send changes its row at least once per FEEDBACK_SENDING_LEASE (the
     task's hard time limit ends it before then), so a `sending` row left
     untouched for longer has no one working on it and may be claimed.
+
+    `worker` is the claiming Celery node's name (empty in a web request): if
+    that node dies, the sweeper sees it and takes the row back in seconds.
     """
     now = timezone.now()
     lease = now - timedelta(seconds=settings.FEEDBACK_SENDING_LEASE)
@@ -185,6 +192,7 @@ def feedback_claim(*, feedback_id: uuid.UUID | str) -> Feedback | None:
         feedback_id=feedback_id,
         where=claimable(lease_ended_before=lease, now=now),
         step=SEND_STEPS[0],
+        claimed_by=worker,
     )
 
 
@@ -217,14 +225,14 @@ def feedback_send_email(*, feedback: Feedback) -> None:
     send_confirmation(feedback=feedback)
 
 
-def feedback_deliver(*, feedback_id: uuid.UUID | str) -> Feedback | None:
+def feedback_deliver(*, feedback_id: uuid.UUID | str, worker: str = "") -> Feedback | None:
     """Claim, send and mark sent: the one send path, for the worker and the web alike.
 
     Returns None when there was nothing to send (already sent, or being sent
     by another delivery). Raises DeliveryError when sending failed; the
     caller decides between retrying and `feedback_mark_failed`.
     """
-    feedback = feedback_claim(feedback_id=feedback_id)
+    feedback = feedback_claim(feedback_id=feedback_id, worker=worker)
     if feedback is None:
         wait = feedback_undo_wait(feedback_id=feedback_id)
         if wait > 0:  # delivered early (a redelivery, the sweeper): not yet
@@ -263,7 +271,9 @@ def feedback_requeue_stuck(*, now: datetime | None = None) -> list[uuid.UUID]:
     - waiting (`queued`, or `retrying` past its retry time) for longer than
       FEEDBACK_STUCK_AFTER: its task was never published (the broker was down
       at submit) or was lost with its worker;
-    - `sending` untouched for longer than FEEDBACK_SENDING_LEASE: its worker
+    - `sending` untouched for longer than FEEDBACK_SENDING_LEASE, or claimed
+      by a worker node that is dead (no heartbeat, no answer to a ping:
+      django_celery.worker_liveness), which is noticed in seconds: its worker
       died mid-send. It turns `retrying` (so the person sees why), or
       `failed` once it has used up FEEDBACK_MAX_ATTEMPTS.
 
@@ -290,7 +300,11 @@ def feedback_requeue_stuck(*, now: datetime | None = None) -> list[uuid.UUID]:
         if touched:
             requeued.append(feedback_id)
 
-    abandoned = Feedback.objects.filter(status=HELD, updated_at__lt=lease)
+    held_by = Feedback.objects.filter(status=HELD).exclude(claimed_by="")
+    dead = dead_workers(held_by.values_list("claimed_by", flat=True).distinct())
+    abandoned = Feedback.objects.filter(
+        Q(updated_at__lt=lease) | Q(claimed_by__in=dead), status=HELD
+    )
     for feedback_id, version, attempts in abandoned.values_list("pk", "version", "attempts"):
         unchanged = Q(version=version)
         if attempts >= settings.FEEDBACK_MAX_ATTEMPTS:

@@ -42,7 +42,7 @@ class Move:
 
 MOVES: dict[str, Move] = {
     # A delivery takes a waiting row, or a `sending` one whose lease ran out
-    # (its worker died): see claimable().
+    # (its worker died): see claimable(). It notes who claimed (a worker node).
     "claim": Move(
         source=frozenset({Status.QUEUED, Status.RETRYING, Status.SENDING}),
         target=Status.SENDING,
@@ -52,7 +52,7 @@ MOVES: dict[str, Move] = {
             "next_retry_at": None,
             "claimed_at": NOW,
         },
-        takes=("step",),
+        takes=("step", "claimed_by"),
         forward=True,
     ),
     "progress": Move(

@@ -15,7 +15,14 @@ import pytest
 
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.layer import close_all as close_all_listeners
-from tests.support.processes import CeleryWorker, DaphneServer, ManagedProcess
+from tests.support.processes import (
+    HAPROXY,
+    CeleryBeat,
+    CeleryWorker,
+    DaphneServer,
+    HAProxy,
+    ManagedProcess,
+)
 from tests.support.smtp_sink import SmtpSink
 
 # Small enough to keep tests quick, long enough to see the intermediate states.
@@ -42,6 +49,50 @@ def _show_log_on_failure(request: pytest.FixtureRequest, title: str, process: Ma
 def _test_failed(request: pytest.FixtureRequest) -> bool:
     reports = request.node.stash.get(_reports, {})
     return any(report.failed for report in reports.values())
+
+
+# Fixtures that start a browser or the app's processes: tests using them get the
+# `browser` / `integration` marker, and both `slow` (make test-fast leaves them out).
+BROWSER_FIXTURES = {"browser_page"}
+INTEGRATION_FIXTURES = {
+    "start_worker",
+    "start_daphne",
+    "start_beat",
+    "start_haproxy",
+    "beat",
+    "smoke",
+    "stack",
+    "redis_server",
+}
+
+
+# Slow without those fixtures: hypothesis's hundreds of cases, and tests that run
+# manage.py, `make run` or whole stacks as subprocesses.
+SLOW_MODULES = {"test_fuzz"}
+INTEGRATION_MODULES = {"test_redis_prefix", "test_admin_login", "test_bench_smoke"}
+INTEGRATION_TESTS = {"test_run_stops_every_process_it_started"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        module = item.path.stem
+        name = getattr(item, "originalname", item.name)
+        kinds = []
+        if fixtures & BROWSER_FIXTURES:
+            kinds.append("browser")
+        if (
+            fixtures & INTEGRATION_FIXTURES
+            or module in INTEGRATION_MODULES
+            or name in INTEGRATION_TESTS
+        ):
+            kinds.append("integration")
+        if module in SLOW_MODULES:
+            item.add_marker("slow")
+        for kind in kinds:
+            item.add_marker(kind)
+        if kinds:
+            item.add_marker("slow")
 
 
 @pytest.fixture(autouse=True)
@@ -74,11 +125,38 @@ def dev_mailbox(tmp_path):
 
     path = tmp_path / "mailbox.jsonl"
     controller = serve(host="127.0.0.1", port=free_port(), path=path)
-    env = {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(controller.port), "DEV_MAILBOX": str(path)}
+    env = {
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": str(controller.port),
+        "DEV_MAILBOX": str(path),
+        "DEV_MAILBOX_IN_USE": "1",
+    }
     try:
         yield env, path
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def postfix(request):
+    """A private Postfix on a free port of 127.0.0.1 (tests/support/postfix.py), started.
+
+    Skipped without Debian's `postfix` package (or not as root), failed instead
+    under CI, REQUIRE_POSTFIX=1 or REQUIRE_BROWSER=1 (`.ci/run` installs it).
+    """
+    from tests.support.postfix import Postfix, missing_reason
+
+    reason = missing_reason()
+    if reason:
+        if os.environ.get("REQUIRE_POSTFIX") == "1" or _debian_packages_required():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = Postfix()
+    _show_log_on_failure(request, "postfix", server)
+    try:
+        yield server.start()
+    finally:
+        server.cleanup()
 
 
 # -- The app's processes ---------------------------------------------------------
@@ -104,6 +182,27 @@ def _database_url(settings_dict: dict) -> str:
     return f"{scheme}://{auth}{host}{port}/{quote(name, safe='')}"
 
 
+def _forget_earlier_tests(redis_url: str) -> None:
+    """Delete this stack's keys in the session's Redis: the queue (an earlier test's
+    tasks must never reach this test's worker), unacked messages, rate-limit counters."""
+    import redis
+    from django.conf import settings
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        keys = [
+            key
+            for key in client.scan_iter(match=f"{settings.REDIS_PREFIX}*", count=1000)
+            # Kept: kombu's exchange-to-queue bindings, declared once per process; a
+            # publisher that finds them gone refuses to route (InconsistencyError).
+            if b"_kombu.binding." not in key
+        ]
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 @pytest.fixture
 def app_env(transactional_db, smtp_server, redis_url) -> dict[str, str]:
     """Environment for the app's subprocesses: this session's Redis, the test
@@ -119,6 +218,7 @@ def app_env(transactional_db, smtp_server, redis_url) -> dict[str, str]:
         # Never point a worker at the development database.
         raise RuntimeError(f"not a test database: {database['NAME']}")
 
+    _forget_earlier_tests(redis_url)
     env = dict(os.environ)
     # Set by browser_page for this process only; the app's processes must not inherit it.
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
@@ -212,12 +312,64 @@ def start_daphne(request, app_env, tmp_path):
         server.stop()
 
 
+@pytest.fixture
+def start_beat(request, app_env, tmp_path):
+    """Factory: ``start_beat(**env_overrides) -> CeleryBeat`` (the sweeper's clock).
+
+    Returns once beat started; stopped at teardown.
+    """
+    beats: list[CeleryBeat] = []
+
+    def start(**env_overrides) -> CeleryBeat:
+        number = len(beats) + 1
+        beat = CeleryBeat(
+            env={**app_env, **{key: str(value) for key, value in env_overrides.items()}},
+            log_path=tmp_path / f"beat-{number}.log",
+            schedule=tmp_path / f"beat-{number}-schedule",
+        )
+        beats.append(beat)
+        _show_log_on_failure(request, f"celery beat {number}", beat)
+        return beat.start()
+
+    yield start
+    for beat in reversed(beats):
+        beat.stop()
+
+
+@pytest.fixture
+def start_haproxy(request, tmp_path):
+    """Factory: ``start_haproxy(web=["127.0.0.1:PORT", ...]) -> HAProxy`` with
+    ``deploy/haproxy.cfg``. Skipped without Debian's haproxy, failed under CI."""
+    require_binary(HAPROXY, "apt-get install haproxy")
+    proxies: list[HAProxy] = []
+
+    def start(*, web: list[str]) -> HAProxy:
+        proxy = HAProxy(web=web, log_path=tmp_path / f"haproxy-{len(proxies) + 1}.log")
+        proxies.append(proxy)
+        _show_log_on_failure(request, "haproxy", proxy)
+        return proxy.start()
+
+    yield start
+    for proxy in reversed(proxies):
+        proxy.stop()
+
+
 # -- Browser -------------------------------------------------------------------------
 
 
-def _browser_required() -> bool:
+def _debian_packages_required() -> bool:
+    """Under CI (or REQUIRE_BROWSER=1) what .ci/run installs must be there."""
     ci = os.environ.get("CI", "").strip().lower()
     return os.environ.get("REQUIRE_BROWSER") == "1" or ci not in ("", "0", "false", "no")
+
+
+def require_binary(path: str, install: str) -> None:
+    """Skip when a binary from a Debian package is missing; fail instead under CI."""
+    if not os.path.exists(path):
+        message = f"{path} is missing ({install})"
+        if _debian_packages_required():
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 @pytest.fixture
@@ -227,11 +379,7 @@ def browser_page(request, monkeypatch, tmp_path):
     Skipped when /usr/bin/chromium is missing, failed instead under CI or
     REQUIRE_BROWSER=1. A failing test leaves ``failure.png`` in its tmp_path.
     """
-    if not os.path.exists(CHROMIUM):
-        message = f"{CHROMIUM} is missing (apt-get install chromium)"
-        if _browser_required():
-            pytest.fail(message)
-        pytest.skip(message)
+    require_binary(CHROMIUM, "apt-get install chromium")
     from playwright.sync_api import sync_playwright
 
     # The sync API keeps an event loop running in this thread; Django would

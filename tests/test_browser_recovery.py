@@ -103,7 +103,12 @@ def test_while_the_socket_is_down_the_status_polls_never_goes_back_and_stops_at_
         page.wait_for_timeout(200)
     assert not stale, "the stale answer was never asked for"
     assert len(polls) > polls_before
-    page.wait_for_timeout(2_500)  # the stale answer has been handled, and one more poll
+    # One more poll after the stale one: by then the stale answer has been handled.
+    after_stale = len(polls)
+    deadline = time.monotonic() + 15
+    while len(polls) <= after_stale and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert len(polls) > after_stale, "polling stopped after the stale answer"
     assert page.evaluate("window.__shown") == ["5"]  # version 2 was never shown
 
     # Final: the server answers 286 and the polling stops.
@@ -114,3 +119,46 @@ def test_while_the_socket_is_down_the_status_polls_never_goes_back_and_stops_at_
     assert len(polls) == settled
     assert page.evaluate("window.__shown") == ["5", "6"]
     assert page.evaluate("window.__same_page") is True
+
+
+def test_when_the_socket_comes_back_the_polling_stops(browser_page, start_daphne, smtp_server):
+    """No worker: the row stays queued (never final), so only the socket can stop the polls."""
+    server = start_daphne()
+    page = browser_page
+    refusing = [True]  # while set, every status socket is closed as if daphne restarted
+
+    def on_socket(ws):
+        if refusing[0]:
+            ws.close(code=1012)
+        else:
+            ws.connect_to_server()
+
+    page.route_web_socket(re.compile(r".*/ws/feedback/.*"), on_socket)
+    polls: list[float] = []
+    page.on(
+        "request",
+        lambda request: re.search(r"/feedback/[^/]+/$", request.url) and polls.append(1),
+    )
+    submit(page, server.url)
+    status = page.locator("#submissions [data-status]")
+    expect(status).to_have_attribute("data-status", "queued", timeout=15_000)
+
+    deadline = time.monotonic() + 15
+    while len(polls) < 2 and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert len(polls) >= 2, "the status was not polled while the socket was down"
+
+    refusing[0] = False  # the socket may come back: htmx reconnects with its backoff
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        settled = len(polls)
+        page.wait_for_timeout(5_000)  # more than two polling periods
+        if len(polls) == settled:
+            break
+    else:
+        raise AssertionError("the page kept polling after the socket came back")
+    # Still polling-free a while later, and the row was never final: the socket stopped it.
+    settled = len(polls)
+    page.wait_for_timeout(5_000)
+    assert len(polls) == settled
+    assert Feedback.objects.get().status == "queued"

@@ -7,6 +7,9 @@ import pytest
 from feedback.models import Feedback
 from tests.support.http_client import Visitor, status_of, statuses_until_final, watch_token
 
+# The flow with a real worker: also runs on PostgreSQL (make test).
+pytestmark = pytest.mark.engines
+
 
 @pytest.fixture
 def stack(start_worker, start_daphne):

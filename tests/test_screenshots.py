@@ -1,9 +1,14 @@
 """Pictures for the README, made by the real app in a real browser so they stay current.
 
-Writes docs/screenshots/*.png. Commit them when they change.
+Each run takes the pictures and checks what they show (the page states asserted
+before each shot, and each file a PNG of the expected size). They are written
+to the test's temp dir; with UPDATE_SCREENSHOTS=1 they replace
+docs/screenshots/*.png (commit them when they change).
 """
 
+import os
 import re
+import struct
 from pathlib import Path
 
 import pytest
@@ -11,7 +16,7 @@ from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 DESKTOP = {"width": 1100, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
@@ -25,9 +30,18 @@ def send(page: Page, email: str, button: str) -> None:
     expect(page.locator(".submission", has_text=email)).to_be_visible()
 
 
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) of a PNG file; fails if it is not one."""
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n", f"{path.name} is not a PNG"
+    return struct.unpack(">II", header[16:24])
+
+
 def test_screenshots_of_the_form_the_timeline_and_the_outbox(
-    browser_page, start_daphne, start_worker, dev_mailbox
+    browser_page, start_daphne, start_worker, dev_mailbox, tmp_path
 ):
+    update = os.environ.get("UPDATE_SCREENSHOTS") == "1"
+    SCREENSHOTS = DOCS_SCREENSHOTS if update else tmp_path
     # Mail goes to the local mailbox of `make run`, so the Outbox has something to show;
     # the defaults of `make run` (delay, undo window) give time to see things move.
     env = {**dev_mailbox[0], "FEEDBACK_SEND_DELAY": 3, "FEEDBACK_UNDO_SECONDS": 5}
@@ -36,6 +50,7 @@ def test_screenshots_of_the_form_the_timeline_and_the_outbox(
     page = browser_page
     page.set_viewport_size(DESKTOP)
     page.goto(server.url)
+    expect(page.get_by_role("button", name=re.compile("With Celery"))).to_be_visible()
     page.screenshot(path=SCREENSHOTS / "form.png", full_page=True)
 
     send(page, "grace@example.com", "The old way")
@@ -52,6 +67,12 @@ def test_screenshots_of_the_form_the_timeline_and_the_outbox(
     expect(linus.get_by_role("button", name="Undo")).to_be_visible()
     expect(linus.locator(".status")).to_have_attribute("data-ahead", re.compile(r"^\d+$"))
     page.locator("body").evaluate("() => document.activeElement.blur()")
+    expect(
+        page.locator(".submission", has_text="grace@example.com").locator(".status")
+    ).to_have_attribute("data-status", "sent")
+    expect(
+        page.locator(".submission", has_text="alan@example.com").locator(".status")
+    ).to_have_attribute("data-status", "queued")
     page.screenshot(path=SCREENSHOTS / "timeline.png", full_page=True)
 
     page.set_viewport_size(PHONE)
@@ -64,3 +85,8 @@ def test_screenshots_of_the_form_the_timeline_and_the_outbox(
     alan.get_by_role("link", name="See the email in the Outbox").click()
     expect(page.locator(".mail").nth(2)).to_be_visible()
     page.screenshot(path=SCREENSHOTS / "outbox.png")
+
+    for name in ("form", "timeline", "outbox"):
+        width, height = png_size(SCREENSHOTS / f"{name}.png")
+        assert width == DESKTOP["width"] and height >= 400, (name, width, height)
+    assert png_size(SCREENSHOTS / "phone.png") == (PHONE["width"], PHONE["height"])

@@ -73,7 +73,7 @@ def test_sync_delivery_error_ends_failed_with_a_reason(client, settings, unused_
     # A real SMTP client against a port where nothing listens.
     settings.MAILERS = {
         "default": {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "BACKEND": "feedback.smtp.EmailBackend",
             "OPTIONS": {"host": "127.0.0.1", "port": unused_tcp_port, "timeout": 5},
         }
     }

@@ -10,7 +10,8 @@ from feedback.models import Feedback
 from feedback.timeline import feedback_timeline
 from tests.support.layer import LayerListener
 
-pytestmark = pytest.mark.django_db
+# Claims, conditional updates and the sweeper: also run on PostgreSQL (make test).
+pytestmark = [pytest.mark.django_db, pytest.mark.engines]
 
 
 def listen(group: str) -> LayerListener:
@@ -218,6 +219,30 @@ def test_a_row_being_sent_is_not_claimed_until_its_lease_ran_out(settings):
     assert reclaimed is not None and reclaimed.attempts == 2
 
 
+def test_the_claim_notes_which_worker_node_made_it():
+    feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
+    claimed = services.feedback_claim(feedback_id=feedback.pk, worker="worker@node-1")
+    assert claimed.claimed_by == "worker@node-1"
+
+
+def test_the_sweeper_takes_back_at_once_a_row_whose_worker_node_is_dead(settings):
+    settings.FEEDBACK_SENDING_LEASE = 600
+    feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
+    # A node that never beat and answers no ping (there is no worker in this test).
+    services.feedback_claim(feedback_id=feedback.pk, worker="gone@nowhere")
+    assert services.feedback_requeue_stuck() == [feedback.pk]  # and enqueued once committed
+    feedback.refresh_from_db()
+    assert (feedback.status, feedback.failure_reason) == ("retrying", services.WORKER_LOST_REASON)
+
+
+def test_a_row_claimed_in_a_web_request_waits_for_its_lease(settings):
+    settings.FEEDBACK_SENDING_LEASE = 600
+    feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
+    services.feedback_claim(feedback_id=feedback.pk)  # no worker node: the old way
+    assert services.feedback_requeue_stuck() == []
+    assert Feedback.objects.get(pk=feedback.pk).status == "sending"
+
+
 def test_a_sent_row_is_never_claimed_however_old():
     feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
     services.feedback_mark_sent(feedback=services.feedback_claim(feedback_id=feedback.pk))
@@ -322,7 +347,7 @@ def test_resend_queues_a_failed_row_again_with_fresh_attempts(django_capture_on_
 def use_smtp(settings, smtp_server) -> None:
     settings.MAILERS = {
         "default": {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "BACKEND": "feedback.smtp.EmailBackend",
             "OPTIONS": {"host": smtp_server.host, "port": smtp_server.port, "timeout": 5},
         }
     }

@@ -22,6 +22,7 @@ from tests.support.layer import LayerListener
 # What each move's caller gives it (transitions.Move.takes), by field.
 GIVEN = {
     "step": "A step",
+    "claimed_by": "worker@node-1",
     "progress": 42,
     "failure_reason": "A reason.",
     "next_retry_at": timezone.now().replace(microsecond=0) + timedelta(minutes=5),

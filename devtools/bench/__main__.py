@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> dict:
             print(results["errors"][key], file=sys.stderr, flush=True)
         print(f"bench: {key} took {time.monotonic() - began:.1f} s", file=sys.stderr, flush=True)
 
-    with BenchStack(keep_logs=args.keep_logs) as stack:
+    results["database"] = args.database
+    with BenchStack(keep_logs=args.keep_logs, database=args.database) as stack:
         # Django's LOGGING (loaded by the stack) would print every bench request.
         logging.getLogger("httpx").setLevel(logging.WARNING)
         print(f"bench: logs in {stack.dir}", file=sys.stderr, flush=True)
@@ -139,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--no-browser", action="store_true", help="skip the Chromium part of 2")
     parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="postgres: a private PostgreSQL server, with Django's connection pool",
+    )
     parser.add_argument(
         "--render", metavar="JSON", help="no run: write the report from --json output"
     )

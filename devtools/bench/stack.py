@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from devtools.postgres_server import PostgresServer
 from devtools.redis_server import RedisServer
 from tests.support.processes import CeleryWorker, DaphneServer
 from tests.support.smtp_sink import SmtpSink
@@ -60,12 +61,16 @@ class TimedSmtpSink(SmtpSink):
 class BenchStack:
     """Owns every process of a run. ``env()`` is what the app's processes get."""
 
-    def __init__(self, *, keep_logs: bool = False) -> None:
+    def __init__(self, *, keep_logs: bool = False, database: str = "sqlite") -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="feedback-bench-"))
         self.keep_logs = keep_logs
         self.redis = RedisServer()
         self.smtp = TimedSmtpSink()
-        self.database_url = f"sqlite:///{self.dir / 'bench.sqlite3'}"
+        self.database = database
+        # postgres: a private server (devtools.postgres_server), Django's pool in every process.
+        self.postgres = PostgresServer() if database == "postgres" else None
+        sqlite_url = f"sqlite:///{self.dir / 'bench.sqlite3'}"
+        self.database_url = self.postgres.url("bench") if self.postgres else sqlite_url
         self.secret_key = secrets.token_urlsafe(50)
         self.daphne: DaphneServer | None = None
         self.worker: CeleryWorker | None = None
@@ -109,6 +114,12 @@ class BenchStack:
     def start(self) -> "BenchStack":
         self.redis.start()
         self.smtp.start()
+        if self.postgres is not None:
+            import psycopg
+
+            self.postgres.start()
+            with psycopg.connect(self.postgres.url(), autocommit=True) as admin:
+                admin.execute("CREATE DATABASE bench")
         # This process uses Django too (to prepare rows and read results): same settings.
         os.environ.update(self.env())
         import django
@@ -178,6 +189,8 @@ class BenchStack:
         self.stop_worker()
         self.smtp.stop()
         self.redis.close()
+        if self.postgres is not None:
+            self.postgres.close()
         if not self.keep_logs:
             shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -191,6 +191,11 @@ class CeleryWorker(ManagedProcess):
     def wait_ready(self) -> None:
         self.wait_for_log(r"@\S+ ready\.", timeout=self.ready_timeout)
 
+    @property
+    def hostname(self) -> str:
+        """The node's name with ``%h`` expanded: what its tasks see as ``request.hostname``."""
+        return self.wait_for_log(r"(\S+@\S+) ready\.", timeout=1).group(1)
+
     def pool_pids(self) -> list[int]:
         """The pids of the prefork pool's child processes (where tasks run)."""
         return _children(self.pid) if self.running else []
@@ -217,6 +222,58 @@ class DaphneServer(ManagedProcess):
         ]  # fmt: skip
         super().__init__(argv, env=env, log_path=log_path)
         self.ready_timeout = ready_timeout
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    def wait_ready(self) -> None:
+        wait_for_port(self.host, self.port, timeout=self.ready_timeout, proc=self.proc)
+
+
+class CeleryBeat(ManagedProcess):
+    """Celery beat, as `make run` starts it (its schedule file in ``schedule``)."""
+
+    name = "celery beat"
+
+    def __init__(self, *, env: dict[str, str], log_path: Path, schedule: Path) -> None:
+        argv = [
+            sys.executable, "-m", "celery", "-A", "django_celery", "beat", "--loglevel=INFO",
+            f"--schedule={schedule}",
+        ]  # fmt: skip
+        super().__init__(argv, env=env, log_path=log_path)
+
+    def wait_ready(self) -> None:
+        self.wait_for_log(r"beat: Starting", timeout=30)
+
+
+HAPROXY = os.environ.get("HAPROXY_BIN", "/usr/sbin/haproxy")
+HAPROXY_CONFIG = REPO_ROOT / "deploy" / "haproxy.cfg"
+
+
+class HAProxy(ManagedProcess):
+    """HAProxy (Debian's package) with ``deploy/haproxy.cfg``, in front of daphne processes.
+
+    The configuration reads its addresses from the environment, as in production.
+    """
+
+    name = "haproxy"
+
+    def __init__(self, *, web: list[str], log_path: Path, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = free_port(host)
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "FEEDBACK_BIND": f"{host}:{self.port}",
+            "FEEDBACK_HOST": host,
+            **{f"WEB{number}": address for number, address in enumerate(web, start=1)},
+        }
+        # -db: stay in the foreground, log to stderr.
+        super().__init__([HAPROXY, "-f", str(HAPROXY_CONFIG), "-db"], env=env, log_path=log_path)
 
     @property
     def url(self) -> str:

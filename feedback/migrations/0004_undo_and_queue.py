@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('feedback', '0002_feedback_event'),
+        ('feedback', '0003_feedback_claimed_by'),
     ]
 
     operations = [
