@@ -138,6 +138,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.csp",
+                "realtime.context_processors.live",
             ],
         },
     },
@@ -333,6 +334,18 @@ REALTIME_RESYNC_SECONDS = float(os.environ.get("REALTIME_RESYNC_SECONDS", "5"))
 # many watchers each re-reads less often (realtime/consumers.py says why).
 REALTIME_RESYNC_PER_SECOND = float(os.environ.get("REALTIME_RESYNC_PER_SECOND", "50"))
 
+# Seconds between two heartbeats on every open status socket, and seconds of
+# silence after which the page takes its socket for dead (reconnects, polls).
+# The silence must outlast two heartbeats: one late frame is not a dead socket.
+REALTIME_HEARTBEAT_SECONDS = float(os.environ.get("REALTIME_HEARTBEAT_SECONDS", "5"))
+REALTIME_SILENCE_SECONDS = float(os.environ.get("REALTIME_SILENCE_SECONDS", "12"))
+if REALTIME_HEARTBEAT_SECONDS <= 0 or REALTIME_SILENCE_SECONDS < 2 * REALTIME_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured(
+        "REALTIME_SILENCE_SECONDS must be at least twice REALTIME_HEARTBEAT_SECONDS (and that "
+        f"above 0): got {REALTIME_SILENCE_SECONDS:g} and {REALTIME_HEARTBEAT_SECONDS:g}."
+    )
+# How many things one page's socket may watch at once.
+REALTIME_WATCHES_PER_SOCKET = int(os.environ.get("REALTIME_WATCHES_PER_SOCKET", "50"))
 # Status sockets one daphne process keeps open per session and per client
 # address, and new sockets per second per client address (realtime/socket_limits.py).
 # Over them a socket is closed with code 4429 and the page polls over HTTP instead.

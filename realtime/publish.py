@@ -23,8 +23,12 @@ CONNECTION_ATTEMPTS = 2
 CONNECTION_LOST = (ConnectionError, RedisConnectionError)
 
 
-def status_event(*, html: str, version: int, final: bool) -> dict:
-    return {"type": EVENT_TYPE, "html": html, "version": version, "final": final}
+def status_event(*, html: str, version: int, final: bool, group: str | None = None) -> dict:
+    """The channel-layer message; `group` lets a socket watching many tell them apart."""
+    event = {"type": EVENT_TYPE, "html": html, "version": version, "final": final}
+    if group is not None:
+        event["group"] = group
+    return event
 
 
 class _PublishLoop:
@@ -78,7 +82,7 @@ def publish(*, group: str, html: str, version: int, final: bool) -> bool:
     failure here (Redis down) is logged and reported, never raised: watchers
     catch up from the snapshot when they (re)connect.
     """
-    return _group_send(group, status_event(html=html, version=version, final=final))
+    return _group_send(group, status_event(html=html, version=version, final=final, group=group))
 
 
 def broadcast(*, group: str, html: str) -> bool:

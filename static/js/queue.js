@@ -4,7 +4,7 @@
 // partial); it never builds a status itself.
 //
 // The place comes from one queue-wide element, #feedback-queue, which the
-// websocket swaps in at every change of the queue (templates/feedback/
+// page's socket swaps in at every change of the queue (templates/feedback/
 // detail.html#queue): data-line lists every queued feedback's submit time,
 // oldest first, so a status's place is the number of times before its own
 // data-queued-at; the start estimate is max(0, base + ahead * step) seconds.
@@ -91,6 +91,7 @@
 
   document.addEventListener("htmx:oobAfterSwap", tick);
   document.addEventListener("htmx:afterSwap", tick);
+  document.addEventListener("htmx:load", tick); // a frame static/js/live.js swapped in
   document.addEventListener("DOMContentLoaded", tick);
   setInterval(tick, 1000);
 })();
