@@ -458,6 +458,9 @@ DEV_MAILBOX_IN_USE = DEBUG and env_bool("DEV_MAILBOX_IN_USE", False)
 # Seconds the task spends "talking to a slow mail service" before the real
 # send, like the tutorial's time.sleep(); progress is published meanwhile.
 FEEDBACK_SEND_DELAY = float(os.environ.get("FEEDBACK_SEND_DELAY", "3"))
+# Seconds after submitting (with Celery) during which the submitter may undo
+# and no worker sends; 0 switches the window off.
+FEEDBACK_UNDO_SECONDS = max(0.0, float(os.environ.get("FEEDBACK_UNDO_SECONDS", "5")))
 # Submissions per client address, django-ratelimit's syntax ("5/m", "100/h");
 # "off" (or empty) switches the limit off.
 FEEDBACK_RATE_LIMIT: str | None = os.environ.get("FEEDBACK_RATE_LIMIT", "5/m").strip()

@@ -32,6 +32,8 @@ class FeedbackAdmin(admin.ModelAdmin):
         "attempts",
         "failure_reason",
         "next_retry_at",
+        "undo_until",
+        "claimed_at",
         "version",
         "created_at",
         "updated_at",

@@ -12,6 +12,7 @@ class Status(models.TextChoices):
     RETRYING = "retrying", "Retrying"
     SENT = "sent", "Sent"
     FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
 
 
 class SendMode(models.TextChoices):
@@ -36,6 +37,12 @@ class Feedback(models.Model):
     claimed_by = models.CharField(max_length=200, blank=True)
     failure_reason = models.CharField(max_length=300, blank=True)
     next_retry_at = models.DateTimeField(null=True, blank=True)
+    # No worker may claim the row before this time: the submitter may still
+    # undo it (FEEDBACK_UNDO_SECONDS). Null: no window (the old way, a resend).
+    undo_until = models.DateTimeField(null=True, blank=True)
+    # When the last claim took it: with sent_at, the measured send time that
+    # the queue's estimates come from.
+    claimed_at = models.DateTimeField(null=True, blank=True)
     # Grows with every saved change, so watchers can drop stale updates.
     version = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)

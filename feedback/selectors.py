@@ -4,16 +4,20 @@ The view, the consumer's resolver and the publisher all render through here,
 so the status partial is named once.
 """
 
+import math
 import uuid
 from collections.abc import Mapping, MutableMapping
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.template.loader import render_to_string
+from django.utils import timezone
 
 from realtime.watch import Snapshot
 
 from .models import Feedback, Status
+from .queue import QUEUE_GROUP, epoch_ms, feedback_place
 from .submissions import submissions_recent_ids
 from .timeline import feedback_timeline
 from .tokens import feedback_id_from_token, feedback_token
@@ -26,12 +30,26 @@ def status_group(feedback_id: uuid.UUID | str) -> str:
     return f"feedback.{feedback_id}"
 
 
+def undo_seconds_left(*, feedback: Feedback, now: datetime | None = None) -> int | None:
+    """Whole seconds left to undo a queued feedback; None when it cannot be undone any more."""
+    if feedback.status != Status.QUEUED or feedback.undo_until is None:
+        return None
+    left = (feedback.undo_until - (now or timezone.now())).total_seconds()
+    return math.ceil(left) if left > 0 else None
+
+
 def feedback_status_context(*, feedback: Feedback) -> dict[str, Any]:
     """What the status partial (and the page around it) needs."""
+    undo_left = undo_seconds_left(feedback=feedback)
     return {
         "feedback": feedback,
         "final": is_final(feedback.status),
         "timeline": feedback_timeline(feedback=feedback),
+        "place": feedback_place(feedback=feedback),
+        "queued_at_ms": epoch_ms(feedback.created_at),
+        "rendered_at_ms": epoch_ms(timezone.now()),
+        "undo_left": undo_left,
+        "undo_until_ms": epoch_ms(feedback.undo_until) if undo_left else None,
         "Status": Status,
         # Only the local mailbox of development keeps what was sent.
         "outbox_linked": settings.DEV_MAILBOX_IN_USE,
@@ -77,4 +95,6 @@ def feedback_status_snapshot(*, feedback: Feedback) -> Snapshot:
         html=feedback_render_status(feedback=feedback),
         version=feedback.version,
         final=is_final(feedback.status),
+        # A queued watcher also hears the queue-wide event, to count its place down.
+        also=(QUEUE_GROUP,) if feedback.status == Status.QUEUED else (),
     )

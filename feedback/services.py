@@ -18,7 +18,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from django_celery.worker_liveness import dead_workers
-from realtime.publish import publish
+from realtime.publish import broadcast, publish
 
 from .mail import (  # noqa: F401  (public names, kept where tooling and tests find them)
     DeliveryError,
@@ -28,7 +28,8 @@ from .mail import (  # noqa: F401  (public names, kept where tooling and tests f
     log_failed_attempt,
     send_confirmation,
 )
-from .models import Feedback, FeedbackEvent, SendMode
+from .models import Feedback, FeedbackEvent, SendMode, Status
+from .queue import QUEUE_GROUP, queue_render
 from .selectors import (  # noqa: F401  (as above)
     feedback_render_status,
     feedback_snapshot,
@@ -50,6 +51,14 @@ WORKER_LOST_REASON = "The worker stopped before it finished."
 
 class MoveError(TypeError):
     """A caller gave a move values it does not take, or left out one it needs."""
+
+
+class TooEarly(Exception):
+    """The feedback's undo window is still open: no worker may send it for `wait` seconds."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"undo window open for {wait:.1f} s more")
+        self.wait = wait
 
 
 def feedback_move(
@@ -78,6 +87,10 @@ def feedback_move(
             FeedbackEvent.objects.create(feedback=feedback, status=feedback.status, at=now)
         # robust: the move is committed whatever happens to its publishing (a hint).
         transaction.on_commit(partial(feedback_publish, feedback=feedback), robust=True)
+        if Status.QUEUED in move.source:
+            # The line changed: one queue-wide event, from which every queued
+            # page computes its own place (never one publish per watcher).
+            transaction.on_commit(feedback_publish_queue, robust=True)
     return feedback
 
 
@@ -90,7 +103,11 @@ def feedback_publish(*, feedback: Feedback) -> bool:
     )
 
 
-def _enqueue(feedback_id: uuid.UUID | str) -> None:
+def feedback_publish_queue() -> bool:
+    return broadcast(group=QUEUE_GROUP, html=queue_render())
+
+
+def _enqueue(feedback_id: uuid.UUID | str, countdown: float = 0) -> None:
     from .tasks import send_feedback_email
 
     # A bounded wait for a pooled broker connection (Celery's own waits for
@@ -98,24 +115,34 @@ def _enqueue(feedback_id: uuid.UUID | str) -> None:
     with send_feedback_email.app.pool.acquire(
         block=True, timeout=settings.FEEDBACK_ENQUEUE_WAIT
     ) as connection:
-        send_feedback_email.apply_async(args=(str(feedback_id),), connection=connection)
+        send_feedback_email.apply_async(
+            args=(str(feedback_id),), countdown=countdown or None, connection=connection
+        )
 
 
-def _enqueue_on_commit(feedback_id: uuid.UUID | str) -> None:
+def _enqueue_on_commit(feedback_id: uuid.UUID | str, countdown: float = 0) -> None:
     # robust: if the broker is down the caller still gets its answer; the row
     # stays waiting and the sweeper (feedback_requeue_stuck) enqueues it later.
-    transaction.on_commit(lambda: _enqueue(feedback_id), robust=True)
+    transaction.on_commit(lambda: _enqueue(feedback_id, countdown), robust=True)
 
 
-def feedback_create(*, email: str, message: str, enqueue: bool = True) -> Feedback:
-    """Store the feedback and (unless told not to) queue its confirmation once committed."""
+def feedback_create(
+    *, email: str, message: str, enqueue: bool = True, undo_seconds: float = 0
+) -> Feedback:
+    """Store the feedback and (unless told not to) queue its confirmation once committed.
+
+    With `undo_seconds`, no worker may claim it before that many seconds have
+    passed (the claim checks `undo_until`), and its task is only due then.
+    """
+    now = timezone.now()
+    undo_until = now + timedelta(seconds=undo_seconds) if undo_seconds > 0 else None
     with transaction.atomic():
-        feedback = Feedback.objects.create(email=email, message=message)
+        feedback = Feedback.objects.create(email=email, message=message, undo_until=undo_until)
         FeedbackEvent.objects.create(
             feedback=feedback, status=feedback.status, at=feedback.created_at
         )
         if enqueue:
-            _enqueue_on_commit(feedback.pk)
+            _enqueue_on_commit(feedback.pk, countdown=undo_seconds)
     return feedback
 
 
@@ -127,7 +154,9 @@ def feedback_submit(*, email: str, message: str, mode: str = SendMode.ASYNC) -> 
     slow mail service. Only where the send runs differs.
     """
     if mode != SendMode.SYNC:
-        return feedback_create(email=email, message=message)
+        return feedback_create(
+            email=email, message=message, undo_seconds=settings.FEEDBACK_UNDO_SECONDS
+        )
     feedback = feedback_create(email=email, message=message, enqueue=False)
     return feedback_deliver_in_request(feedback_id=feedback.pk)
 
@@ -156,14 +185,23 @@ def feedback_claim(*, feedback_id: uuid.UUID | str, worker: str = "") -> Feedbac
     `worker` is the claiming Celery node's name (empty in a web request): if
     that node dies, the sweeper sees it and takes the row back in seconds.
     """
-    lease = timezone.now() - timedelta(seconds=settings.FEEDBACK_SENDING_LEASE)
+    now = timezone.now()
+    lease = now - timedelta(seconds=settings.FEEDBACK_SENDING_LEASE)
     return feedback_move(
         "claim",
         feedback_id=feedback_id,
-        where=claimable(lease_ended_before=lease),
+        where=claimable(lease_ended_before=lease, now=now),
         step=SEND_STEPS[0],
         claimed_by=worker,
     )
+
+
+def feedback_undo_wait(*, feedback_id: uuid.UUID | str) -> float:
+    """Seconds until a waiting feedback's undo window ends (0 if it has, or it is not waiting)."""
+    row = Feedback.objects.filter(pk=feedback_id, status__in=WAITING).first()
+    if row is None or row.undo_until is None:
+        return 0.0
+    return max(0.0, (row.undo_until - timezone.now()).total_seconds())
 
 
 def feedback_mark_progress(
@@ -196,6 +234,9 @@ def feedback_deliver(*, feedback_id: uuid.UUID | str, worker: str = "") -> Feedb
     """
     feedback = feedback_claim(feedback_id=feedback_id, worker=worker)
     if feedback is None:
+        wait = feedback_undo_wait(feedback_id=feedback_id)
+        if wait > 0:  # delivered early (a redelivery, the sweeper): not yet
+            raise TooEarly(wait)
         return None
     feedback_send_email(feedback=feedback)
     return feedback_mark_sent(feedback=feedback)
@@ -284,6 +325,15 @@ def feedback_requeue_stuck(*, now: datetime | None = None) -> list[uuid.UUID]:
     if requeued:
         logger.info("Re-enqueued %d stuck feedback: %s", len(requeued), requeued)
     return requeued
+
+
+def feedback_cancel(*, feedback_id: uuid.UUID | str) -> Feedback | None:
+    """Take a feedback back before it is sent: Undo while queued, "Stop trying" while retrying.
+
+    The same conditional update as every move, so it cannot race a worker:
+    if the claim won, nothing changes and None is returned (too late).
+    """
+    return feedback_move("cancel", feedback_id=feedback_id)
 
 
 def feedback_resend(*, feedback_id: uuid.UUID | str) -> bool:

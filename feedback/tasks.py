@@ -5,12 +5,13 @@ from datetime import timedelta
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_ready, worker_shutting_down
 from django.conf import settings
 from django.utils import timezone
 
 from django_celery import worker_liveness
 
-from . import services
+from . import capacity, services
 from .mail import DeliveryError, log_failed_attempt
 from .models import Feedback
 
@@ -37,6 +38,8 @@ def send_feedback_email(self: Task, feedback_id: str) -> None:
     try:
         worker = worker_liveness.claimer(self.request.hostname) if self.request.hostname else ""
         services.feedback_deliver(feedback_id=feedback_id, worker=worker)
+    except services.TooEarly as early:
+        raise self.retry(countdown=early.wait) from None
     except SoftTimeLimitExceeded as timeout:
         _retry_or_fail(self, feedback_id, DeliveryError(
             TOOK_TOO_LONG, cause=timeout, transient=True
@@ -73,3 +76,22 @@ def _retry_or_fail(task: Task, feedback_id: str, error: DeliveryError) -> None:
 def requeue_stuck_feedback() -> int:
     """The sweeper, run by beat every FEEDBACK_SWEEP_INTERVAL seconds."""
     return len(services.feedback_requeue_stuck())
+
+
+# -- How many processes consume (feedback/capacity.py): wiring of the worker's own timer.
+
+
+@worker_ready.connect
+def announce_worker(sender, **kwargs) -> None:  # sender: the worker's Consumer
+    node, processes = sender.hostname, sender.controller.concurrency
+
+    def announce() -> None:
+        capacity.workers_announce(node=node, processes=processes)
+
+    announce()
+    sender.timer.call_repeatedly(capacity.ANNOUNCE_EVERY, announce)
+
+
+@worker_shutting_down.connect
+def forget_worker(sender, **kwargs) -> None:  # sender: the node's name
+    capacity.workers_forget(node=str(sender))

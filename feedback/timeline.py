@@ -19,6 +19,8 @@ class TimelineStep:
         # Said in words too: colour is never the only signal.
         if self.status == Status.FAILED:
             return "gave up"
+        if self.status == Status.CANCELLED:
+            return "taken back"
         return {"done": "done", "current": "now", "next": "next"}[self.state]
 
 

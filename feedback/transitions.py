@@ -33,8 +33,8 @@ class Move:
     takes: tuple[str, ...] = ()  # fields the caller gives (a reason, a time)
     # Part of the way to a sent email when all goes well (the timeline's "next" steps).
     forward: bool = False
-    # Made by a person (the admin), never by the app on its own: a status only
-    # such moves leave is still final.
+    # Made by a person (the admin, the submitter), never by the app on its own:
+    # a status only such moves leave is still final.
     by_hand: bool = False
     # False for a step inside one status (progress): the timeline shows statuses.
     records_event: bool = True
@@ -46,7 +46,12 @@ MOVES: dict[str, Move] = {
     "claim": Move(
         source=frozenset({Status.QUEUED, Status.RETRYING, Status.SENDING}),
         target=Status.SENDING,
-        sets={"attempts": F("attempts") + 1, "progress": 0, "next_retry_at": None},
+        sets={
+            "attempts": F("attempts") + 1,
+            "progress": 0,
+            "next_retry_at": None,
+            "claimed_at": NOW,
+        },
         takes=("step", "claimed_by"),
         forward=True,
     ),
@@ -79,6 +84,14 @@ MOVES: dict[str, Move] = {
         target=Status.FAILED,
         sets={"step": "", "next_retry_at": None},
         takes=("failure_reason",),
+    ),
+    # The submitter takes it back: Undo while it waits its turn, "Stop trying"
+    # between two attempts. Never from `sending`: once claimed, it is too late.
+    "cancel": Move(
+        source=frozenset({Status.QUEUED, Status.RETRYING}),
+        target=Status.CANCELLED,
+        sets={"step": "", "next_retry_at": None},
+        by_hand=True,
     ),
     "resend": Move(
         source=frozenset({Status.FAILED}),
@@ -135,6 +148,8 @@ def ahead(status: str) -> list[Status]:
         current = following
 
 
-def claimable(*, lease_ended_before: datetime) -> Q:
-    """Rows a claim may take: waiting ones, and held ones whose lease ran out."""
-    return Q(status__in=WAITING) | Q(status=HELD, updated_at__lt=lease_ended_before)
+def claimable(*, lease_ended_before: datetime, now: datetime) -> Q:
+    """Rows a claim may take: waiting ones past their undo window, and held
+    ones whose lease ran out."""
+    undo_over = Q(undo_until__isnull=True) | Q(undo_until__lte=now)
+    return (Q(status__in=WAITING) & undo_over) | Q(status=HELD, updated_at__lt=lease_ended_before)

@@ -4,7 +4,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.cache import cache_control
-from django.views.decorators.http import require_http_methods, require_safe
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.http import HTMX_STOP_POLLING
 from django_htmx.middleware import HtmxDetails
 
@@ -107,3 +107,27 @@ def feedback_status(request: HtmxHttpRequest, token: str) -> HttpResponse:
         status = HTMX_STOP_POLLING if is_final(feedback.status) else HTTPStatus.OK
         return render(request, "feedback/detail.html#status", context, status=status)
     return render(request, "feedback/detail.html", context)
+
+
+@private_page
+@require_POST
+def feedback_cancel(request: HtmxHttpRequest, token: str) -> HttpResponse:
+    """Undo (queued) or "Stop trying" (retrying), for the session that submitted only.
+
+    A forged, expired or foreign token gets 404, like the status page, and
+    changes nothing. Too late (a worker claimed it, or it is final): 409 with
+    the current status, unchanged.
+    """
+    feedback_id = feedback_id_from_token(token, session=request.session)
+    if feedback_id is None:
+        raise Http404("No such feedback.")
+    cancelled = services.feedback_cancel(feedback_id=feedback_id)
+    feedback = cancelled or get_object_or_404(Feedback, pk=feedback_id)
+    context = {
+        **feedback_status_context(feedback=feedback),
+        "token": token,
+        "too_late": cancelled is None,
+    }
+    status = HTTPStatus.OK if cancelled else HTTPStatus.CONFLICT
+    template = "feedback/detail.html#status" if request.htmx else "feedback/detail.html"
+    return render(request, template, context, status=status)

@@ -95,6 +95,9 @@ class WatchingConsumer(AsyncWebsocketConsumer):
     async def websocket_connect(self, message: dict) -> None:
         self.watches: dict[str, Watched] = {}
         self.by_group: dict[str, Watched] = {}
+        # Groups shared by many watchers (a Snapshot's `also`), with the names
+        # of this socket's watches that asked for each: one membership per socket.
+        self.shared: dict[str, set[str]] = {}
         await super().websocket_connect(message)
 
     async def accept(self, subprotocol=None, headers=None) -> None:
@@ -123,6 +126,11 @@ class WatchingConsumer(AsyncWebsocketConsumer):
             return False
         await self.forward(watched, snapshot.html, snapshot.version, snapshot.final)
         if not watched.final:
+            for shared in snapshot.also:
+                if shared not in self.shared:
+                    self.shared[shared] = set()
+                    await self.channel_layer.group_add(shared, self.channel_name)
+                self.shared[shared].add(watched.name)
             WatchingConsumer.live.add(watched)
             if self.resyncing is None:
                 self.resyncing = asyncio.create_task(self.resync())
@@ -134,6 +142,11 @@ class WatchingConsumer(AsyncWebsocketConsumer):
             return
         self.by_group.pop(watched.group, None)
         await self.channel_layer.group_discard(watched.group, self.channel_name)
+        for shared, names in list(self.shared.items()):
+            names.discard(watched.name)
+            if not names:
+                del self.shared[shared]
+                await self.channel_layer.group_discard(shared, self.channel_name)
 
     async def snapshot(self, watched: Watched) -> watch.Snapshot | None:
         # The session (from asgi.py's SessionMiddlewareStack) says who is asking.
@@ -189,6 +202,11 @@ class WatchingConsumer(AsyncWebsocketConsumer):
             watched = next(iter(self.watches.values())) if len(self.watches) == 1 else None
         if watched is not None:
             await self.forward(watched, event["html"], event["version"], event["final"])
+
+    async def watch_broadcast(self, event: dict) -> None:
+        """One frame for the socket, however many of its watches share the group."""
+        if self.shared:
+            await self.send(text_data=event["html"])
 
     async def forward(self, watched: Watched, html: str, version: int, final: bool) -> None:
         if version <= watched.version or watched.final:

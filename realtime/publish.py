@@ -14,6 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 logger = logging.getLogger(__name__)
 
 EVENT_TYPE = "status.update"
+BROADCAST_TYPE = "watch.broadcast"
 # A publish that takes longer than this is given up (and logged): the caller,
 # a worker sending an email, must never hang on Redis.
 PUBLISH_TIMEOUT = 5.0
@@ -81,10 +82,19 @@ def publish(*, group: str, html: str, version: int, final: bool) -> bool:
     failure here (Redis down) is logged and reported, never raised: watchers
     catch up from the snapshot when they (re)connect.
     """
+    return _group_send(group, status_event(html=html, version=version, final=final, group=group))
+
+
+def broadcast(*, group: str, html: str) -> bool:
+    """Send rendered HTML, not tied to one watched object's version, to every
+    watcher that joined `group` (a Snapshot's `also`). One publish, however many listen."""
+    return _group_send(group, {"type": BROADCAST_TYPE, "html": html})
+
+
+def _group_send(group: str, event: dict) -> bool:
     layer = get_channel_layer()
     if layer is None:
         return False
-    event = status_event(html=html, version=version, final=final, group=group)
     for attempt in range(1, CONNECTION_ATTEMPTS + 1):
         try:
             _publish_loop.run(layer.group_send(group, event), timeout=PUBLISH_TIMEOUT)

@@ -20,6 +20,9 @@ class Snapshot:
     html: str  # the current state, rendered
     version: int  # grows with every change; older updates are dropped
     final: bool  # no further updates will come
+    # More groups to join while watching: broadcasts shared by many watchers
+    # (realtime.publish.broadcast), never a group of their own per watcher.
+    also: tuple[str, ...] = ()
 
 
 class Resolver(Protocol):

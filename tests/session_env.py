@@ -10,6 +10,8 @@ before that (and before every conftest), so by then:
 - ``FEEDBACK_RATE_LIMIT`` is off and the status sockets' caps are out of reach:
   the whole suite is one client (127.0.0.1), so the limits are switched on
   only by the tests that test them;
+- ``FEEDBACK_UNDO_SECONDS`` is 0: no test waits out an undo window before its
+  email goes, unless it tests Undo (tests/test_undo.py sets one);
 - ``DATABASE_URL``, unless already set, names a SQLite file in a temp dir of
   this session, so the test database (a file, shared with the worker and
   daphne subprocesses) never collides with another session's or touches the
@@ -63,6 +65,7 @@ def pytest_load_initial_conftests(early_config, parser, args):
         _server = RedisServer().start()
         os.environ["REDIS_URL"] = _server.url
     os.environ["FEEDBACK_RATE_LIMIT"] = "off"
+    os.environ["FEEDBACK_UNDO_SECONDS"] = "0"
     # The same for the status sockets' caps and connect rate (tests/test_hostile_clients.py
     # sets them for the tests that test them).
     os.environ["REALTIME_MAX_SOCKETS_PER_SESSION"] = "100000"

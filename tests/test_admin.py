@@ -28,3 +28,12 @@ def test_resend_action_queues_failed_feedback_again_and_leaves_the_rest(
     sent.refresh_from_db()
     assert (failed.status, failed.attempts) == ("queued", 0)
     assert sent.status == "sent"
+
+
+def test_the_admin_filters_cancelled_feedback(admin_client):
+    Feedback.objects.create(email="gone@example.com", message="Hi", status="cancelled")
+    Feedback.objects.create(email="kept@example.com", message="Hi", status="sent")
+    html = admin_client.get("/admin/feedback/feedback/").content.decode()
+    assert "?status__exact=cancelled" in html
+    listed = admin_client.get("/admin/feedback/feedback/?status__exact=cancelled").content.decode()
+    assert "gone@example.com" in listed and "kept@example.com" not in listed

@@ -35,6 +35,14 @@ def communicator(token: str) -> WebsocketCommunicator:
     return WebsocketCommunicator(application, f"/ws/feedback/{token}/")
 
 
+async def status_frame(ws: WebsocketCommunicator) -> str:
+    """The next status pushed, past the queue-wide events a queued watcher also hears."""
+    while True:
+        frame = await ws.receive_from(timeout=5)
+        if 'id="feedback-queue"' not in frame:
+            return frame
+
+
 @database_sync_to_async
 def make_feedback(**fields) -> Feedback:
     return Feedback.objects.create(email="ada@example.com", message="Hi", **fields)
@@ -45,15 +53,15 @@ async def test_a_watcher_gets_the_current_state_at_once_then_updates():
     ws = communicator(feedback_token(feedback.pk))
     connected, _ = await ws.connect()
     assert connected
-    snapshot = await ws.receive_from(timeout=5)
+    snapshot = await status_frame(ws)
     assert 'data-status="queued"' in snapshot
 
     claimed = await database_sync_to_async(services.feedback_claim)(feedback_id=feedback.pk)
-    update = await ws.receive_from(timeout=5)
+    update = await status_frame(ws)
     assert 'data-status="sending"' in update
 
     await database_sync_to_async(services.feedback_mark_sent)(feedback=claimed)
-    final = await ws.receive_from(timeout=5)
+    final = await status_frame(ws)
     assert 'data-status="sent"' in final
     # At a final state the server closes normally, so the browser stops listening.
     assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 1000}
@@ -64,7 +72,7 @@ async def test_a_late_watcher_still_sees_sent():
     ws = communicator(feedback_token(feedback.pk))
     connected, _ = await ws.connect()
     assert connected
-    assert 'data-status="sent"' in await ws.receive_from(timeout=5)
+    assert 'data-status="sent"' in await status_frame(ws)
     assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 1000}
 
 
@@ -91,12 +99,12 @@ async def test_an_older_update_never_overwrites_a_newer_one():
     feedback = await make_feedback(version=3)
     ws = communicator(feedback_token(feedback.pk))
     await ws.connect()
-    await ws.receive_from(timeout=5)  # snapshot at version 3
+    await status_frame(ws)  # snapshot at version 3
     layer = get_channel_layer()
     group = services.status_group(feedback.pk)
     await layer.group_send(group, status_event(html="<p>stale</p>", version=2, final=False))
     await layer.group_send(group, status_event(html="<p>newer</p>", version=5, final=False))
-    assert await ws.receive_from(timeout=5) == "<p>newer</p>"
+    assert await status_frame(ws) == "<p>newer</p>"
     await ws.disconnect()
 
 
@@ -106,14 +114,14 @@ async def test_an_update_lost_on_the_way_is_caught_up_by_re_reading_the_row(sett
     feedback = await make_feedback(status=Feedback.Status.SENDING, version=3)
     ws = communicator(feedback_token(feedback.pk))
     await ws.connect()
-    assert 'data-status="sending"' in await ws.receive_from(timeout=5)
+    assert 'data-status="sending"' in await status_frame(ws)
     assert await ws.receive_nothing(timeout=0.6)  # nothing new: nothing sent again
 
     # The row changes but the update is never published (as if it were lost).
     await database_sync_to_async(Feedback.objects.filter(pk=feedback.pk).update)(
         status=Feedback.Status.SENT, version=4
     )
-    assert 'data-status="sent"' in await ws.receive_from(timeout=5)
+    assert 'data-status="sent"' in await status_frame(ws)
     assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 1000}
 
 
@@ -141,9 +149,27 @@ async def test_a_change_published_while_a_watcher_reads_its_snapshot_reaches_it_
     ws = WebsocketCommunicator(application, f"/ws/feedback-racing/{feedback_token(feedback.pk)}/")
     connected, _ = await ws.connect()
     assert connected
-    assert 'data-status="queued"' in await ws.receive_from(timeout=5)
-    assert 'data-status="sending"' in await ws.receive_from(timeout=5)
+    assert 'data-status="queued"' in await status_frame(ws)
+    assert 'data-status="sending"' in await status_frame(ws)
     await ws.disconnect()
+
+
+async def test_a_queued_watcher_hears_the_queue_wide_event_and_a_final_one_does_not():
+    queued = await make_feedback()
+    sent = await make_feedback(status="sent", version=2)
+    waiting = communicator(feedback_token(queued.pk))
+    await waiting.connect()
+    assert 'data-status="queued"' in await waiting.receive_from(timeout=5)
+    done = communicator(feedback_token(sent.pk))
+    await done.connect()
+    assert 'data-status="sent"' in await done.receive_from(timeout=5)
+    assert (await done.receive_output(timeout=5))["type"] == "websocket.close"
+
+    await database_sync_to_async(services.feedback_publish_queue)()
+    frame = await waiting.receive_from(timeout=5)
+    assert 'id="feedback-queue"' in frame
+    assert 'data-line="' in frame
+    await waiting.disconnect()
 
 
 # -- One socket per page (/ws/watch/) ------------------------------------------------
@@ -163,23 +189,23 @@ async def test_one_page_socket_watches_each_card_it_names_and_stays_open_past_a_
     assert await ws.receive_nothing(timeout=0.2)  # nothing until it names something
 
     await ws.send_to(text_data=f"watch feedback/{feedback_token(first.pk)}")
-    assert f'id="status-{first.pk}"' in await ws.receive_from(timeout=5)
+    assert f'id="status-{first.pk}"' in await status_frame(ws)
     await ws.send_to(text_data=f"watch feedback/{feedback_token(second.pk)}")
-    snapshot = await ws.receive_from(timeout=5)
+    snapshot = await status_frame(ws)
     assert f'id="status-{second.pk}"' in snapshot and 'data-status="sent"' in snapshot
 
     # Both updates come over the one socket, each told apart by its group.
     claimed = await database_sync_to_async(services.feedback_claim)(feedback_id=first.pk)
-    update = await ws.receive_from(timeout=5)
+    update = await status_frame(ws)
     assert f'id="status-{first.pk}"' in update and 'data-status="sending"' in update
     await database_sync_to_async(services.feedback_mark_sent)(feedback=claimed)
-    assert 'data-status="sent"' in await ws.receive_from(timeout=5)
+    assert 'data-status="sent"' in await status_frame(ws)
     assert await ws.receive_nothing(timeout=0.3)  # still open: the page may add cards
 
     # A card added later is watched over the same socket.
     third = await make_feedback()
     await ws.send_to(text_data=f"watch feedback/{feedback_token(third.pk)}")
-    assert f'id="status-{third.pk}"' in await ws.receive_from(timeout=5)
+    assert f'id="status-{third.pk}"' in await status_frame(ws)
     await ws.disconnect()
 
 
@@ -190,12 +216,12 @@ async def test_a_page_socket_refuses_a_bad_token_by_name_and_ignores_other_frame
         await ws.send_to(text_data=frame)
     assert await ws.receive_nothing(timeout=0.2)
     await ws.send_to(text_data="watch feedback/forged")
-    assert await ws.receive_from(timeout=5) == "refused feedback/forged"
+    assert await status_frame(ws) == "refused feedback/forged"
     await ws.send_to(text_data="watch nosuchkind/abc")
-    assert await ws.receive_from(timeout=5) == "refused nosuchkind/abc"
+    assert await status_frame(ws) == "refused nosuchkind/abc"
     # The socket still works for a good token.
     await ws.send_to(text_data=f"watch feedback/{feedback_token(feedback.pk)}")
-    assert 'data-status="queued"' in await ws.receive_from(timeout=5)
+    assert 'data-status="queued"' in await status_frame(ws)
     await ws.disconnect()
 
 
@@ -205,10 +231,10 @@ async def test_a_page_socket_watches_at_most_so_many(settings):
     ws = await open_page_socket()
     for row in rows[:2]:
         await ws.send_to(text_data=f"watch feedback/{feedback_token(row.pk)}")
-        assert f'id="status-{row.pk}"' in await ws.receive_from(timeout=5)
+        assert f'id="status-{row.pk}"' in await status_frame(ws)
     name = f"feedback/{feedback_token(rows[2].pk)}"
     await ws.send_to(text_data=f"watch {name}")
-    assert await ws.receive_from(timeout=5) == f"refused {name}"
+    assert await status_frame(ws) == f"refused {name}"
     await ws.disconnect()
 
 
@@ -220,11 +246,23 @@ async def test_every_status_socket_gets_a_heartbeat(settings, path):
     if path is None:
         ws = communicator(feedback_token(feedback.pk))
         await ws.connect()
-        assert 'data-status="queued"' in await ws.receive_from(timeout=5)
+        assert 'data-status="queued"' in await status_frame(ws)
     else:
         ws = await open_page_socket()
     # Nothing changes, yet the socket says something at every interval.
-    assert await ws.receive_from(timeout=5) == HEARTBEAT
-    assert await ws.receive_from(timeout=5) == HEARTBEAT
+    assert await status_frame(ws) == HEARTBEAT
+    assert await status_frame(ws) == HEARTBEAT
     await ws.disconnect()
     assert len(heartbeat.sockets) == beaten  # a closed socket is no longer beaten
+
+
+async def test_a_page_socket_hears_the_queue_wide_event_once_however_many_queued_cards():
+    cards = [await make_feedback() for _ in range(3)]
+    ws = await open_page_socket()
+    for card in cards:
+        await ws.send_to(text_data=f"watch feedback/{feedback_token(card.pk)}")
+        assert f'id="status-{card.pk}"' in await ws.receive_from(timeout=5)
+    await database_sync_to_async(services.feedback_publish_queue)()
+    assert 'id="feedback-queue"' in await ws.receive_from(timeout=5)
+    assert await ws.receive_nothing(timeout=0.5)  # one frame for the socket, not one per card
+    await ws.disconnect()

@@ -131,4 +131,8 @@ def test_the_last_answers_are_kept_side_by_side_per_mode(client):
 
 
 def is_publish(callback) -> bool:
-    return getattr(callback, "func", None) is services.feedback_publish
+    # A status to its watchers, or the queue-wide event when a row leaves the line.
+    return (
+        getattr(callback, "func", None) is services.feedback_publish
+        or callback is services.feedback_publish_queue
+    )

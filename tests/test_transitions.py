@@ -65,6 +65,7 @@ def test_the_table_allows_these_moves():
         "sent": ["sending"],
         "retry": ["sending"],
         "fail": ["queued", "retrying", "sending"],
+        "cancel": ["queued", "retrying"],
         "resend": ["failed"],
     }
     assert {name: move.target for name, move in MOVES.items()} == {
@@ -73,13 +74,14 @@ def test_the_table_allows_these_moves():
         "sent": "sent",
         "retry": "retrying",
         "fail": "failed",
+        "cancel": "cancelled",
         "resend": "queued",
     }
 
 
 def test_what_is_read_from_the_table():
     final, waiting = transitions.FINAL, transitions.WAITING
-    assert final == {Status.SENT, Status.FAILED}
+    assert final == {Status.SENT, Status.FAILED, Status.CANCELLED}
     assert waiting == {Status.QUEUED, Status.RETRYING}
     assert transitions.HELD == Status.SENDING
     assert transitions.ahead(Status.QUEUED) == [Status.SENDING, Status.SENT]
@@ -87,6 +89,7 @@ def test_what_is_read_from_the_table():
     assert transitions.ahead(Status.SENDING) == [Status.SENT]
     assert transitions.ahead(Status.SENT) == []
     assert transitions.ahead(Status.FAILED) == []
+    assert transitions.ahead(Status.CANCELLED) == []
 
 
 def test_every_status_is_reached_and_every_status_but_a_final_one_is_left():
@@ -123,7 +126,8 @@ def test_an_allowed_move_changes_the_row_records_and_publishes_once(
     recorded = [event.status for event in events]
     assert recorded == ([move.target] if move.records_event else [])
 
-    assert len(callbacks) == 1
+    # Its status, and when it leaves the queue, one queue-wide event (feedback/queue.py).
+    assert len(callbacks) == 1 + (Status.QUEUED in move.source)
     update = listener.receive(timeout=10)
     assert update["version"] == 4
     assert f'data-status="{move.target}"' in update["html"]

@@ -19,7 +19,6 @@ from pathlib import Path
 import httpx
 
 from devtools.bench.clients import (
-    HEARTBEAT,
     AsyncVisitor,
     frame_version,
     open_watch,
@@ -315,7 +314,8 @@ async def push_phase(
     async def read_frames() -> None:
         with contextlib.suppress(Exception):
             async for message in ws:
-                if message != HEARTBEAT:
+                # A status, not a heartbeat nor the queue-wide event.
+                if 'data-version="' in message:
                     frames.append((time.time(), frame_version(message)))
 
     async def poll() -> None:

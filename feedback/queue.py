@@ -1,0 +1,113 @@
+"""Your place in the queue: how many are sent before a queued feedback, and when it starts.
+
+Measured, not assumed: the time one send takes is the mean of the last sends
+(claim to sent), the number of workers is what the workers announce
+(capacity.py). The line drains at `workers / send time` per second, so a
+feedback with `ahead` others before it starts in about
+
+    max(0, ahead + busy - workers + 1) * send_seconds / workers
+
+seconds (`busy`: sends under way), and never before its undo window ends.
+Written as `base + ahead * step` so the page can recompute it from one
+queue-wide event (`queue_render`): the queue never publishes per watcher.
+"""
+
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import F
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from .capacity import workers_consuming
+from .models import Feedback, Status
+from .transitions import HELD
+
+QUEUE_GROUP = "feedback.queue"
+QUEUE_PARTIAL = "feedback/detail.html#queue"
+# How many of the latest sends the mean is taken over.
+MEASURED_SENDS = 20
+
+
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How fast the line moves now: start estimate = max(0, base + ahead * step)."""
+
+    workers: int
+    busy: int
+    send_seconds: float | None  # None until a send was measured
+
+    @property
+    def step(self) -> float | None:
+        return None if self.send_seconds is None else self.send_seconds / self.workers
+
+    @property
+    def base(self) -> float | None:
+        step = self.step
+        return None if step is None else (self.busy - self.workers + 1) * step
+
+    def starts_in(self, *, ahead: int) -> float | None:
+        if self.base is None or self.step is None:
+            return None
+        return max(0.0, self.base + ahead * self.step)
+
+
+@dataclass(frozen=True)
+class Place:
+    ahead: int
+    starts_in: int | None  # whole seconds, rounded up; None when there is no measure yet
+
+
+def measured_send_seconds() -> float | None:
+    recent = (
+        Feedback.objects.filter(status=Status.SENT, claimed_at__isnull=False, sent_at__isnull=False)
+        .order_by("-sent_at")
+        .annotate(took=F("sent_at") - F("claimed_at"))
+        .values_list("took", flat=True)[:MEASURED_SENDS]
+    )
+    took = [each.total_seconds() for each in recent if each is not None]
+    return sum(took) / len(took) if took else None
+
+
+def queue_pace() -> Pace:
+    busy = Feedback.objects.filter(status=HELD).count()
+    workers = workers_consuming() or max(1, busy)
+    return Pace(workers=workers, busy=busy, send_seconds=measured_send_seconds())
+
+
+def whole_seconds(seconds: float | None) -> int | None:
+    return None if seconds is None else math.ceil(seconds)
+
+
+def feedback_place(*, feedback: Feedback, now: datetime | None = None) -> Place | None:
+    """Where a queued feedback stands in the line; None when it is not queued."""
+    if feedback.status != Status.QUEUED:
+        return None
+    now = now or timezone.now()
+    ahead = Feedback.objects.filter(status=Status.QUEUED, created_at__lt=feedback.created_at)
+    count = ahead.count()
+    starts_in = queue_pace().starts_in(ahead=count)
+    if starts_in is not None and feedback.undo_until is not None:
+        starts_in = max(starts_in, (feedback.undo_until - now).total_seconds())
+    return Place(ahead=count, starts_in=whole_seconds(starts_in))
+
+
+def queue_context() -> dict:
+    """The queue-wide event: every queued row's place in line (its submit time) and the pace."""
+    line = Feedback.objects.filter(status=Status.QUEUED).order_by("created_at")
+    pace = queue_pace()
+    return {
+        "line": " ".join(str(epoch_ms(at)) for at in line.values_list("created_at", flat=True)),
+        "pace": pace,
+        "at_ms": int(time.time() * 1000),
+    }
+
+
+def queue_render() -> str:
+    return render_to_string(QUEUE_PARTIAL, queue_context())

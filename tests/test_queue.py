@@ -1,0 +1,186 @@
+"""Your place in the queue: data-ahead and the start estimate, live, at a bounded cost.
+
+The browser test runs the real stack (two worker processes, daphne, Redis,
+SMTP). The cost test counts, through the real channel layer, the publishes one
+claim makes while a thousand queued feedback are watched.
+"""
+
+import asyncio
+import re
+from datetime import timedelta
+
+import pytest
+from channels.layers import get_channel_layer
+from django.utils import timezone
+
+from feedback import capacity, queue, services
+from feedback.models import Feedback, Status
+from feedback.queue import Pace
+
+# Records every status the page shows, with its place and estimate, as they change.
+RECORDER = """() => {
+  window.seen = [];
+  const record = () => document.querySelectorAll(".status[data-status]").forEach((s) => {
+    const eta = s.querySelector(".status__eta:not([hidden]) .status__eta-seconds");
+    const entry = [s.id, s.dataset.status, s.dataset.ahead ?? null, eta ? eta.textContent : null];
+    const last = window.seen.filter((e) => e[1] === s.id).pop();
+    if (!last || JSON.stringify(last.slice(1)) !== JSON.stringify(entry))
+      window.seen.push([Date.now(), ...entry]);
+  });
+  new MutationObserver(record).observe(document.body,
+    { subtree: true, childList: true, attributes: true, characterData: true });
+}"""
+
+
+def test_pace_estimate_is_read_from_measured_sends_and_workers():
+    pace = Pace(workers=2, busy=2, send_seconds=3.0)
+    # Both busy: the next in line waits for one to finish, then each pair of places adds one send.
+    assert pace.starts_in(ahead=0) == pytest.approx(1.5)
+    assert pace.starts_in(ahead=4) == pytest.approx(7.5)
+    assert Pace(workers=2, busy=0, send_seconds=3.0).starts_in(ahead=1) == 0
+    assert Pace(workers=2, busy=2, send_seconds=None).starts_in(ahead=3) is None
+
+
+@pytest.mark.django_db
+def test_place_counts_the_queued_before_and_the_estimate_uses_measured_sends():
+    now = timezone.now()
+    for seconds in (2.0, 4.0):  # two measured sends: 3 s on average
+        Feedback.objects.create(
+            email="old@example.com",
+            message="Hi",
+            status=Status.SENT,
+            claimed_at=now - timedelta(seconds=10),
+            sent_at=now - timedelta(seconds=10 - seconds),
+        )
+    Feedback.objects.create(email="busy@example.com", message="Hi", status=Status.SENDING)
+    rows = [Feedback.objects.create(email=f"{n}@example.com", message="Hi") for n in range(4)]
+    Feedback.objects.create(email="gone@example.com", message="Hi", status=Status.CANCELLED)
+    capacity._redis().delete(*capacity._keys())  # no worker announced (one killed earlier)
+    place = queue.feedback_place(feedback=rows[3])
+    assert place.ahead == 3
+    # No worker announced: one assumed per send under way. It ends, then the 3 ahead: 4 × 3 s.
+    assert place.starts_in == 4 * 3
+    capacity.workers_announce(node="test@here", processes=2)
+    # Two processes, one busy: (3 ahead + 1 busy - 2 + 1) × 3 s / 2 = 4.5 s, rounded up.
+    assert queue.feedback_place(feedback=rows[3]).starts_in == 5
+    capacity.workers_forget(node="test@here")
+    assert queue.feedback_place(feedback=rows[0]).ahead == 0
+    context = queue.queue_context()
+    assert context["line"].split() == [str(queue.epoch_ms(row.created_at)) for row in rows]
+
+
+def test_seven_submissions_while_both_workers_are_busy_count_their_place_down(
+    browser_page, start_daphne, start_worker, smtp_server
+):
+    from playwright.sync_api import expect
+
+    send_delay = 3
+    start_worker(concurrency=2, FEEDBACK_SEND_DELAY=send_delay)
+    server = start_daphne(FEEDBACK_RATE_LIMIT="off")
+    page = browser_page
+    page.goto(server.url)
+    page.evaluate(RECORDER)
+    celery = page.get_by_role("button", name=re.compile("With Celery"))
+    emails = [f"q{n}@example.com" for n in range(1, 8)]
+    for email in emails:
+        page.get_by_label("Your email address").fill(email)
+        page.get_by_label("Message").fill("Hello")
+        celery.click()
+        expect(page.locator(".submission", has_text=email)).to_be_visible()
+        expect(celery).to_be_enabled()
+
+    last = page.locator(".submission", has_text=emails[-1]).locator(".status")
+    for email in emails:
+        expect(page.locator(".submission", has_text=email).locator(".status")).to_have_attribute(
+            "data-status", "sent", timeout=90_000
+        )
+    last_id = last.get_attribute("id")
+    seen = [entry for entry in page.evaluate("window.seen") if entry[1] == last_id]
+    statuses = [entry[2] for entry in seen]
+    aheads = [int(entry[3]) for entry in seen if entry[2] == "queued" and entry[3] is not None]
+    assert aheads and aheads[0] >= 2, seen
+    assert aheads == sorted(aheads, reverse=True), seen  # only ever down
+    assert aheads[-1] == 0, seen
+    # Once sends were measured it also said about when it would start.
+    assert any(entry[4] for entry in seen if entry[2] == "queued"), seen
+    assert statuses.index("sending") > max(i for i, s in enumerate(statuses) if s == "queued")
+    assert len(smtp_server.wait_for(7, timeout=30)) == 7
+
+    # How close the estimates came: each shown estimate against when it really started.
+    rows = {str(row.pk): row for row in Feedback.objects.all()}
+    errors = []
+    for at_ms, element_id, status, _ahead, eta in page.evaluate("window.seen"):
+        row = rows[element_id.removeprefix("status-")]
+        if status == "queued" and eta:
+            started = row.claimed_at.timestamp() * 1000
+            errors.append((started - at_ms) / 1000 - int(eta))
+    if errors:
+        errors.sort()
+        print(
+            f"\nstart estimates: {len(errors)} shown; real start minus estimate: "
+            f"median {errors[len(errors) // 2]:+.1f} s, "
+            f"from {errors[0]:+.1f} to {errors[-1]:+.1f} s"
+        )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_publishes_the_same_number_of_times_with_a_thousand_queued_watchers(
+    monkeypatch, settings
+):
+    """1,000 queued rows, each watched (a channel of the real layer in the queue group):
+    one claim makes a constant number of group_send calls, and every watcher hears it."""
+    watchers = 1000
+    now = timezone.now()
+    Feedback.objects.bulk_create(
+        Feedback(email=f"w{n}@example.com", message="Hi", created_at=now) for n in range(watchers)
+    )
+    layer = get_channel_layer()
+    sends: list[str] = []
+    original = layer.group_send
+
+    async def counting_group_send(group, message):
+        sends.append(group)
+        return await original(group, message)
+
+    # A publish tries once more when it finds its kept connection closed (an
+    # earlier test restarted Redis): open it first, so that retry is not counted.
+    services.feedback_publish_queue()
+    monkeypatch.setattr(layer, "group_send", counting_group_send)
+
+    loop = asyncio.new_event_loop()
+    try:
+        channels = loop.run_until_complete(join(layer, watchers))
+        counts = []
+        for _ in range(3):
+            first = Feedback.objects.filter(status=Status.QUEUED).order_by("created_at").first()
+            sends.clear()
+            assert services.feedback_claim(feedback_id=first.pk) is not None
+            counts.append(len(sends))
+            heard = loop.run_until_complete(hear_all(layer, channels))
+            assert heard == watchers
+        print(f"\ngroup_send calls per claim with {watchers} queued watchers: {counts}")
+        assert counts == [2, 2, 2]  # the claimed one's status, one queue-wide event
+        assert sends == [services.status_group(first.pk), queue.QUEUE_GROUP]
+    finally:
+        loop.run_until_complete(leave(layer, channels))
+        loop.close()
+
+
+async def join(layer, watchers: int) -> list[str]:
+    channels = [await layer.new_channel() for _ in range(watchers)]
+    for channel in channels:
+        await layer.group_add(queue.QUEUE_GROUP, channel)
+    return channels
+
+
+async def hear_all(layer, channels: list[str]) -> int:
+    async def one(channel):
+        event = await asyncio.wait_for(layer.receive(channel), timeout=30)
+        return event["type"] == "watch.broadcast" and 'id="feedback-queue"' in event["html"]
+
+    return sum(await asyncio.gather(*(one(channel) for channel in channels)))
+
+
+async def leave(layer, channels: list[str]) -> None:
+    for channel in channels:
+        await layer.group_discard(queue.QUEUE_GROUP, channel)
