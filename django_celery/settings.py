@@ -389,7 +389,7 @@ if email_host or not DEBUG:
 else:
     MAILERS = {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
 
-# The local SMTP server of `make run` (devtools.mailbox) stores what it
+# The local SMTP server of `make run` (`manage.py mailbox`) stores what it
 # receives here; the debug-only Outbox page reads it.
 DEV_MAILBOX = Path(os.environ.get("DEV_MAILBOX", "").strip() or BASE_DIR / "var" / "mailbox.jsonl")
 

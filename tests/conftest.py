@@ -115,13 +115,13 @@ def smtp_server():
 
 @pytest.fixture
 def dev_mailbox(tmp_path):
-    """The local SMTP server of `make run` (devtools.mailbox), storing mail in a file.
+    """The local SMTP server of `make run` (`manage.py mailbox`), storing mail in a file.
 
     Yields ``(env, path)``: ``env`` points the app's processes at it (pass it to
     ``start_worker`` / ``start_daphne``), ``path`` is the file the Outbox reads.
     """
-    from devtools.mailbox import serve
     from devtools.ports import free_port
+    from outbox.mailbox import serve
 
     path = tmp_path / "mailbox.jsonl"
     controller = serve(host="127.0.0.1", port=free_port(), path=path)
