@@ -13,9 +13,8 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
-from tests.support.layer import close_all as close_all_listeners
-from tests.support.processes import (
+from devtools.browser import CHROMIUM, CHROMIUM_ARGS
+from devtools.processes import (
     HAPROXY,
     CeleryBeat,
     CeleryWorker,
@@ -23,7 +22,8 @@ from tests.support.processes import (
     HAProxy,
     ManagedProcess,
 )
-from tests.support.smtp_sink import SmtpSink
+from devtools.smtp_sink import SmtpSink
+from tests.support.layer import close_all as close_all_listeners
 
 # Small enough to keep tests quick, long enough to see the intermediate states.
 TEST_SEND_DELAY = "0.3"

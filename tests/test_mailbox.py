@@ -10,8 +10,8 @@ import pytest
 
 from devtools import run
 from devtools.ports import free_port, wait_for_port
+from devtools.processes import REPO_ROOT
 from outbox.mailbox import read_mails, serve
-from tests.support.processes import REPO_ROOT
 
 
 def message(to: str, subject: str, body: str, message_id: str) -> EmailMessage:
