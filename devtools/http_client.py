@@ -9,7 +9,7 @@ import httpx
 from websockets.sync.client import ClientConnection, connect
 
 CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
-_WS_CONNECT = re.compile(r'ws-connect="/ws/feedback/([^/"]+)/"')
+_WS_CONNECT = re.compile(r'data-watch="feedback/([^"]+)"')
 
 
 @dataclass

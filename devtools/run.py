@@ -86,6 +86,7 @@ class Mailbox:
             "EMAIL_HOST": self.host,
             "EMAIL_PORT": str(self.port),
             "DEV_MAILBOX": str(self.path),
+            "DEV_MAILBOX_IN_USE": "1",
         }
 
 

@@ -1,5 +1,6 @@
 """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps what it receives."""
 
+import asyncio
 import email
 import email.policy
 import logging
@@ -51,14 +52,33 @@ class SmtpSink:
 
     STAGES = ("MAIL", "RCPT", "DATA")
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        *,
+        eight_bit: bool = True,
+        smtputf8: bool = True,
+    ) -> None:
+        """``eight_bit=False``: no 8BITMIME offered; ``smtputf8=False``: no SMTPUTF8."""
         self.host = host
         self.port = port if port is not None else free_port(host)
         self._cond = threading.Condition()
         self._messages: list[ReceivedMessage] = []
         self._refusals: list[Refusal] = []
         self._fail: dict[str, list] = {}  # stage -> [remaining, reply]
-        self._controller = Controller(self, hostname=host, port=self.port, ready_timeout=10)
+        self._drop_after: dict[str, int] = {}  # stage -> how many more times to hang up after 250
+        self.mail_options: list[list[str]] = []  # MAIL FROM parameters, per transaction
+        self.helo_names: list[str] = []  # the EHLO/HELO name, per transaction
+        self._controller = Controller(
+            self,
+            hostname=host,
+            port=self.port,
+            ready_timeout=10,
+            # aiosmtpd offers 8BITMIME unless it decodes the data itself.
+            decode_data=not eight_bit,
+            enable_SMTPUTF8=smtputf8,
+        )
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> "SmtpSink":
@@ -98,6 +118,19 @@ class SmtpSink:
         with self._cond:
             self._fail[stage] = [n, f"{code} {text}"]
 
+    def drop_after(self, stage: str, n: int = 1) -> None:
+        """Answer 250 at ``stage`` (MAIL or DATA) to the next ``n`` messages, then hang up."""
+        with self._cond:
+            self._drop_after[stage] = n
+
+    def _hang_up_after_reply(self, stage: str, server) -> None:
+        with self._cond:
+            if self._drop_after.get(stage, 0) <= 0:
+                return
+            self._drop_after[stage] -= 1
+        # After the reply has been written: close the socket under the client.
+        asyncio.get_running_loop().call_soon(server.transport.close)
+
     def wait_for(self, count: int = 1, timeout: float = 10.0) -> list[ReceivedMessage]:
         """Block until at least ``count`` messages arrived; return them all."""
         deadline = time.monotonic() + timeout
@@ -117,6 +150,9 @@ class SmtpSink:
             self._messages.clear()
             self._refusals.clear()
             self._fail.clear()
+            self._drop_after.clear()
+            self.mail_options.clear()
+            self.helo_names.clear()
 
     # -- aiosmtpd handler hooks (run on the server's thread) -------------------
     def _take_failure(self, stage: str, envelope) -> str | None:
@@ -146,6 +182,10 @@ class SmtpSink:
             return reply
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
+        with self._cond:
+            self.mail_options.append(list(mail_options))
+            self.helo_names.append(session.host_name)
+        self._hang_up_after_reply("MAIL", server)
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -172,4 +212,5 @@ class SmtpSink:
         with self._cond:
             self._messages.append(received)
             self._cond.notify_all()
+        self._hang_up_after_reply("DATA", server)
         return "250 Message accepted for delivery"

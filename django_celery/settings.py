@@ -5,6 +5,7 @@ Defaults serve local development; production is switched on by variables
 """
 
 import hashlib
+import ipaddress
 import os
 import re
 import tempfile
@@ -12,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import dj_database_url
+import idna
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
@@ -136,6 +138,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.csp",
+                "realtime.context_processors.live",
             ],
         },
     },
@@ -331,6 +334,18 @@ REALTIME_RESYNC_SECONDS = float(os.environ.get("REALTIME_RESYNC_SECONDS", "5"))
 # many watchers each re-reads less often (realtime/consumers.py says why).
 REALTIME_RESYNC_PER_SECOND = float(os.environ.get("REALTIME_RESYNC_PER_SECOND", "50"))
 
+# Seconds between two heartbeats on every open status socket, and seconds of
+# silence after which the page takes its socket for dead (reconnects, polls).
+# The silence must outlast two heartbeats: one late frame is not a dead socket.
+REALTIME_HEARTBEAT_SECONDS = float(os.environ.get("REALTIME_HEARTBEAT_SECONDS", "5"))
+REALTIME_SILENCE_SECONDS = float(os.environ.get("REALTIME_SILENCE_SECONDS", "12"))
+if REALTIME_HEARTBEAT_SECONDS <= 0 or REALTIME_SILENCE_SECONDS < 2 * REALTIME_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured(
+        "REALTIME_SILENCE_SECONDS must be at least twice REALTIME_HEARTBEAT_SECONDS (and that "
+        f"above 0): got {REALTIME_SILENCE_SECONDS:g} and {REALTIME_HEARTBEAT_SECONDS:g}."
+    )
+# How many things one page's socket may watch at once.
+REALTIME_WATCHES_PER_SOCKET = int(os.environ.get("REALTIME_WATCHES_PER_SOCKET", "50"))
 # Status sockets one daphne process keeps open per session and per client
 # address, and new sockets per second per client address (realtime/socket_limits.py).
 # Over them a socket is closed with code 4429 and the page polls over HTTP instead.
@@ -374,7 +389,8 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Feedback <feedback@lo
 if email_host or not DEBUG:
     MAILERS = {
         "default": {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            # Django's SMTP backend with IDNA 2008, SMTPUTF8, 8BITMIME and our EHLO name.
+            "BACKEND": "feedback.smtp.EmailBackend",
             "OPTIONS": {
                 "host": email_host or "localhost",
                 "port": int(os.environ.get("EMAIL_PORT", "25")),
@@ -389,9 +405,46 @@ if email_host or not DEBUG:
 else:
     MAILERS = {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
 
+
+def _domain_of(address: str) -> str:
+    return address.strip().rstrip(">").rpartition("@")[2].strip()
+
+
+def _helo_default(hosts: list[str]) -> str:
+    """The first allowed host that names one machine; an IP in the address literal form."""
+    for host in hosts:
+        name = host.strip("[]")
+        if not name or "*" in name or name.startswith("."):
+            continue
+        try:
+            address = ipaddress.ip_address(name)
+        except ValueError:
+            return name
+        return f"[IPv6:{address}]" if address.version == 6 else f"[{address}]"
+    return _domain_of(DEFAULT_FROM_EMAIL) or "localhost"
+
+
+# The name we give in EHLO (real servers check it), and the domain of each
+# confirmation's Message-ID; both in ASCII (IDNA 2008 for a Unicode domain).
+# The EHLO name defaults to the first name in DJANGO_ALLOWED_HOSTS.
+def _idna(domain: str) -> str:
+    if domain.isascii():
+        return domain
+    return idna.encode(domain, uts46=True, transitional=False).decode("ascii")
+
+
+EMAIL_HELO_NAME = _idna(
+    os.environ.get("EMAIL_HELO_NAME", "").strip() or _helo_default(ALLOWED_HOSTS)
+)
+# Empty: the domain of DEFAULT_FROM_EMAIL (read when each email is built).
+EMAIL_MESSAGE_ID_DOMAIN = _idna(os.environ.get("EMAIL_MESSAGE_ID_DOMAIN", "").strip())
+
 # The local SMTP server of `make run` (`manage.py mailbox`) stores what it
 # receives here; the debug-only Outbox page reads it.
 DEV_MAILBOX = Path(os.environ.get("DEV_MAILBOX", "").strip() or BASE_DIR / "var" / "mailbox.jsonl")
+# Whether mail goes to that local mailbox (set by `make run` when it starts
+# it): only then does a sent status link to the Outbox.
+DEV_MAILBOX_IN_USE = DEBUG and env_bool("DEV_MAILBOX_IN_USE", False)
 
 # --- The feedback domain ---------------------------------------------------
 # Seconds the task spends "talking to a slow mail service" before the real

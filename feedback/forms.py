@@ -2,9 +2,10 @@ import unicodedata
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxLengthValidator
+from django.core.validators import EmailValidator, MaxLengthValidator
 
 from .models import Feedback, SendMode
+from .smtp import domain_to_ascii
 
 MESSAGE_MAX_LENGTH = 2000
 
@@ -12,6 +13,31 @@ MESSAGE_MAX_LENGTH = 2000
 # surrogates, which no UTF-8 text can carry) are not. Format characters such
 # as the zero-width joiner inside emoji stay allowed.
 MESSAGE_ALLOWED_CONTROLS = frozenset("\t\n\r")
+
+
+# Django's validator checks the ASCII form: local parts of ASCII atext, and
+# domains after IDNA. Non-ASCII letters before the @ (RFC 6531) are checked
+# here and stood in for by "a"; the domain goes through IDNA 2008 first.
+ascii_email_validator = EmailValidator()
+
+
+def validate_international_email(value: str) -> None:
+    """An address whose local part may be non-ASCII (RFC 6531), and whose domain IDNA 2008 takes."""
+    local, at, domain = value.rpartition("@")
+    invalid = ValidationError("Enter a valid email address.", code="invalid")
+    if not at or not local or not domain:
+        raise invalid
+    if any(not char.isascii() and unicodedata.category(char)[0] in "CZ" for char in local):
+        raise invalid
+    try:
+        ascii_domain = domain_to_ascii(domain)
+    except UnicodeError:
+        raise ValidationError(
+            "The domain after the @ cannot be used in an email address (IDNA 2008).",
+            code="invalid_domain",
+        ) from None
+    stand_in = "".join(char if char.isascii() else "a" for char in local)
+    ascii_email_validator(f"{stand_in}@{ascii_domain}")
 
 
 class HeaderSafeEmailField(forms.EmailField):
@@ -30,6 +56,8 @@ class HeaderSafeEmailField(forms.EmailField):
                 code="control_characters",
             )
         return super().to_python(value)
+
+    default_validators = [validate_international_email]
 
 
 def validate_message_characters(value: str) -> None:
@@ -70,4 +98,6 @@ class FeedbackForm(forms.ModelForm):
 
     class Meta:
         model = Feedback
-        fields = ["email", "message"]
+        # The email is checked by the form's field alone: the model's EmailField
+        # would refuse a non-ASCII local part (RFC 6531) the form accepts.
+        fields = ["message"]

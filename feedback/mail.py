@@ -1,16 +1,29 @@
 """The confirmation email: building it, sending it over SMTP, and saying why a send failed."""
 
 import contextlib
+import logging
+import re
 import smtplib
-import socket
-import ssl
 
 from django.conf import settings
 from django.core import mail
-from django.core.mail import EmailMessage
+from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 
 from .models import Feedback
+from .smtp import (
+    describe_send_error,
+    domain_to_ascii,
+    envelope_address,
+    is_transient_send_error,
+    server_answer,
+)
+
+logger = logging.getLogger(__name__)
+
+# Only real line breaks split the quoted message: not U+2028/U+2029, form
+# feeds or the other separators str.splitlines() also breaks on.
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 class DeliveryError(Exception):
@@ -18,6 +31,7 @@ class DeliveryError(Exception):
 
     `transient`: trying again later may work (a 4xx reply, a refused or
     dropped connection, a timeout); otherwise it will fail the same way.
+    `code` and `server_text` are the mail server's answer, when there was one.
     """
 
     def __init__(self, reason: str, *, cause: BaseException, transient: bool = False) -> None:
@@ -25,23 +39,65 @@ class DeliveryError(Exception):
         self.reason = reason
         self.cause = cause
         self.transient = transient
+        self.code, self.server_text = server_answer(cause) or (None, "")
+
+    def reason_for(self, *, retrying: bool) -> str:
+        """The reason, saying in plain words whether the email will be tried again."""
+        if retrying:
+            return f"{self.reason} This is temporary: it will be tried again."
+        if self.transient:
+            return f"{self.reason} It will not be tried again."
+        return f"{self.reason} This is permanent: it will not be tried again."
 
 
-def build_confirmation_email(*, feedback: Feedback) -> EmailMessage:
-    quoted = "\n".join(f"> {line}" for line in feedback.message.splitlines()) or ">"
-    body = render_to_string(
-        "feedback/confirmation_email.txt", {"feedback": feedback, "quoted": quoted}
+def log_failed_attempt(*, feedback_id, error: DeliveryError, attempt: int, retrying: bool) -> None:
+    """One log line per failed attempt: the server's code and text, never the status token."""
+    logger.warning(
+        "Feedback %s: attempt %s failed: code=%s text=%r reason=%r; %s",
+        feedback_id,
+        attempt,
+        error.code if error.code is not None else "-",
+        error.server_text,
+        error.reason,
+        "will retry" if retrying else "final",
     )
-    domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip(">") or "localhost"
-    return EmailMessage(
+
+
+def message_lines(message: str) -> list[str]:
+    """The person's lines: split only on CR LF, CR or LF (trailing ones dropped)."""
+    return LINE_BREAK.split(message.rstrip("\r\n"))
+
+
+def message_id_domain() -> str:
+    """EMAIL_MESSAGE_ID_DOMAIN, else the domain of DEFAULT_FROM_EMAIL, else the EHLO name."""
+    if settings.EMAIL_MESSAGE_ID_DOMAIN:
+        return settings.EMAIL_MESSAGE_ID_DOMAIN
+    sender = settings.DEFAULT_FROM_EMAIL.strip().rstrip(">")
+    domain = sender.rpartition("@")[2].strip()
+    try:
+        return domain_to_ascii(domain) if domain else settings.EMAIL_HELO_NAME.strip("[]")
+    except UnicodeError:
+        return settings.EMAIL_HELO_NAME.strip("[]")
+
+
+def build_confirmation_email(*, feedback: Feedback) -> EmailMultiAlternatives:
+    lines = message_lines(feedback.message)
+    quoted = "\n".join(f"> {line}" if line else ">" for line in lines)
+    context = {"feedback": feedback, "quoted": quoted, "lines": lines}
+    message = EmailMultiAlternatives(
         subject="Thanks for your feedback",
-        body=body,
+        body=render_to_string("feedback/confirmation_email.txt", context),
         from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[feedback.email],
+        # The domain as the envelope carries it (IDNA 2008 A-labels).
+        to=[envelope_address(feedback.email)],
         # Stable per feedback, so a mail that was accepted but not recorded as
         # sent (the worker died in between) can be deduplicated downstream.
-        headers={"Message-ID": f"<feedback-{feedback.pk}@{domain}>"},
+        headers={"Message-ID": f"<feedback-{feedback.pk}@{message_id_domain()}>"},
     )
+    message.attach_alternative(
+        render_to_string("feedback/confirmation_email.html", context), "text/html"
+    )
+    return message
 
 
 def send_confirmation(*, feedback: Feedback) -> None:
@@ -50,9 +106,9 @@ def send_confirmation(*, feedback: Feedback) -> None:
     SMTP and network errors are raised as DeliveryError, and so is an address
     Django refuses to put in a header (a line break: header injection).
     """
-    message = build_confirmation_email(feedback=feedback)
     mailer = mail.mailers.default
     try:
+        message = build_confirmation_email(feedback=feedback)
         # Opened here so that send_messages() does not close the connection:
         # once the server has accepted the message, a failure while saying
         # goodbye (QUIT) must not count as a failed send and mail it again.
@@ -71,55 +127,3 @@ def send_confirmation(*, feedback: Feedback) -> None:
     finally:
         with contextlib.suppress(smtplib.SMTPException, OSError):
             mailer.close()
-
-
-def _smtp_code(error: BaseException) -> int | None:
-    if isinstance(error, smtplib.SMTPRecipientsRefused):
-        # Refused as a whole only if every recipient's refusal was permanent.
-        codes = [code for code, _ in error.recipients.values()]
-        return max(codes) if codes else None
-    return getattr(error, "smtp_code", None)
-
-
-def is_transient_send_error(error: BaseException) -> bool:
-    """Whether sending again later may succeed.
-
-    SMTP says so itself: 4xx replies are temporary, 5xx permanent (recipient
-    refused, credentials rejected). A connection that was refused, dropped
-    or timed out is transient; TLS certificate problems and unsupported
-    features are configuration, so permanent.
-    """
-    code = _smtp_code(error)
-    if isinstance(code, int) and 400 <= code < 600:
-        return code < 500
-    if isinstance(error, smtplib.SMTPServerDisconnected):
-        return True
-    if isinstance(error, ssl.SSLCertVerificationError):
-        return False
-    if isinstance(error, smtplib.SMTPException):
-        return False  # e.g. AUTH or STARTTLS not supported: configuration
-    return isinstance(error, OSError)
-
-
-def describe_send_error(error: BaseException) -> str:
-    """A reason a person can read, without a traceback."""
-    if isinstance(error, smtplib.SMTPRecipientsRefused):
-        return "The mail server refused the recipient address."
-    if isinstance(error, smtplib.SMTPAuthenticationError):
-        return "The mail server did not accept our credentials."
-    if isinstance(error, smtplib.SMTPServerDisconnected):
-        if "timed out" in str(error):  # smtplib wraps a read timeout this way
-            return "The mail server did not answer in time."
-        return "The mail server closed the connection."
-    if isinstance(error, smtplib.SMTPResponseException):
-        text = error.smtp_error
-        if isinstance(text, bytes):
-            text = text.decode("utf-8", "replace")
-        return f"The mail server answered {error.smtp_code}: {text}".strip()
-    if isinstance(error, TimeoutError | socket.timeout):
-        return "The mail server did not answer in time."
-    if isinstance(error, ConnectionRefusedError):
-        return "The mail server refused the connection."
-    if isinstance(error, OSError):
-        return "The mail server could not be reached."
-    return "The email could not be sent."

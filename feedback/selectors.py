@@ -5,16 +5,18 @@ so the status partial is named once.
 """
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
+from django.conf import settings
 from django.template.loader import render_to_string
 
 from realtime.watch import Snapshot
 
 from .models import Feedback, Status
+from .submissions import submissions_recent_ids
 from .timeline import feedback_timeline
-from .tokens import feedback_id_from_token
+from .tokens import feedback_id_from_token, feedback_token
 from .transitions import is_final
 
 STATUS_PARTIAL = "feedback/detail.html#status"
@@ -31,7 +33,20 @@ def feedback_status_context(*, feedback: Feedback) -> dict[str, Any]:
         "final": is_final(feedback.status),
         "timeline": feedback_timeline(feedback=feedback),
         "Status": Status,
+        # Only the local mailbox of development keeps what was sent.
+        "outbox_linked": settings.DEV_MAILBOX_IN_USE,
     }
+
+
+def feedback_session_cards(*, session: MutableMapping[str, Any]) -> list[dict[str, Any]]:
+    """This session's submissions, newest first, each as its card (the `watch` partial) needs."""
+    ids = submissions_recent_ids(session)
+    rows = Feedback.objects.filter(pk__in=ids).prefetch_related("events").in_bulk()
+    return [
+        {**feedback_status_context(feedback=rows[pk]), "token": feedback_token(pk, session=session)}
+        for pk in ids
+        if pk in rows  # deleted since: left out
+    ]
 
 
 def feedback_render_status(*, feedback: Feedback) -> str:

@@ -25,6 +25,7 @@ from .mail import (  # noqa: F401  (public names, kept where tooling and tests f
     build_confirmation_email,
     describe_send_error,
     is_transient_send_error,
+    log_failed_attempt,
     send_confirmation,
 )
 from .models import Feedback, FeedbackEvent, SendMode
@@ -136,7 +137,9 @@ def feedback_deliver_in_request(*, feedback_id: uuid.UUID | str) -> Feedback:
     try:
         feedback_deliver(feedback_id=feedback_id)
     except DeliveryError as error:
-        feedback_mark_failed(feedback_id=feedback_id, reason=error.reason)
+        attempt = Feedback.objects.values_list("attempts", flat=True).get(pk=feedback_id)
+        log_failed_attempt(feedback_id=feedback_id, error=error, attempt=attempt, retrying=False)
+        feedback_mark_failed(feedback_id=feedback_id, reason=error.reason_for(retrying=False))
     return Feedback.objects.get(pk=feedback_id)
 
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django_celery import worker_liveness
 
 from . import services
-from .mail import DeliveryError
+from .mail import DeliveryError, log_failed_attempt
 from .models import Feedback
 
 TOOK_TOO_LONG = "Sending took too long; the mail server may be overloaded."
@@ -49,17 +49,21 @@ def _retry_or_fail(task: Task, feedback_id: str, error: DeliveryError) -> None:
     # The attempt count is the row's (the claim counts it), not Celery's
     # request.retries: it survives a re-enqueue by the sweeper or a new worker.
     attempts = Feedback.objects.values_list("attempts", flat=True).get(pk=feedback_id)
+    retrying = error.transient and attempts < settings.FEEDBACK_MAX_ATTEMPTS
+    log_failed_attempt(feedback_id=feedback_id, error=error, attempt=attempts, retrying=retrying)
     if not error.transient:
-        services.feedback_mark_failed(feedback_id=feedback_id, reason=error.reason)
+        services.feedback_mark_failed(
+            feedback_id=feedback_id, reason=error.reason_for(retrying=False)
+        )
         return
-    if attempts >= settings.FEEDBACK_MAX_ATTEMPTS:
+    if not retrying:
         reason = f"{error.reason} (gave up after {attempts} attempts)"
         services.feedback_mark_failed(feedback_id=feedback_id, reason=reason)
         return
     delay = retry_delay(attempts)
     services.feedback_mark_retrying(
         feedback_id=feedback_id,
-        reason=error.reason,
+        reason=error.reason_for(retrying=True),
         next_retry_at=timezone.now() + timedelta(seconds=delay),
     )
     raise task.retry(countdown=delay)

@@ -13,7 +13,8 @@ from .answers import answers_recent, answers_timed, with_server_timing
 from .forms import FeedbackForm
 from .limits import SubmissionLimit, submission_limit_take
 from .models import Feedback, SendMode
-from .selectors import feedback_status_context
+from .selectors import feedback_session_cards, feedback_status_context
+from .submissions import submissions_remember
 from .tokens import feedback_id_from_token, feedback_token
 from .transitions import is_final
 
@@ -46,6 +47,7 @@ def take_submission(request: HtmxHttpRequest) -> HttpResponse:
     with answers_timed(request.session, mode=mode) as answered:
         feedback = services.feedback_submit(**form.cleaned_data)
     request.session.cycle_key()  # watch rights go to this session: a planted key loses them
+    submissions_remember(request.session, feedback_id=feedback.pk)
     token = feedback_token(feedback.pk, session=request.session)
     if not request.htmx:
         url = reverse("feedback:status", kwargs={"token": token})
@@ -64,8 +66,14 @@ def take_submission(request: HtmxHttpRequest) -> HttpResponse:
 
 
 def render_form(request: HtmxHttpRequest, form: FeedbackForm) -> HttpResponse:
-    template = "feedback/index.html#form" if request.htmx else "feedback/index.html"
-    return render(request, template, {"form": form, "answers": answers_recent(request.session)})
+    if request.htmx:
+        return render(request, "feedback/index.html#form", {"form": form})
+    context = {
+        "form": form,
+        "answers": answers_recent(request.session),
+        "cards": feedback_session_cards(session=request.session),
+    }
+    return render(request, "feedback/index.html", context)
 
 
 def too_many_submissions(

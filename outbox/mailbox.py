@@ -27,6 +27,11 @@ class Mail:
     subject: str
     message_id: str
     body: str
+    html: str = ""  # the text/html alternative, when the email had one
+
+    @property
+    def has_html(self) -> bool:
+        return bool(self.html)
 
     @property
     def anchor(self) -> str:
@@ -38,6 +43,7 @@ class Mail:
 def mail_record(*, mail_from: str, rcpt_tos: list[str], raw: bytes) -> dict:
     message = email.message_from_bytes(raw, policy=email.policy.default)
     part = message.get_body(preferencelist=("plain", "html"))
+    html = message.get_body(preferencelist=("html",))
     return {
         "received_at": datetime.now(UTC).isoformat(),
         "mail_from": mail_from,
@@ -47,6 +53,7 @@ def mail_record(*, mail_from: str, rcpt_tos: list[str], raw: bytes) -> dict:
         "message_id": str(message.get("Message-ID", "")),
         # Lines end in CRLF on the wire; the page wants plain text.
         "body": (part or message).get_content().replace("\r\n", "\n"),
+        "html": html.get_content() if html is not None and html is not part else "",
     }
 
 

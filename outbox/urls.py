@@ -6,4 +6,5 @@ app_name = "outbox"
 
 urlpatterns = [
     path("", views.outbox_index, name="index"),
+    path("<str:anchor>/html/", views.outbox_html, name="html"),
 ]

@@ -1,5 +1,6 @@
 import asyncio
 import random
+from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -8,50 +9,137 @@ from django.conf import settings
 from . import watch
 
 # Close codes. 4403 mirrors HTTP 403; a normal close (1000) at a final state
-# tells the htmx ws extension not to reconnect.
+# tells the browser not to reconnect.
 CLOSE_FORBIDDEN = 4403
 CLOSE_DONE = 1000
 
+# What a page sends on its socket to watch one more thing: "watch <kind>/<token>".
+WATCH_COMMAND = "watch"
+# What the server answers when it will not watch it (a forged, expired or
+# another session's token, or too many on one socket): "refused <kind>/<token>".
+REFUSED = "refused"
+# The heartbeat frame: an HTML comment, so a client that swaps frames as HTML
+# swaps nothing.
+HEARTBEAT = "<!--heartbeat-->"
 
-class StatusConsumer(AsyncWebsocketConsumer):
-    """Pushes one watched object's rendered status to the browser."""
 
-    group: str | None = None
-    version = -1
+class Heartbeat:
+    """Sends every open status socket of this process a small frame every
+    REALTIME_HEARTBEAT_SECONDS, so a page can tell a quiet socket from a dead one.
+
+    A socket can go silent without closing (a laptop that sleeps, a phone that
+    changes networks): the browser is never told, and the page would wait for a
+    close that does not come. One task per process walks every socket, rather
+    than a timer per socket: at 10,000 sockets that is one wake-up per interval,
+    not 10,000 (docs/benchmarks.md measures its cost).
+    """
+
+    # Let other work run between batches of sends.
+    BATCH = 500
+
+    def __init__(self) -> None:
+        self.sockets: set[AsyncWebsocketConsumer] = set()
+        self.task: asyncio.Task | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def join(self, consumer: AsyncWebsocketConsumer) -> None:
+        self.sockets.add(consumer)
+        loop = asyncio.get_running_loop()
+        if self.task is None or self.task.done() or self.loop is not loop:
+            self.loop = loop
+            self.task = loop.create_task(self.beat())
+
+    def leave(self, consumer: AsyncWebsocketConsumer) -> None:
+        self.sockets.discard(consumer)
+
+    async def beat(self) -> None:
+        while self.sockets:
+            await asyncio.sleep(settings.REALTIME_HEARTBEAT_SECONDS)
+            for count, consumer in enumerate(list(self.sockets), start=1):
+                if consumer not in self.sockets:
+                    continue  # closed meanwhile
+                try:
+                    await consumer.send(text_data=HEARTBEAT)
+                except Exception:  # a socket closing under us: it leaves on disconnect
+                    self.sockets.discard(consumer)
+                if count % self.BATCH == 0:
+                    await asyncio.sleep(0)
+
+
+heartbeat = Heartbeat()
+
+
+@dataclass(eq=False)
+class Watched:
+    """One thing a socket watches."""
+
+    kind: str
+    token: str
+    group: str
+    version: int = -1
+    final: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}/{self.token}"
+
+
+class WatchingConsumer(AsyncWebsocketConsumer):
+    """Pushes the rendered state of what a socket watches: the current state
+    first, then every newer one, and a heartbeat while it is open."""
+
     resyncing: asyncio.Task | None = None
-    # Watchers open in this process, for spreading the re-reads (see resync_delay).
-    live = 0
+    # Watches not final yet in this process, for spreading the re-reads (see resync_delay).
+    live: set[Watched] = set()  # noqa: RUF012
 
-    async def snapshot(self) -> watch.Snapshot | None:
-        kwargs = self.scope["url_route"]["kwargs"]
-        # The session (from asgi.py's SessionMiddlewareStack) says who is asking.
-        return await database_sync_to_async(watch.resolve)(
-            kwargs["kind"], kwargs["token"], session=self.scope.get("session")
-        )
+    async def websocket_connect(self, message: dict) -> None:
+        self.watches: dict[str, Watched] = {}
+        self.by_group: dict[str, Watched] = {}
+        await super().websocket_connect(message)
 
-    async def connect(self) -> None:
-        kwargs = self.scope["url_route"]["kwargs"]
-        group = await database_sync_to_async(watch.group_for)(
-            kwargs["kind"], kwargs["token"], session=self.scope.get("session")
-        )
-        # Accept before closing: a refused handshake makes the htmx extension
-        # retry forever, a 4403 close ends it.
-        await self.accept()
+    async def accept(self, subprotocol=None, headers=None) -> None:
+        await super().accept(subprotocol, headers)
+        heartbeat.join(self)
+
+    async def close(self, code=None, reason=None) -> None:
+        heartbeat.leave(self)  # nothing more to say, even before the disconnect arrives
+        await super().close(code, reason)
+
+    async def add_watch(self, kind: str, token: str) -> bool:
+        """Start watching; False if this session may not watch it (nothing sent then)."""
+        session = self.scope.get("session")
+        group = await database_sync_to_async(watch.group_for)(kind, token, session=session)
         if group is None:
-            await self.close(code=CLOSE_FORBIDDEN)
-            return
+            return False
         # Join first, read second: a change published in between is then
         # delivered after the snapshot (and dropped if the snapshot has it).
-        self.group = group
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        snapshot = await self.snapshot()
+        watched = Watched(kind=kind, token=token, group=group)
+        self.watches[watched.name] = watched
+        self.by_group[group] = watched
+        await self.channel_layer.group_add(group, self.channel_name)
+        snapshot = await self.snapshot(watched)
         if snapshot is None:  # valid token, but nothing to watch (deleted)
-            await self.close(code=CLOSE_FORBIDDEN)
+            await self.drop_watch(watched)
+            return False
+        await self.forward(watched, snapshot.html, snapshot.version, snapshot.final)
+        if not watched.final:
+            WatchingConsumer.live.add(watched)
+            if self.resyncing is None:
+                self.resyncing = asyncio.create_task(self.resync())
+        return True
+
+    async def drop_watch(self, watched: Watched) -> None:
+        WatchingConsumer.live.discard(watched)
+        if self.watches.pop(watched.name, None) is None:
             return
-        await self.forward(snapshot.html, snapshot.version, snapshot.final)
-        if not snapshot.final:
-            StatusConsumer.live += 1
-            self.resyncing = asyncio.create_task(self.resync())
+        self.by_group.pop(watched.group, None)
+        await self.channel_layer.group_discard(watched.group, self.channel_name)
+
+    async def snapshot(self, watched: Watched) -> watch.Snapshot | None:
+        # The session (from asgi.py's SessionMiddlewareStack) says who is asking.
+        return await database_sync_to_async(watch.resolve)(
+            watched.kind, watched.token, session=self.scope.get("session")
+        )
 
     async def resync(self) -> None:
         """Re-read the state now and then, and forward it if it is newer.
@@ -60,15 +148,15 @@ class StatusConsumer(AsyncWebsocketConsumer):
         restarting, a full channel) would otherwise leave the page behind for
         good. Versions make this cheap: an unchanged state is not sent again.
         """
-        while True:
+        while any(not watched.final for watched in self.watches.values()):
             await asyncio.sleep(self.resync_delay())
-            snapshot = await self.snapshot()
-            if snapshot is None:  # the token expired meanwhile
-                await self.close(code=CLOSE_FORBIDDEN)
-                return
-            await self.forward(snapshot.html, snapshot.version, snapshot.final)
-            if snapshot.final:
-                return
+            for watched in [w for w in self.watches.values() if not w.final]:
+                snapshot = await self.snapshot(watched)
+                if snapshot is None:  # the token expired meanwhile
+                    await self.refused(watched)
+                    continue
+                await self.forward(watched, snapshot.html, snapshot.version, snapshot.final)
+        self.resyncing = None
 
     @classmethod
     def resync_delay(cls) -> float:
@@ -83,27 +171,87 @@ class StatusConsumer(AsyncWebsocketConsumer):
         """
         interval = max(
             getattr(settings, "REALTIME_RESYNC_SECONDS", 5.0),
-            cls.live / getattr(settings, "REALTIME_RESYNC_PER_SECOND", 50.0),
+            len(cls.live) / getattr(settings, "REALTIME_RESYNC_PER_SECOND", 50.0),
         )
         return interval * random.uniform(0.5, 1.0)
 
     async def disconnect(self, code: int) -> None:
+        heartbeat.leave(self)
         if self.resyncing is not None:
             self.resyncing.cancel()
-            StatusConsumer.live -= 1
-        if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        for watched in list(getattr(self, "watches", {}).values()):
+            await self.drop_watch(watched)
 
     async def status_update(self, event: dict) -> None:
-        await self.forward(event["html"], event["version"], event["final"])
+        if "group" in event:
+            watched = self.by_group.get(event["group"])
+        else:  # from a publisher that does not name it: only a single watch can tell
+            watched = next(iter(self.watches.values())) if len(self.watches) == 1 else None
+        if watched is not None:
+            await self.forward(watched, event["html"], event["version"], event["final"])
 
-    async def forward(self, html: str, version: int, final: bool) -> None:
-        if version <= self.version:
+    async def forward(self, watched: Watched, html: str, version: int, final: bool) -> None:
+        if version <= watched.version or watched.final:
             return  # an older update arriving late never overwrites a newer one
-        self.version = version
+        watched.version = version
         await self.send(text_data=html)
         if final:
-            await self.close(code=CLOSE_DONE)
+            watched.final = True
+            await self.reached_final(watched)
+
+    async def reached_final(self, watched: Watched) -> None:
+        await self.drop_watch(watched)
+
+    async def refused(self, watched: Watched) -> None:
+        raise NotImplementedError
+
+
+class StatusConsumer(WatchingConsumer):
+    """One watched object per socket, named by the path (/ws/<kind>/<token>/);
+    closed normally at its final state. Frames from the browser are ignored."""
+
+    async def connect(self) -> None:
+        kwargs = self.scope["url_route"]["kwargs"]
+        # Accept before closing: a refused handshake makes a browser retry
+        # forever, a 4403 close ends it.
+        await self.accept()
+        if not await self.add_watch(kwargs["kind"], kwargs["token"]):
+            await self.close(code=CLOSE_FORBIDDEN)
+
+    async def reached_final(self, watched: Watched) -> None:
+        await super().reached_final(watched)
+        await self.close(code=CLOSE_DONE)
+
+    async def refused(self, watched: Watched) -> None:
+        await self.drop_watch(watched)
+        await self.close(code=CLOSE_FORBIDDEN)
+
+
+class PageConsumer(WatchingConsumer):
+    """One socket for a whole page (/ws/watch/): the page sends "watch <kind>/<token>"
+    for each thing it shows, now or later, and gets each one's state over it.
+
+    The socket stays open when one watch ends (final, refused): the page may
+    add more. A frame that is not a watch command is ignored.
+    """
+
+    async def connect(self) -> None:
+        await self.accept()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        command, _, name = (text_data or "").partition(" ")
+        kind, _, token = name.partition("/")
+        if command != WATCH_COMMAND or not kind or not token or name in self.watches:
+            return
+        if len(self.watches) >= settings.REALTIME_WATCHES_PER_SOCKET:
+            await self.send(text_data=f"{REFUSED} {name}")
+            return
+        if not await self.add_watch(kind, token):
+            await self.send(text_data=f"{REFUSED} {name}")
+
+    async def refused(self, watched: Watched) -> None:
+        await self.drop_watch(watched)
+        await self.send(text_data=f"{REFUSED} {watched.name}")
 
 
 class NoSuchSocketConsumer(AsyncWebsocketConsumer):

@@ -22,8 +22,12 @@ CONNECTION_ATTEMPTS = 2
 CONNECTION_LOST = (ConnectionError, RedisConnectionError)
 
 
-def status_event(*, html: str, version: int, final: bool) -> dict:
-    return {"type": EVENT_TYPE, "html": html, "version": version, "final": final}
+def status_event(*, html: str, version: int, final: bool, group: str | None = None) -> dict:
+    """The channel-layer message; `group` lets a socket watching many tell them apart."""
+    event = {"type": EVENT_TYPE, "html": html, "version": version, "final": final}
+    if group is not None:
+        event["group"] = group
+    return event
 
 
 class _PublishLoop:
@@ -80,7 +84,7 @@ def publish(*, group: str, html: str, version: int, final: bool) -> bool:
     layer = get_channel_layer()
     if layer is None:
         return False
-    event = status_event(html=html, version=version, final=final)
+    event = status_event(html=html, version=version, final=final, group=group)
     for attempt in range(1, CONNECTION_ATTEMPTS + 1):
         try:
             _publish_loop.run(layer.group_send(group, event), timeout=PUBLISH_TIMEOUT)

@@ -10,7 +10,7 @@ loaded or anything is read from the database:
   connect/close flood is turned away cheaply and real watchers keep their turn.
 
 Over a cap, the socket is accepted and closed at once with CLOSE_TOO_MANY
-(4429, after HTTP 429): a refused handshake would make the htmx ws extension
+(4429, after HTTP 429): a refused handshake would make a browser
 retry for ever, while a 4xxx close ends its retries and the page falls back to
 polling the status over HTTP every few seconds. The counts are per process.
 """

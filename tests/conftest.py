@@ -125,11 +125,38 @@ def dev_mailbox(tmp_path):
 
     path = tmp_path / "mailbox.jsonl"
     controller = serve(host="127.0.0.1", port=free_port(), path=path)
-    env = {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(controller.port), "DEV_MAILBOX": str(path)}
+    env = {
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": str(controller.port),
+        "DEV_MAILBOX": str(path),
+        "DEV_MAILBOX_IN_USE": "1",
+    }
     try:
         yield env, path
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def postfix(request):
+    """A private Postfix on a free port of 127.0.0.1 (tests/support/postfix.py), started.
+
+    Skipped without Debian's `postfix` package (or not as root), failed instead
+    under CI, REQUIRE_POSTFIX=1 or REQUIRE_BROWSER=1 (`.ci/run` installs it).
+    """
+    from tests.support.postfix import Postfix, missing_reason
+
+    reason = missing_reason()
+    if reason:
+        if os.environ.get("REQUIRE_POSTFIX") == "1" or _browser_required():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = Postfix()
+    _show_log_on_failure(request, "postfix", server)
+    try:
+        yield server.start()
+    finally:
+        server.cleanup()
 
 
 # -- The app's processes ---------------------------------------------------------

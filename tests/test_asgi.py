@@ -34,7 +34,8 @@ def submit() -> tuple[Client, str]:
     response = client.post(
         "/", {"email": "ada@example.com", "message": "Hi"}, headers={"HX-Request": "true"}
     )
-    path = re.search(r'ws-connect="(/ws/feedback/[^"]+/)"', response.content.decode()).group(1)
+    watched = re.search(r'data-watch="(feedback/[^"]+)"', response.content.decode()).group(1)
+    path = f"/ws/{watched}/"
     return client, path
 
 
@@ -92,3 +93,22 @@ async def test_a_foreign_or_missing_origin_is_refused_at_the_handshake(origin):
     assert not connected  # refused before the consumer runs: it never sees the token
     assert code == 1000  # a close before accept: the server answers the handshake with 403
     assert await Feedback.objects.acount() == 1
+
+
+async def test_on_the_page_socket_only_the_submitting_browser_gets_its_card():
+    client, path = await submit()
+    name = path.removeprefix("/ws/").rstrip("/")  # feedback/<token>
+    other, _ = await submit()
+    for cookie in (cookie_of(other), ""):  # another browser, and none at all
+        ws = socket("/ws/watch/", cookie=cookie)
+        connected, _ = await ws.connect(timeout=5)
+        assert connected
+        await ws.send_to(text_data=f"watch {name}")
+        assert await ws.receive_from(timeout=5) == f"refused {name}"  # and no data
+        assert await ws.receive_nothing(timeout=0.2)
+        await ws.disconnect()
+    ws = socket("/ws/watch/", cookie=cookie_of(client))
+    await ws.connect(timeout=5)
+    await ws.send_to(text_data=f"watch {name}")
+    assert 'data-status="queued"' in await ws.receive_from(timeout=5)
+    await ws.disconnect()

@@ -68,9 +68,9 @@ def test_while_the_socket_is_down_the_status_polls_never_goes_back_and_stops_at_
     """No worker: the test moves the row itself and serves one stale answer."""
     server = start_daphne()
     page = browser_page
-    # Every websocket is refused as if the server were restarting (1012): htmx keeps
+    # Every websocket is refused as if the server were restarting (1012): the page keeps
     # reconnecting, so the status element has only its HTTP fallback.
-    page.route_web_socket(re.compile(r".*/ws/feedback/.*"), lambda ws: ws.close(code=1012))
+    page.route_web_socket(re.compile(r".*/ws/.*"), lambda ws: ws.close(code=1012))
     polls: list[str] = []
     stale: list[str] = []  # when set, the next poll gets this instead of the server's answer
 

@@ -7,6 +7,7 @@ from channels.testing import WebsocketCommunicator
 from feedback import selectors, services, tokens
 from feedback.models import Feedback
 from realtime import watch
+from realtime.consumers import HEARTBEAT, heartbeat
 from realtime.publish import status_event
 from realtime.routing import websocket_urlpatterns
 
@@ -143,3 +144,87 @@ async def test_a_change_published_while_a_watcher_reads_its_snapshot_reaches_it_
     assert 'data-status="queued"' in await ws.receive_from(timeout=5)
     assert 'data-status="sending"' in await ws.receive_from(timeout=5)
     await ws.disconnect()
+
+
+# -- One socket per page (/ws/watch/) ------------------------------------------------
+
+
+async def open_page_socket() -> WebsocketCommunicator:
+    ws = WebsocketCommunicator(application, "/ws/watch/")
+    connected, _ = await ws.connect()
+    assert connected
+    return ws
+
+
+async def test_one_page_socket_watches_each_card_it_names_and_stays_open_past_a_final_state():
+    first = await make_feedback()
+    second = await make_feedback(status=Feedback.Status.SENT, version=2)
+    ws = await open_page_socket()
+    assert await ws.receive_nothing(timeout=0.2)  # nothing until it names something
+
+    await ws.send_to(text_data=f"watch feedback/{feedback_token(first.pk)}")
+    assert f'id="status-{first.pk}"' in await ws.receive_from(timeout=5)
+    await ws.send_to(text_data=f"watch feedback/{feedback_token(second.pk)}")
+    snapshot = await ws.receive_from(timeout=5)
+    assert f'id="status-{second.pk}"' in snapshot and 'data-status="sent"' in snapshot
+
+    # Both updates come over the one socket, each told apart by its group.
+    claimed = await database_sync_to_async(services.feedback_claim)(feedback_id=first.pk)
+    update = await ws.receive_from(timeout=5)
+    assert f'id="status-{first.pk}"' in update and 'data-status="sending"' in update
+    await database_sync_to_async(services.feedback_mark_sent)(feedback=claimed)
+    assert 'data-status="sent"' in await ws.receive_from(timeout=5)
+    assert await ws.receive_nothing(timeout=0.3)  # still open: the page may add cards
+
+    # A card added later is watched over the same socket.
+    third = await make_feedback()
+    await ws.send_to(text_data=f"watch feedback/{feedback_token(third.pk)}")
+    assert f'id="status-{third.pk}"' in await ws.receive_from(timeout=5)
+    await ws.disconnect()
+
+
+async def test_a_page_socket_refuses_a_bad_token_by_name_and_ignores_other_frames():
+    feedback = await make_feedback()
+    ws = await open_page_socket()
+    for frame in ["hello", "watch", "watch feedback/", "watch /x", "unwatch feedback/x"]:
+        await ws.send_to(text_data=frame)
+    assert await ws.receive_nothing(timeout=0.2)
+    await ws.send_to(text_data="watch feedback/forged")
+    assert await ws.receive_from(timeout=5) == "refused feedback/forged"
+    await ws.send_to(text_data="watch nosuchkind/abc")
+    assert await ws.receive_from(timeout=5) == "refused nosuchkind/abc"
+    # The socket still works for a good token.
+    await ws.send_to(text_data=f"watch feedback/{feedback_token(feedback.pk)}")
+    assert 'data-status="queued"' in await ws.receive_from(timeout=5)
+    await ws.disconnect()
+
+
+async def test_a_page_socket_watches_at_most_so_many(settings):
+    settings.REALTIME_WATCHES_PER_SOCKET = 2
+    rows = [await make_feedback() for _ in range(3)]
+    ws = await open_page_socket()
+    for row in rows[:2]:
+        await ws.send_to(text_data=f"watch feedback/{feedback_token(row.pk)}")
+        assert f'id="status-{row.pk}"' in await ws.receive_from(timeout=5)
+    name = f"feedback/{feedback_token(rows[2].pk)}"
+    await ws.send_to(text_data=f"watch {name}")
+    assert await ws.receive_from(timeout=5) == f"refused {name}"
+    await ws.disconnect()
+
+
+@pytest.mark.parametrize("path", ["/ws/watch/", None])
+async def test_every_status_socket_gets_a_heartbeat(settings, path):
+    settings.REALTIME_HEARTBEAT_SECONDS = 0.2
+    feedback = await make_feedback()
+    beaten = len(heartbeat.sockets)
+    if path is None:
+        ws = communicator(feedback_token(feedback.pk))
+        await ws.connect()
+        assert 'data-status="queued"' in await ws.receive_from(timeout=5)
+    else:
+        ws = await open_page_socket()
+    # Nothing changes, yet the socket says something at every interval.
+    assert await ws.receive_from(timeout=5) == HEARTBEAT
+    assert await ws.receive_from(timeout=5) == HEARTBEAT
+    await ws.disconnect()
+    assert len(heartbeat.sockets) == beaten  # a closed socket is no longer beaten

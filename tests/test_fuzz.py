@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from django_celery.asgi import application
 from feedback.forms import MESSAGE_MAX_LENGTH
 from feedback.models import Feedback
+from realtime.consumers import HEARTBEAT
 
 bounded = hypothesis_settings(
     max_examples=200,
@@ -150,6 +151,10 @@ def test_a_stranger_socket_is_refused_or_closed_4403_and_never_gets_data(path, o
         if not connected:
             return "refused at the handshake"  # a 403, not a 500
         assert origin == ORIGINS[0]  # only our own origin ever gets this far
+        if path == "/ws/watch/":  # the page socket: open, and silent until it is asked
+            assert await ws.receive_nothing(timeout=0.2)
+            await ws.disconnect()
+            return "the page socket, silent"
         assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
         assert await ws.receive_nothing(timeout=0.05)
         return "accepted, closed 4403"
@@ -163,7 +168,8 @@ def _submit() -> tuple[str, str]:
     response = client.post(
         "/", {"email": "ada@example.com", "message": "Hi"}, headers={"HX-Request": "true"}
     )
-    path = re.search(r'ws-connect="(/ws/feedback/[^"]+/)"', response.content.decode()).group(1)
+    watched = re.search(r'data-watch="(feedback/[^"]+)"', response.content.decode()).group(1)
+    path = f"/ws/{watched}/"
     cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
     return path, cookie
 
@@ -198,6 +204,33 @@ def test_messages_from_a_watcher_are_ignored(frames):
         await ws.disconnect()
 
     async_to_sync(attempt)()
+
+
+@pytest.mark.django_db(transaction=True)
+@hypothesis_settings(bounded, max_examples=50)
+@given(frames=frames)
+def test_a_stranger_page_socket_gets_refusals_and_never_data(frames):
+    """Random frames, some of them watch commands with another browser's token."""
+
+    async def attempt() -> str:
+        path, _ = await _submit()  # someone else's submission
+        ws = await _open("/ws/watch/", ORIGINS[0])
+        connected, _ = await ws.connect(timeout=5)
+        assert connected
+        for frame in [*frames, {"type": "websocket.receive", "text": "watch " + path[4:-1]}]:
+            await ws.send_input(frame)
+        replies = 0
+        while not await ws.receive_nothing(timeout=0.2):
+            reply = await ws.receive_from()
+            if reply == HEARTBEAT:
+                continue
+            assert reply.startswith("refused "), "data to a stranger"
+            replies += 1
+        assert replies >= 1  # the other browser's card, refused by name
+        await ws.disconnect()
+        return f"{replies} refused"
+
+    event(async_to_sync(attempt)())
 
 
 CHARSETS = ["utf-8", "UTF-8", "utf8", "ascii", "latin-1", "iso-8859-1", "utf-16", "utf-32"]

@@ -54,7 +54,7 @@ def smtp_mail(settings, smtp_server):
     settings.FEEDBACK_SEND_DELAY = 0
     settings.MAILERS = {
         "default": {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "BACKEND": "feedback.smtp.EmailBackend",
             "OPTIONS": {"host": smtp_server.host, "port": smtp_server.port, "timeout": 10},
         }
     }
@@ -86,7 +86,9 @@ def test_an_injected_header_never_reaches_the_smtp_server(smtp_mail):
         assert b"evil@example.com" not in message.raw and b"pwned" not in message.raw
     hostile.refresh_from_db()
     assert hostile.status == Feedback.Status.FAILED
-    assert hostile.failure_reason == "The email address cannot be used."
+    assert hostile.failure_reason == (
+        "The email address cannot be used. This is permanent: it will not be tried again."
+    )
 
 
 def test_markup_is_escaped_on_the_page_and_in_the_admin(client, admin_client):
@@ -102,14 +104,19 @@ def test_markup_is_escaped_on_the_page_and_in_the_admin(client, admin_client):
         assert "<script>alert" not in html and "<img src=x" not in html
 
 
-def test_markup_arrives_verbatim_as_plain_text_in_the_email(smtp_mail):
+def test_markup_arrives_verbatim_as_plain_text_and_escaped_in_the_html_part(smtp_mail):
     feedback = services.feedback_create(email="ada@example.com", message=MARKUP, enqueue=False)
     send_feedback_email(str(feedback.pk))
     (received,) = smtp_mail.wait_for(1)
-    assert received.message.get_content_type() == "text/plain"
-    assert not received.message.is_multipart()  # no HTML part to inject into
-    assert f"> {MARKUP}" in received.body
-    assert "&lt;" not in received.body
+    assert received.message.get_content_type() == "multipart/alternative"
+    plain = received.message.get_body(preferencelist=("plain",)).get_content()
+    html = received.message.get_body(preferencelist=("html",)).get_content()
+    assert f"> {MARKUP}" in plain
+    assert "&lt;" not in plain
+    escaped = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;"
+    assert escaped in html
+    assert "<script" not in html and "<img" not in html  # nothing runs, nothing is fetched
+    assert "http://" not in html and "https://" not in html  # no remote resources
 
 
 @pytest.mark.parametrize(

@@ -83,6 +83,7 @@ def test_make_run_starts_the_mailbox_only_without_email_host(tmp_path):
         "EMAIL_HOST": "127.0.0.1",
         "EMAIL_PORT": str(mailbox.port),
         "DEV_MAILBOX": str(tmp_path / "m.jsonl"),
+        "DEV_MAILBOX_IN_USE": "1",  # only then do sent statuses link to the Outbox
     }
     stack = run.Stack(
         host="127.0.0.1", port=8000, redis=run.RedisChoice(url="redis://x:1/0"), mailbox=mailbox

@@ -9,7 +9,9 @@ GROUP = "test.publish"
 def test_a_publish_reaches_the_group():
     listener = LayerListener(GROUP)
     assert publish(group=GROUP, html="<p>one</p>", version=1, final=False) is True
-    assert listener.receive(timeout=10) == status_event(html="<p>one</p>", version=1, final=False)
+    assert listener.receive(timeout=10) == status_event(
+        html="<p>one</p>", version=1, final=False, group=GROUP
+    )
 
 
 def test_the_first_publish_after_redis_restarted_is_not_lost(redis_server):

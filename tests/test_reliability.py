@@ -93,7 +93,10 @@ def test_smtp_refusing_then_accepting_retries_then_sends_one_email(start_worker,
     assert statuses(events)[-1] == "sent"
     assert "retrying" in statuses(events)
     retrying = next(e["html"] for e in events if 'data-status="retrying"' in e["html"])
-    assert "Attempt 1 did not go through: The mail server answered 451" in retrying
+    assert (
+        "Attempt 1 did not go through: The mail server refused the message: "
+        "451 Greylisted, try again. This is temporary: it will be tried again."
+    ) in retrying
     assert re.search(r"Attempt 2 at <time datetime=\"[^\"]+\">\d\d:\d\d:\d\d UTC</time>", retrying)
     versions = [e["version"] for e in events]
     assert versions == sorted(versions)
@@ -115,7 +118,10 @@ def test_a_permanent_refusal_fails_at_once_without_retrying(start_worker, smtp_s
     events = listener.until_final(timeout=30)
     assert statuses(events)[-1] == "failed"
     assert "retrying" not in statuses(events)
-    assert "Not sent: The mail server answered 550: No such user here" in events[-1]["html"]
+    assert (
+        "Not sent: The mail server refused the sender address: 550 No such user here. "
+        "This is permanent: it will not be tried again."
+    ) in events[-1]["html"]
     # Longer than a retry would wait: still one attempt.
     time.sleep(2 * float(QUICK["FEEDBACK_RETRY_BACKOFF"]))
     feedback.refresh_from_db()

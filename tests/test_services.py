@@ -345,7 +345,7 @@ def test_resend_queues_a_failed_row_again_with_fresh_attempts(django_capture_on_
 def use_smtp(settings, smtp_server) -> None:
     settings.MAILERS = {
         "default": {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "BACKEND": "feedback.smtp.EmailBackend",
             "OPTIONS": {"host": smtp_server.host, "port": smtp_server.port, "timeout": 5},
         }
     }

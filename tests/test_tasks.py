@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.engines]
 def smtp_settings(settings, smtp_server):
     settings.MAILERS = {
         "default": {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "BACKEND": "feedback.smtp.EmailBackend",
             "OPTIONS": {"host": smtp_server.host, "port": smtp_server.port, "timeout": 5},
         }
     }
@@ -81,7 +81,10 @@ def test_a_transient_failure_schedules_a_retry_and_says_when(smtp_settings, smtp
     feedback.refresh_from_db()
     assert feedback.status == Feedback.Status.RETRYING
     assert feedback.attempts == 1
-    assert feedback.failure_reason == "The mail server answered 451: Try again later"
+    assert feedback.failure_reason == (
+        "The mail server refused the message: 451 Try again later. "
+        "This is temporary: it will be tried again."
+    )
     # The first retry waits between half and all of the base delay.
     wait = (feedback.next_retry_at - before).total_seconds()
     assert 4 - 1 <= wait <= 8 + 1
@@ -108,7 +111,7 @@ def test_after_the_last_attempt_it_fails_with_the_reason(smtp_settings, smtp_ser
     feedback.refresh_from_db()
     assert feedback.status == Feedback.Status.FAILED
     assert feedback.failure_reason == (
-        "The mail server answered 421: Service busy (gave up after 2 attempts)"
+        "The mail server refused the message: 421 Service busy. (gave up after 2 attempts)"
     )
     assert smtp_server.messages == []
 
@@ -117,7 +120,7 @@ def test_an_unreachable_server_is_retried(settings, unused_tcp_port):
     settings.FEEDBACK_SEND_DELAY = 0
     settings.MAILERS = {
         "default": {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "BACKEND": "feedback.smtp.EmailBackend",
             "OPTIONS": {"host": "127.0.0.1", "port": unused_tcp_port, "timeout": 5},
         }
     }
@@ -126,7 +129,9 @@ def test_an_unreachable_server_is_retried(settings, unused_tcp_port):
         tasks.send_feedback_email(str(feedback.pk))
     feedback.refresh_from_db()
     assert feedback.status == Feedback.Status.RETRYING
-    assert feedback.failure_reason == "The mail server refused the connection."
+    assert feedback.failure_reason == (
+        "The mail server refused the connection. This is temporary: it will be tried again."
+    )
 
 
 @pytest.mark.parametrize("attempt", [1, 2, 3, 10, 30])
@@ -145,7 +150,7 @@ def test_a_hung_mail_server_times_out_and_is_retried(settings):
     with socket.create_server(("127.0.0.1", 0)) as silent:
         settings.MAILERS = {
             "default": {
-                "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+                "BACKEND": "feedback.smtp.EmailBackend",
                 "OPTIONS": {"host": "127.0.0.1", "port": silent.getsockname()[1], "timeout": 1},
             }
         }
@@ -156,4 +161,6 @@ def test_a_hung_mail_server_times_out_and_is_retried(settings):
         assert time.monotonic() - started < 30  # bounded by the timeout, not hung
     feedback.refresh_from_db()
     assert feedback.status == Feedback.Status.RETRYING
-    assert feedback.failure_reason == "The mail server did not answer in time."
+    assert feedback.failure_reason == (
+        "The mail server did not answer in time. This is temporary: it will be tried again."
+    )

@@ -28,7 +28,7 @@ def test_the_form_page_has_the_fields_and_a_submit_button(client):
     assert 'name="email"' in html and 'name="message"' in html
     assert 'type="submit"' in html
     assert "/static/django_htmx/htmx-2.min.js" in html  # served by us, not a CDN
-    assert "/static/django_htmx/ext/hx-ws-2.min.js" in html
+    assert "/static/js/live.js" in html  # one status socket for the page
 
 
 def test_htmx_submit_stores_the_row_and_answers_with_a_queued_status(client):
@@ -43,7 +43,7 @@ def test_htmx_submit_stores_the_row_and_answers_with_a_queued_status(client):
     html = response.content.decode()
     assert 'data-status="queued"' in html
     assert f'id="status-{feedback.pk}"' in html
-    token = re.search(r'ws-connect="/ws/feedback/([^/"]+)/"', html).group(1)
+    token = re.search(r'data-watch="feedback/([^"]+)"', html).group(1)
     assert feedback_id_from_token(token, session=client.session) == feedback.pk
     assert 'hx-swap-oob="afterbegin:#submissions"' in html
     assert f"/feedback/{feedback.pk}/" not in html  # never a bare id in a URL
@@ -141,7 +141,7 @@ def test_a_watcher_polls_its_status_over_http_until_a_final_state(client):
     url = reverse("feedback:status", kwargs={"token": watch_token(client, feedback)})
     page = client.get(url).content.decode()
     article = re.search(r"<article[^>]*>", page).group(0)
-    assert f'hx-get="{url}"' in article and 'hx-trigger="every 2s"' in article
+    assert f'hx-get="{url}"' in article and 'hx-trigger="every 2s, live:refresh"' in article
     assert 'data-poll-status="when-socket-down"' in article
     assert "/static/js/status-fallback.js" in page  # the gate: polls only while the socket is down
 
@@ -161,3 +161,33 @@ def test_a_watcher_polls_its_status_over_http_until_a_final_state(client):
     # A page opened at a final state does not poll at all.
     article = re.search(r"<article[^>]*>", client.get(url).content.decode()).group(0)
     assert "hx-get" not in article and "hx-trigger" not in article
+
+
+# -- The session's submissions, listed on the index -----------------------------------
+
+
+def test_the_index_lists_this_sessions_submissions_newest_first_and_no_one_elses(client):
+    for message in ["First", "Second"]:
+        client.post("/", {"email": "ada@example.com", "message": message}, headers=HTMX)
+    client.post("/", {"email": "ada@example.com", "message": "Third"})  # a plain form post too
+    html = client.get("/").content.decode()
+    cards = re.findall(r'<article class="submission" data-watch="feedback/([^"]+)"', html)
+    assert len(cards) == 3
+    messages = re.findall(r'<blockquote class="submission__message"[^>]*>([^<]*)<', html)
+    assert messages == ["Third", "Second", "First"]
+    shown = [feedback_id_from_token(token, session=client.session) for token in cards]
+    assert shown == list(Feedback.objects.order_by("-created_at").values_list("pk", flat=True))
+    assert html.count('data-status="queued"') == 3
+
+    stranger = Client()
+    html = stranger.get("/").content.decode()
+    assert "data-watch" not in html and "First" not in html
+
+
+def test_the_index_keeps_the_last_twenty_and_skips_a_deleted_one(client):
+    for number in range(22):
+        client.post("/", {"email": "ada@example.com", "message": f"n{number}"}, headers=HTMX)
+    Feedback.objects.filter(message="n21").delete()
+    html = client.get("/").content.decode()
+    messages = re.findall(r'<blockquote class="submission__message"[^>]*>([^<]*)<', html)
+    assert messages == [f"n{number}" for number in range(20, 1, -1)]

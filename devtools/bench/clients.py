@@ -14,13 +14,25 @@ from websockets.asyncio.client import ClientConnection, connect
 from devtools.http_client import CSRF_INPUT as _CSRF_INPUT
 from devtools.http_client import status_of, watch_token
 
-__all__ = ["AsyncVisitor", "open_watch", "frame_version", "status_of", "watch_token"]
+__all__ = [
+    "AsyncVisitor", "open_watch", "frame_version", "recv_status", "status_of", "watch_token",
+]  # fmt: skip
+
+HEARTBEAT = "<!--heartbeat-->"  # realtime.consumers.HEARTBEAT, without importing the app
 
 
 def frame_version(html: str) -> int:
     marker = 'data-version="'
     start = html.index(marker) + len(marker)
     return int(html[start : html.index('"', start)])
+
+
+async def recv_status(ws: ClientConnection) -> str:
+    """The next status frame, past the server's heartbeats."""
+    while True:
+        message = await ws.recv()
+        if message != HEARTBEAT:
+            return message
 
 
 def cookie_header(cookies: dict[str, str]) -> str:

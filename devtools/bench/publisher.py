@@ -72,7 +72,8 @@ def run_groups(feedback_ids: list[str], *, concurrency: int) -> list[dict]:
     for feedback in Feedback.objects.filter(pk__in=feedback_ids).prefetch_related("events"):
         group = services.status_group(feedback.pk)
         html = services.feedback_render_status(feedback=feedback)
-        payloads.append((group, status_event(html=html, version=feedback.version, final=False)))
+        event = status_event(html=html, version=feedback.version, final=False, group=group)
+        payloads.append((group, event))
 
     async def send_all() -> list[dict]:
         layer = get_channel_layer()

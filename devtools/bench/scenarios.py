@@ -18,7 +18,14 @@ from pathlib import Path
 
 import httpx
 
-from devtools.bench.clients import AsyncVisitor, frame_version, open_watch, status_of
+from devtools.bench.clients import (
+    HEARTBEAT,
+    AsyncVisitor,
+    frame_version,
+    open_watch,
+    recv_status,
+    status_of,
+)
 from devtools.bench.profile import Profiler
 from devtools.bench.stack import (
     BenchStack,
@@ -301,14 +308,15 @@ async def push_phase(
 ) -> dict:
     feedback_id, token = watch.items[0]
     ws = await open_watch(base_url, token, cookies=watch.cookies)
-    frames: list[tuple[float, int]] = [(time.time(), frame_version(await ws.recv()))]
+    frames: list[tuple[float, int]] = [(time.time(), frame_version(await recv_status(ws)))]
     polls: list[tuple[float, int]] = []
     stop_polling = asyncio.Event()
 
     async def read_frames() -> None:
         with contextlib.suppress(Exception):
             async for message in ws:
-                frames.append((time.time(), frame_version(message)))
+                if message != HEARTBEAT:
+                    frames.append((time.time(), frame_version(message)))
 
     async def poll() -> None:
         """What celery-progress does: ask for the status every poll_interval."""
@@ -424,12 +432,11 @@ async def dom_phase(
             )
             page = await context.new_page()
             page.set_default_timeout(20_000)
-            await page.add_init_script(
-                "window.__wsOpen = false;"
-                "document.addEventListener('htmx:wsOpen', () => { window.__wsOpen = true; });"
-            )
             await page.goto(f"{base_url}/feedback/{token}/")
-            await _wait_in_page(page, "() => window.__wsOpen === true", timeout=20)
+            # The page's one socket is open and watching (static/js/live.js).
+            await _wait_in_page(
+                page, "() => document.getElementById('live')?.dataset.state === 'live'", timeout=20
+            )
             await page.evaluate(OBSERVE_VERSIONS, f"status-{feedback_id}")
             out = workdir / f"dom-{feedback_id}.json"
             await run_publisher(
@@ -513,7 +520,7 @@ async def watchers_phase(
         async with gate:
             try:
                 ws = await open_watch(daphne.url, token, cookies=watch.cookies, open_timeout=30)
-                await asyncio.wait_for(ws.recv(), 30)  # the snapshot comes first
+                await asyncio.wait_for(recv_status(ws), 30)  # the snapshot comes first
                 sockets[index] = ws
             except Exception as error:  # counted and reported: this is where it breaks
                 errors[f"{type(error).__name__}: {str(error)[:100]}"] += 1
@@ -542,7 +549,7 @@ async def watchers_phase(
 
     async def await_update(index: int) -> None:
         with contextlib.suppress(Exception):
-            await sockets[index].recv()
+            await recv_status(sockets[index])
             arrivals[index] = time.time()
 
     readers = [asyncio.create_task(await_update(index)) for index in opened]

@@ -1,11 +1,12 @@
-// Keeps a watched status true while its websocket is down, and never lets an
-// older version of it replace a newer one.
+// Keeps a watched status true while the page's socket is down, and never lets
+// an older version of it replace a newer one.
 //
-// A watcher (the element with ws-connect) that is not final yet also carries
-// hx-get="<status url>" hx-trigger="every 2s": htmx polls it, and the server
-// answers 286 at a final state, which ends the polling. This file only lets a
-// poll go out while the socket is not open, and compares data-version before
-// any swap of a status element, whether it came by HTTP or by websocket.
+// A card (the element with data-watch) that is not final yet also carries
+// hx-get="<status url>" hx-trigger="every 2s, live:refresh": htmx polls it, and
+// the server answers 286 at a final state, which ends the polling. This file
+// only lets a poll go out while the socket is down (static/js/live.js keeps
+// data-socket on each card), or once when live.js asks for a re-read
+// (data-refresh), and compares data-version before an HTTP answer is swapped.
 (function () {
   "use strict";
 
@@ -31,22 +32,17 @@
     return next !== null && current !== null && next < current;
   }
 
-  document.addEventListener("htmx:wsOpen", function (event) {
-    event.target.setAttribute("data-socket", "open");
-  });
-  document.addEventListener("htmx:wsClose", function (event) {
-    event.target.setAttribute("data-socket", "closed");
-  });
-
-  // The gate: poll only once the socket has closed (it failed to connect, or
-  // dropped and is reconnecting) and until it opens again, and never past a
-  // final state. A socket still making its first connection is given time.
+  // The gate: poll only once the socket is down (it failed to connect, closed,
+  // or went silent, and is reconnecting) and until it opens again, and never
+  // past a final state. A socket still making its first connection is given time.
   document.addEventListener("htmx:beforeRequest", function (event) {
     var watcher = event.detail.elt;
     if (!watcher.hasAttribute || !watcher.hasAttribute("data-poll-status")) return;
     var status = watcher.querySelector(STATUS);
     var final = status && status.getAttribute("data-final") === "true";
-    if (watcher.getAttribute("data-socket") !== "closed" || final ||
+    var asked = watcher.getAttribute("data-refresh") === "now";
+    watcher.removeAttribute("data-refresh");
+    if ((watcher.getAttribute("data-socket") !== "closed" && !asked) || final ||
         watcher.getAttribute("data-poll-status") === "stopped") {
       event.preventDefault();
     }
@@ -65,15 +61,6 @@
     var target = event.detail.target;
     if (!target || !target.matches || !target.matches(STATUS)) return;
     if (isOlder(parse(event.detail.serverResponse || ""), target)) {
-      event.detail.shouldSwap = false;
-    }
-  });
-
-  // A websocket push that is older than what a poll already showed.
-  document.addEventListener("htmx:oobBeforeSwap", function (event) {
-    var target = event.detail.target;
-    if (!target || !target.matches || !target.matches(STATUS)) return;
-    if (isOlder(event.detail.fragment, target)) {
       event.detail.shouldSwap = false;
     }
   });

@@ -1,0 +1,219 @@
+"""The SMTP side of the confirmation: addresses, extensions, and what a refusal means.
+
+`EmailBackend` is Django's SMTP backend with what real servers expect:
+the EHLO name from settings, domains in IDNA 2008 (UTS #46, non-transitional),
+SMTPUTF8 for a non-ASCII local part (refused plainly when the server does
+not offer it), and 8-bit bodies either declared (`BODY=8BITMIME`) or
+re-encoded 7-bit clean. `describe_send_error` turns any SMTP failure into
+a reason a person can read, with the server's code and text.
+"""
+
+import email.policy
+import smtplib
+import socket
+import ssl
+import unicodedata
+from email.headerregistry import Address
+
+import idna
+from django.conf import settings
+from django.core.mail.backends import smtp
+
+SERVER_TEXT_MAX = 200
+
+
+class SmtpUtf8Unsupported(smtplib.SMTPNotSupportedError):
+    """The address needs SMTPUTF8 (RFC 6531) and the server does not offer it."""
+
+
+def domain_to_ascii(domain: str) -> str:
+    """The A-label form of a domain, by IDNA 2008 (UTS #46 mapping, non-transitional).
+
+    Unlike Python's "idna" codec (IDNA 2003), "straße.de" stays another
+    domain than "strasse.de": xn--strae-oqa.de. Raises ValueError (an
+    idna.IDNAError) when the domain cannot be converted.
+    """
+    if domain.isascii():
+        if "xn--" in domain.lower():
+            idna.decode(domain)  # an A-label must decode: "xn--zz" is no domain
+        return domain.lower()
+    return idna.encode(domain, uts46=True, transitional=False).decode("ascii")
+
+
+def envelope_address(address: str) -> str:
+    """The addr-spec for the SMTP envelope: the domain in A-labels, the local part as written.
+
+    Raises ValueError for anything but one plain address (a line break in a
+    header, two addresses, a malformed domain).
+    """
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        raise ValueError(f"not an address: {address!r}")
+    if any(unicodedata.category(char)[0] in "CZ" for char in address):
+        raise ValueError(f"control, format or space characters in {address!r}")
+    return f"{local}@{domain_to_ascii(domain)}"
+
+
+def header_address(address: str, display_name: str = "") -> Address:
+    local, _, domain = envelope_address(address).rpartition("@")
+    return Address(display_name=display_name, username=local, domain=domain)
+
+
+class EmailBackend(smtp.EmailBackend):
+    @property
+    def connection_class(self):
+        base = smtplib.SMTP_SSL if self.use_ssl else smtplib.SMTP
+        helo_name = settings.EMAIL_HELO_NAME
+
+        class Connection(base):
+            def __init__(self, *args, **kwargs):
+                kwargs["local_hostname"] = helo_name
+                super().__init__(*args, **kwargs)
+
+        return Connection
+
+    def _send(self, email_message):
+        recipients = email_message.recipients()
+        if not recipients:
+            return False
+        connection = self.connection
+        sender = envelope_address(Address(addr_spec=_addr_spec(email_message.from_email)).addr_spec)
+        to = [envelope_address(_addr_spec(recipient)) for recipient in recipients]
+        connection.ehlo_or_helo_if_needed()
+        mail_options = []
+        policy = email.policy.SMTP
+        if not all(address.isascii() for address in (sender, *to)):
+            if not connection.has_extn("smtputf8"):
+                raise SmtpUtf8Unsupported(
+                    "the address has non-ASCII characters before the @ and the server "
+                    "does not offer SMTPUTF8"
+                )
+            mail_options.append("SMTPUTF8")
+            policy = email.policy.SMTPUTF8
+        message = email_message.message(policy=policy)
+        if _has_8bit_parts(message):
+            if connection.has_extn("8bitmime"):
+                mail_options.append("BODY=8BITMIME")
+            else:
+                _make_7bit_clean(message)
+        connection.sendmail(sender, to, message.as_bytes(policy=policy), mail_options)
+        return True
+
+
+def _addr_spec(address: str) -> str:
+    """The bare address of "Name <a@b>" or "a@b", without the header machinery (no IDNA 2003)."""
+    address = str(address).strip()
+    if address.endswith(">") and "<" in address:
+        return address[address.rindex("<") + 1 : -1]
+    return address
+
+
+def _text_leaves(message):
+    for part in message.walk():
+        if not part.is_multipart() and part.get_content_maintype() == "text":
+            yield part
+
+
+def _has_8bit_parts(message) -> bool:
+    return any(
+        str(part.get("Content-Transfer-Encoding", "")).lower() == "8bit"
+        for part in _text_leaves(message)
+    )
+
+
+def _make_7bit_clean(message) -> None:
+    """Re-encode each 8-bit text part as quoted-printable (for a server without 8BITMIME)."""
+    for part in _text_leaves(message):
+        if str(part.get("Content-Transfer-Encoding", "")).lower() != "8bit":
+            continue
+        text = part.get_content()
+        subtype = part.get_content_subtype()
+        del part["Content-Type"]
+        del part["Content-Transfer-Encoding"]
+        part.set_content(text, subtype=subtype, charset="utf-8", cte="quoted-printable")
+
+
+# -- What a failure means ------------------------------------------------------
+
+STAGES = {
+    smtplib.SMTPConnectError: "The mail server refused the connection",
+    smtplib.SMTPHeloError: "The mail server refused our greeting (EHLO)",
+    smtplib.SMTPSenderRefused: "The mail server refused the sender address",
+    smtplib.SMTPRecipientsRefused: "The mail server refused the recipient address",
+    smtplib.SMTPDataError: "The mail server refused the message",
+    smtplib.SMTPAuthenticationError: "The mail server did not accept our credentials",
+}
+
+
+def server_text(text: bytes | str) -> str:
+    """The server's text, fit to show: decoded, control characters removed, shortened."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    cleaned = "".join(" " if unicodedata.category(char)[0] in "CZ" else char for char in str(text))
+    cleaned = " ".join(cleaned.split())
+    if len(cleaned) > SERVER_TEXT_MAX:
+        cleaned = cleaned[: SERVER_TEXT_MAX - 1].rstrip() + "…"
+    return cleaned
+
+
+def server_answer(error: BaseException) -> tuple[int, str] | None:
+    """The (code, text) the server answered, if the failure was an SMTP reply."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        answers = list(error.recipients.values())
+        if not answers:
+            return None
+        # Refused as a whole only if every recipient's refusal was permanent.
+        code, text = max(answers, key=lambda answer: answer[0])
+        return code, server_text(text)
+    code = getattr(error, "smtp_code", None)
+    if isinstance(code, int) and code > 0:
+        return code, server_text(getattr(error, "smtp_error", b""))
+    return None
+
+
+def is_transient_send_error(error: BaseException) -> bool:
+    """Whether sending again later may succeed.
+
+    SMTP says so itself: 4xx replies are temporary, 5xx permanent (recipient
+    refused, credentials rejected). A connection that was refused, dropped
+    or timed out is transient; TLS certificate problems and unsupported
+    features are configuration, so permanent.
+    """
+    answer = server_answer(error)
+    if answer and 400 <= answer[0] < 600:
+        return answer[0] < 500
+    if isinstance(error, smtplib.SMTPServerDisconnected):
+        return True
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return False
+    if isinstance(error, smtplib.SMTPException):
+        return False  # e.g. AUTH, STARTTLS or SMTPUTF8 not supported: configuration
+    return isinstance(error, OSError)
+
+
+def describe_send_error(error: BaseException) -> str:
+    """A reason a person can read, with the server's code and text, without a traceback."""
+    answer = server_answer(error)
+    if answer:
+        code, text = answer
+        stage = next(
+            (words for kind, words in STAGES.items() if isinstance(error, kind)),
+            "The mail server answered",
+        )
+        return f"{stage}: {code} {text}".rstrip() + ("" if text.endswith(".") else ".")
+    if isinstance(error, SmtpUtf8Unsupported):
+        return (
+            "The address has non-ASCII characters before the @, and the mail server "
+            "does not accept such addresses (no SMTPUTF8)."
+        )
+    if isinstance(error, smtplib.SMTPServerDisconnected):
+        if "timed out" in str(error):  # smtplib wraps a read timeout this way
+            return "The mail server did not answer in time."
+        return "The mail server closed the connection."
+    if isinstance(error, TimeoutError | socket.timeout):
+        return "The mail server did not answer in time."
+    if isinstance(error, ConnectionRefusedError):
+        return "The mail server refused the connection."
+    if isinstance(error, OSError):
+        return "The mail server could not be reached."
+    return "The email could not be sent."

@@ -1,0 +1,205 @@
+// One status socket per page, and a connection the page can trust.
+//
+// Every card with data-watch="<kind>/<token>" is watched over the page's one
+// websocket (data-live-path on #live): the page sends "watch <kind>/<token>"
+// for each card, those on the page at load and those htmx adds later, and the
+// server answers with the card's current state, then every newer one. A frame
+// is the status partial, swapped in by its id (an older data-version never
+// replaces a newer one).
+//
+// The server sends a heartbeat on the socket every few seconds. A socket that
+// says nothing for data-silence-ms is taken for dead even if it never closed (a
+// laptop that slept, a phone that changed networks): the page drops it, polls
+// over HTTP (static/js/status-fallback.js, gated by data-socket on each card)
+// and reconnects, as after a close. When the tab becomes visible again or the
+// browser comes back online, each card re-reads its state over HTTP at once.
+(function () {
+  "use strict";
+
+  var indicator = document.getElementById("live");
+  if (!indicator || !window.WebSocket) return;
+
+  var PATH = indicator.getAttribute("data-live-path");
+  var SILENCE_MS = parseInt(indicator.getAttribute("data-silence-ms"), 10) || 12000;
+  var HEARTBEAT = "<!--heartbeat-->";
+  var REFUSED = "refused ";
+  var STATUS = ".status[data-version]";
+  var LABELS = {
+    connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…",
+    polling: "Updating every 2 s",
+  };
+  // Closes that mean "do not come back": refused (4403) or over the socket caps
+  // (4429). The cards then poll, and the page opens no other socket.
+  var REFUSED_CODES = [4403, 4429];
+
+  var socket = null;
+  var heardAt = 0;
+  var retries = 0;
+  var retryTimer = null;
+  var turnedAway = false;
+
+  function cards() {
+    return Array.prototype.slice.call(document.querySelectorAll("[data-watch]"));
+  }
+
+  function isFinal(card) {
+    var status = card.querySelector(STATUS);
+    return !!status && status.getAttribute("data-final") === "true";
+  }
+
+  function pending() {
+    return cards().filter(function (card) {
+      return !isFinal(card) && card.getAttribute("data-poll-status") !== "stopped";
+    });
+  }
+
+  // The indicator changes only with the state: a heartbeat never touches the
+  // DOM, so screen readers are not told about it.
+  function show(state) {
+    if (indicator.getAttribute("data-state") === state) return;
+    indicator.setAttribute("data-state", state);
+    indicator.hidden = false;
+    indicator.querySelector(".live__label").textContent = LABELS[state];
+  }
+
+  function markCards(state) {
+    cards().forEach(function (card) { card.setAttribute("data-socket", state); });
+  }
+
+  function send(card) {
+    if (socket && socket.readyState === WebSocket.OPEN && !isFinal(card)) {
+      socket.send("watch " + card.getAttribute("data-watch"));
+    }
+  }
+
+  function connect() {
+    clearTimeout(retryTimer);
+    retryTimer = null;
+    if (socket || turnedAway || !pending().length) return;
+    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    var ws = new WebSocket(scheme + location.host + PATH);
+    socket = ws;
+    show(retries ? "reconnecting" : "connecting");
+    ws.onopen = function () {
+      if (ws !== socket) return;
+      heardAt = Date.now();
+      retries = 0;
+      show("live");
+      markCards("open");
+      cards().forEach(send);
+    };
+    ws.onmessage = function (event) {
+      if (ws !== socket) return;
+      heardAt = Date.now();
+      var data = String(event.data);
+      if (data === HEARTBEAT) return;
+      if (data.indexOf(REFUSED) === 0) return refused(data.slice(REFUSED.length));
+      swap(data);
+    };
+    ws.onclose = function (event) {
+      if (ws !== socket) return;
+      if (REFUSED_CODES.indexOf(event.code) !== -1) {
+        turnedAway = true;
+        socket = null;
+        markCards("closed");
+        show("polling");
+        return;
+      }
+      down();
+    };
+  }
+
+  // Dead or closed: poll until a new socket is open, and reconnect with a
+  // growing, jittered delay (1 s, 2 s, 4 s … at most 15 s).
+  function down() {
+    var ws = socket;
+    socket = null;
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onclose = null;
+      try { ws.close(); } catch (error) { /* already closing */ }
+    }
+    markCards("closed");
+    if (!pending().length) return;
+    show("reconnecting");
+    var delay = Math.min(15000, 1000 * Math.pow(2, retries)) * (0.5 + Math.random() / 2);
+    retries += 1;
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(connect, delay);
+  }
+
+  function silenceCheck() {
+    if (socket && socket.readyState === WebSocket.OPEN && Date.now() - heardAt > SILENCE_MS) {
+      down();
+    }
+  }
+
+  function refused(name) {
+    cards().forEach(function (card) {
+      // The server will not push this one (its link expired): polling says so too.
+      if (card.getAttribute("data-watch") === name) card.setAttribute("data-socket", "closed");
+    });
+  }
+
+  function parse(html) {
+    var template = document.createElement("template");
+    template.innerHTML = html; // inert: nothing in a template runs
+    return template.content;
+  }
+
+  function versionOf(status) {
+    var version = parseInt(status && status.getAttribute("data-version"), 10);
+    return isNaN(version) ? null : version;
+  }
+
+  function swap(html) {
+    Array.prototype.forEach.call(parse(html).children, function (incoming) {
+      var current = incoming.id && document.getElementById(incoming.id);
+      if (!current) return;
+      var next = versionOf(incoming);
+      var now = versionOf(current);
+      if (next !== null && now !== null && next < now) return; // older: never shown
+      current.replaceWith(incoming);
+      if (window.htmx) window.htmx.process(incoming);
+    });
+  }
+
+  // Re-read each card's state over HTTP now (its hx-get, let through once by
+  // status-fallback.js), and make sure a socket is on its way.
+  function refresh() {
+    pending().forEach(function (card) {
+      if (!window.htmx || !card.hasAttribute("hx-get")) return;
+      card.setAttribute("data-refresh", "now");
+      window.htmx.trigger(card, "live:refresh");
+    });
+    if (socket) silenceCheck();
+    else if (pending().length) connect();
+  }
+
+  // A card htmx adds (a new submission) is watched over the socket already open.
+  function added(element) {
+    var found = element.matches && element.matches("[data-watch]") ? [element] : [];
+    if (element.querySelectorAll) {
+      found = found.concat(Array.prototype.slice.call(element.querySelectorAll("[data-watch]")));
+    }
+    found.forEach(function (card) {
+      if (socket && socket.readyState === WebSocket.OPEN) {
+        card.setAttribute("data-socket", "open");
+        send(card);
+      } else {
+        card.setAttribute("data-socket", socket ? "connecting" : "closed");
+      }
+    });
+    if (turnedAway) found.forEach(function (card) { card.setAttribute("data-socket", "closed"); });
+    else if (found.length && !socket && !retryTimer) connect();
+  }
+
+  document.addEventListener("htmx:load", function (event) { added(event.detail.elt); });
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible") refresh();
+  });
+  window.addEventListener("online", refresh);
+  setInterval(silenceCheck, 1000);
+
+  cards().forEach(function (card) { card.setAttribute("data-socket", "connecting"); });
+  connect();
+})();

@@ -1,0 +1,197 @@
+"""The index keeps this session's submissions, watches them over one socket, and notices
+a socket that went silent (a real browser, real daphne, worker and SMTP server)."""
+
+import re
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+from feedback.models import Feedback
+from tests.support.stall_proxy import StallProxy
+
+CARDS = "#submissions [data-watch]"
+STATUSES = "#submissions [data-watch] [data-status]"
+
+
+def submit(page, message: str, *, button: str = "With Celery") -> None:
+    cards = page.locator(CARDS).count()
+    page.get_by_label("Your email address").fill("ada@example.com")
+    page.get_by_label("Message").fill(message)
+    page.get_by_role("button", name=re.compile(button)).click()
+    expect(page.locator(CARDS)).to_have_count(cards + 1, timeout=15_000)
+
+
+def watch_sockets(page) -> list:
+    sockets: list = []
+    page.on("websocket", lambda socket: sockets.append(socket))
+    return sockets
+
+
+def wait_for(predicate, timeout: float = 30, what: str = "the condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.05)
+    raise TimeoutError(f"no {what} within {timeout}s")
+
+
+def statuses(*messages: str) -> list[str]:
+    rows = {f.message: f.status for f in Feedback.objects.all()}
+    return [rows.get(message) for message in messages]
+
+
+def test_after_a_reload_the_list_is_there_and_still_live_over_one_socket(
+    browser_page, start_worker, start_daphne, smtp_server
+):
+    start_worker(FEEDBACK_SEND_DELAY=4)
+    server = start_daphne()
+    page = browser_page
+    page.goto(server.url)
+    submit(page, "The first")
+    submit(page, "The second")
+    # The first is sent and the second on its way: reload now.
+    wait_for(lambda: statuses("The first", "The second") == ["sent", "sending"], what="sending")
+
+    sockets = watch_sockets(page)
+    page.reload()
+    page.evaluate("window.__same_page = true")
+    cards = page.locator(CARDS)
+    expect(cards).to_have_count(2)
+    # Newest first, each with its status and timeline.
+    expect(cards.nth(0).locator("blockquote")).to_have_text("The second")
+    expect(cards.nth(1).locator("blockquote")).to_have_text("The first")
+    expect(cards.nth(1).locator("[data-status]")).to_have_attribute("data-status", "sent")
+    for card in (cards.nth(0), cards.nth(1)):
+        expect(card.locator(".timeline [data-step]").first).to_be_visible()
+
+    # The one still sending reaches sent on this page, without another reload.
+    expect(cards.nth(0).locator("[data-status]")).to_have_attribute(
+        "data-status", "sent", timeout=30_000
+    )
+    assert page.evaluate("window.__same_page") is True
+    expect(page.locator("#live")).to_have_text("Live")
+    assert len(sockets) == 1, [socket.url for socket in sockets]
+    assert sockets[0].url.endswith("/ws/watch/") and not sockets[0].is_closed()
+    assert len(smtp_server.wait_for(2)) == 2
+
+
+def test_a_socket_gone_silent_without_closing_is_noticed_and_the_card_reaches_sent(
+    browser_page, start_worker, start_daphne, smtp_server
+):
+    start_worker(FEEDBACK_SEND_DELAY=6)
+    server = start_daphne()
+    proxy = StallProxy(target_port=server.port).start()
+    try:
+        page = browser_page
+        sockets = watch_sockets(page)
+        page.goto(proxy.url)
+        # Times the indicator's changes, in the page's own clock.
+        page.evaluate("""() => {
+          window.__states = [];
+          const live = document.getElementById("live");
+          new MutationObserver(() => window.__states.push([live.dataset.state, Date.now()]))
+            .observe(live, {attributes: true, attributeFilter: ["data-state"]});
+        }""")
+        submit(page, "Through a tunnel")
+        status = page.locator(STATUSES)
+        expect(status).to_have_attribute("data-status", "sending", timeout=30_000)
+        expect(page.locator("#live")).to_have_text("Live")
+
+        assert proxy.stall_websockets() == 1  # the page's one socket, now silent and open
+        stalled_at = page.evaluate("Date.now()")
+        expect(status).to_have_attribute("data-status", "sent", timeout=45_000)
+        sent_at = page.evaluate("Date.now()")
+
+        states = page.evaluate("window.__states")
+        noticed = [at for state, at in states if state == "reconnecting" and at >= stalled_at]
+        assert noticed, states
+        silent_for = (noticed[0] - stalled_at) / 1000
+        print(f"silent socket noticed after {silent_for:.1f} s, sent on screen after "
+              f"{(sent_at - stalled_at) / 1000:.1f} s")  # fmt: skip
+        assert silent_for <= 15, states
+        assert Feedback.objects.get().status == Feedback.Status.SENT
+        # It reconnected: a second socket, live again.
+        expect(page.locator("#live")).to_have_text("Live", timeout=30_000)
+        assert len(sockets) >= 2
+    finally:
+        proxy.stop()
+
+
+def test_ten_submissions_on_one_page_share_one_socket_and_all_reach_sent(
+    browser_page, start_worker, start_daphne, smtp_server
+):
+    start_worker()
+    server = start_daphne()
+    page = browser_page
+    sockets = watch_sockets(page)
+    page.goto(server.url)
+    for number in range(1, 11):
+        submit(page, f"Message {number}")
+    statuses_ = page.locator(STATUSES)
+    expect(statuses_).to_have_count(10)
+    for index in range(10):
+        expect(statuses_.nth(index)).to_have_attribute("data-status", "sent", timeout=60_000)
+    assert len(sockets) == 1, [socket.url for socket in sockets]
+    assert not sockets[0].is_closed()
+    assert len(smtp_server.wait_for(10)) == 10
+
+
+@pytest.mark.usefixtures("smtp_server")
+def test_another_browser_sees_none_of_this_sessions_submissions(browser_page, start_daphne):
+    server = start_daphne()
+    page = browser_page
+    page.goto(server.url)
+    submit(page, "Mine alone", button="The old way")  # sent in the request: no worker needed
+    page.reload()
+    expect(page.locator(CARDS)).to_have_count(1)
+    expect(page.locator(STATUSES)).to_have_attribute("data-status", "sent")
+
+    other = page.context.browser.new_context()
+    try:
+        stranger = other.new_page()
+        stranger.goto(server.url)
+        expect(stranger.locator("#submissions")).to_be_attached()
+        expect(stranger.locator(CARDS)).to_have_count(0)
+        assert "Mine alone" not in stranger.content()
+        submit(stranger, "Theirs", button="The old way")
+        stranger.reload()
+        expect(stranger.locator(CARDS)).to_have_count(1)
+    finally:
+        other.close()
+    page.reload()
+    expect(page.locator(CARDS)).to_have_count(1)
+    expect(page.locator(CARDS)).to_contain_text("Mine alone")
+
+
+@pytest.mark.usefixtures("smtp_server")
+def test_back_online_or_visible_again_the_page_re_reads_each_card_at_once(
+    browser_page, start_daphne
+):
+    """No worker: the test moves the row itself and publishes nothing, as if the push was lost
+    while the laptop slept (and the consumer's own re-read is set far away)."""
+    server = start_daphne(REALTIME_RESYNC_SECONDS=60)
+    page = browser_page
+    page.goto(server.url)
+    submit(page, "Where was I")
+    status = page.locator(STATUSES)
+    expect(page.locator("#live")).to_have_text("Live")
+    reads: list[str] = []
+    page.on(
+        "request",
+        lambda request: reads.append(request.url) if "/feedback/" in request.url else None,
+    )
+    page.wait_for_timeout(2_500)  # more than a polling period: the socket is open, no poll
+    assert reads == []
+
+    feedback = Feedback.objects.get()
+    Feedback.objects.filter(pk=feedback.pk).update(status="sending", version=7, progress=40)
+    page.evaluate("window.dispatchEvent(new Event('online'))")
+    expect(status).to_have_attribute("data-version", "7", timeout=5_000)
+    assert len(reads) == 1
+
+    Feedback.objects.filter(pk=feedback.pk).update(status="sent", version=8)
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")  # still visible
+    expect(status).to_have_attribute("data-status", "sent", timeout=5_000)
+    assert len(reads) == 2
