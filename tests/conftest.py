@@ -148,7 +148,7 @@ def postfix(request):
 
     reason = missing_reason()
     if reason:
-        if os.environ.get("REQUIRE_POSTFIX") == "1" or _browser_required():
+        if os.environ.get("REQUIRE_POSTFIX") == "1" or _debian_packages_required():
             pytest.fail(reason)
         pytest.skip(reason)
     server = Postfix()

@@ -210,4 +210,7 @@ def test_a_535_for_our_credentials_fails_at_once_with_a_plain_reason(settings):
         controller.stop()
     assert tried  # the credentials were offered, and refused
     assert result.status == "failed"
-    assert result.failure_reason == "The mail server did not accept our credentials."
+    # A plain reason with the server's own answer (code and text), not a traceback.
+    assert result.failure_reason.startswith("The mail server did not accept our credentials")
+    assert "535" in result.failure_reason
+    assert "Traceback" not in result.failure_reason
