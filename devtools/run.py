@@ -10,7 +10,7 @@ checkout or project there would take this stack's tasks. Either way every key,
 queue and channel goes under ``REDIS_PREFIX`` (by default a name of this
 checkout), which the banner states.
 
-Mail: ``EMAIL_HOST`` when set; else a local SMTP server (``devtools.mailbox``)
+Mail: ``EMAIL_HOST`` when set; else a local SMTP server (``manage.py mailbox``)
 on a free port, storing what it receives for the debug-only Outbox page.
 
 Flower, Celery's monitor, when ``FLOWER=1`` (on ``FLOWER_PORT``, 5555).
@@ -34,12 +34,13 @@ from urllib.parse import urlsplit
 from honcho.manager import SYSTEM_PRINTER_NAME, Manager
 from honcho.printer import Message, Printer
 
-from devtools.mailbox import DEFAULT_FILE as DEFAULT_MAILBOX
 from devtools.ports import free_port, wait_for_port
 from devtools.redis_server import RedisServer
 from django_celery.redis_prefix import checkout_prefix
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Where the development mailbox stores mail unless DEV_MAILBOX says otherwise (as in settings).
+DEFAULT_MAILBOX = REPO_ROOT / "var" / "mailbox.jsonl"
 # Celery retries the broker on its own, but waiting first keeps the log free of
 # connection errors while the private Redis boots.
 REDIS_WAIT_SECONDS = 30
@@ -147,7 +148,7 @@ def build_processes(stack: Stack) -> dict[str, str]:
         processes["redis"] = "exec " + shlex.join(stack.redis.private.command())
     if stack.mailbox is not None:
         processes["mail"] = "exec " + shlex.join(
-            [stack.python, "-m", "devtools.mailbox", "--host", stack.mailbox.host,
+            [stack.python, str(REPO_ROOT / "manage.py"), "mailbox", "--host", stack.mailbox.host,
              "--port", str(stack.mailbox.port), "--file", str(stack.mailbox.path)]
         )  # fmt: skip
     processes["worker"] = _after_redis(

@@ -447,7 +447,7 @@ EMAIL_HELO_NAME = _idna(
 # Empty: the domain of DEFAULT_FROM_EMAIL (read when each email is built).
 EMAIL_MESSAGE_ID_DOMAIN = _idna(os.environ.get("EMAIL_MESSAGE_ID_DOMAIN", "").strip())
 
-# The local SMTP server of `make run` (devtools.mailbox) stores what it
+# The local SMTP server of `make run` (`manage.py mailbox`) stores what it
 # receives here; the debug-only Outbox page reads it.
 DEV_MAILBOX = Path(os.environ.get("DEV_MAILBOX", "").strip() or BASE_DIR / "var" / "mailbox.jsonl")
 # Whether mail goes to that local mailbox (set by `make run` when it starts

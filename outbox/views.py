@@ -4,7 +4,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET
 
-from devtools.mailbox import read_mails
+from outbox.mailbox import read_mails
 
 
 @cache_control(private=True, no_store=True)  # people's messages

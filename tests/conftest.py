@@ -13,9 +13,8 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
-from tests.support.layer import close_all as close_all_listeners
-from tests.support.processes import (
+from devtools.browser import CHROMIUM, CHROMIUM_ARGS
+from devtools.processes import (
     HAPROXY,
     CeleryBeat,
     CeleryWorker,
@@ -23,7 +22,8 @@ from tests.support.processes import (
     HAProxy,
     ManagedProcess,
 )
-from tests.support.smtp_sink import SmtpSink
+from devtools.smtp_sink import SmtpSink
+from tests.support.layer import close_all as close_all_listeners
 
 # Small enough to keep tests quick, long enough to see the intermediate states.
 TEST_SEND_DELAY = "0.3"
@@ -115,13 +115,13 @@ def smtp_server():
 
 @pytest.fixture
 def dev_mailbox(tmp_path):
-    """The local SMTP server of `make run` (devtools.mailbox), storing mail in a file.
+    """The local SMTP server of `make run` (`manage.py mailbox`), storing mail in a file.
 
     Yields ``(env, path)``: ``env`` points the app's processes at it (pass it to
     ``start_worker`` / ``start_daphne``), ``path`` is the file the Outbox reads.
     """
-    from devtools.mailbox import serve
     from devtools.ports import free_port
+    from outbox.mailbox import serve
 
     path = tmp_path / "mailbox.jsonl"
     controller = serve(host="127.0.0.1", port=free_port(), path=path)

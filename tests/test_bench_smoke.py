@@ -18,8 +18,8 @@ import pytest
 from devtools.bench.report import recommend_layer
 from devtools.bench.scenarios import SMOKE
 from devtools.bench.stats import percentile, summarize_ms
-from tests.support.browser import CHROMIUM
-from tests.support.processes import REPO_ROOT, _children
+from devtools.browser import CHROMIUM
+from devtools.processes import REPO_ROOT, _children
 
 # Starting the stack several times over (and Chromium) on a busy 2-core machine.
 pytestmark = pytest.mark.timeout(420)

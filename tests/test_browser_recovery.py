@@ -133,7 +133,8 @@ def test_when_the_socket_comes_back_the_polling_stops(browser_page, start_daphne
         else:
             ws.connect_to_server()
 
-    page.route_web_socket(re.compile(r".*/ws/.*"), on_socket)
+    # The page's one status socket (/ws/watch/) and the per-card one (/ws/feedback/).
+    page.route_web_socket(re.compile(r".*/ws/(watch|feedback)/.*"), on_socket)
     polls: list[float] = []
     page.on(
         "request",

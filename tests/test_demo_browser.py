@@ -11,7 +11,7 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
-from devtools.mailbox import read_mails
+from outbox.mailbox import read_mails
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

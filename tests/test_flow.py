@@ -4,8 +4,8 @@ import time
 
 import pytest
 
+from devtools.http_client import Visitor, status_of, statuses_until_final, watch_token
 from feedback.models import Feedback
-from tests.support.http_client import Visitor, status_of, statuses_until_final, watch_token
 
 # The flow with a real worker: also runs on PostgreSQL (make test).
 pytestmark = pytest.mark.engines

@@ -25,12 +25,12 @@ from playwright.sync_api import expect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from devtools.http_client import Visitor, status_of, watch_token
 from django_celery.asgi import application
 from django_celery.celery import app as celery_app
 from feedback import services
 from feedback.models import Feedback
 from health.checks import health_report_forget
-from tests.support.http_client import Visitor, status_of, watch_token
 
 MiB = 1024 * 1024
 HTMX = {"HX-Request": "true"}

@@ -9,6 +9,7 @@ from celery.exceptions import Retry
 from django.template.loader import render_to_string
 from django.urls import include, path
 
+from devtools.smtp_sink import SmtpSink
 from feedback import services
 from feedback.forms import FeedbackForm
 from feedback.mail import build_confirmation_email
@@ -16,7 +17,6 @@ from feedback.models import Feedback
 from feedback.selectors import feedback_status_context
 from feedback.smtp import describe_send_error, server_text
 from feedback.tasks import send_feedback_email
-from tests.support.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.django_db
 
@@ -281,8 +281,8 @@ def test_a_sent_card_links_the_outbox_only_with_the_local_mailbox(settings, in_u
 
 @pytest.mark.urls(__name__)
 def test_the_outbox_shows_the_plain_text_and_the_sandboxed_html_version(client, settings, tmp_path):
-    from devtools.mailbox import serve
     from devtools.ports import free_port
+    from outbox.mailbox import serve
 
     settings.DEV_MAILBOX = tmp_path / "mailbox.jsonl"
     controller = serve(host="127.0.0.1", port=free_port(), path=settings.DEV_MAILBOX)

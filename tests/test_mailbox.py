@@ -1,4 +1,4 @@
-"""devtools.mailbox: the local SMTP server of `make run` and what the Outbox reads."""
+"""The Outbox's mailbox (outbox.mailbox, `manage.py mailbox`): what `make run` sends mail to."""
 
 import json
 import smtplib
@@ -9,9 +9,9 @@ from email.message import EmailMessage
 import pytest
 
 from devtools import run
-from devtools.mailbox import read_mails, serve
 from devtools.ports import free_port, wait_for_port
-from tests.support.processes import REPO_ROOT
+from devtools.processes import REPO_ROOT
+from outbox.mailbox import read_mails, serve
 
 
 def message(to: str, subject: str, body: str, message_id: str) -> EmailMessage:
@@ -57,9 +57,9 @@ def test_a_missing_file_is_an_empty_mailbox_and_a_torn_line_is_skipped(tmp_path)
     assert [mail.subject for mail in read_mails(path)] == ["Whole"]
 
 
-def test_the_mailbox_runs_as_a_process_and_stops_on_sigterm(tmp_path):
+def test_the_mailbox_command_runs_as_a_process_and_stops_on_sigterm(tmp_path):
     port, path = free_port(), tmp_path / "mailbox.jsonl"
-    command = [sys.executable, "-m", "devtools.mailbox", "--port", str(port), "--file", str(path)]
+    command = [sys.executable, "manage.py", "mailbox", "--port", str(port), "--file", str(path)]
     proc = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
     try:
         wait_for_port("127.0.0.1", port, timeout=20, proc=proc)
@@ -90,7 +90,7 @@ def test_make_run_starts_the_mailbox_only_without_email_host(tmp_path):
     )
     processes = run.build_processes(stack)
     assert list(processes) == ["mail", "worker", "beat", "web"]
-    assert f"devtools.mailbox --host 127.0.0.1 --port {mailbox.port}" in processes["mail"]
+    assert f"manage.py mailbox --host 127.0.0.1 --port {mailbox.port}" in processes["mail"]
 
 
 def test_flower_is_off_unless_asked_for():

@@ -12,9 +12,9 @@ from django.core.checks import run_checks
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from devtools.http_client import Visitor, watch_token
 from feedback import services
 from feedback.models import Feedback
-from tests.support.http_client import Visitor, watch_token
 
 # -- The timeouts agree (a system check) -----------------------------------------
 

@@ -16,10 +16,10 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosedOK
 
+from devtools.http_client import Visitor, status_of, statuses_until_final, watch_token
+from devtools.smtp_sink import SmtpSink
 from django_celery.redis_prefix import checkout_prefix
 from feedback.models import Feedback
-from tests.support.http_client import Visitor, status_of, statuses_until_final, watch_token
-from tests.support.smtp_sink import SmtpSink
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TASK_RECEIVED = re.compile(r"Task feedback\.tasks\.send_feedback_email\[[0-9a-f-]+\] received")

@@ -27,9 +27,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError, InvalidHandshake
 
+from devtools.http_client import Visitor, status_of, watch_token
 from django_celery.worker_liveness import node_of
 from feedback.models import Feedback, FeedbackEvent
-from tests.support.http_client import Visitor, status_of, watch_token
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.timeout(300)]
 

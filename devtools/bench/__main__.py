@@ -24,7 +24,7 @@ from pathlib import Path
 
 from devtools.bench import report, scenarios
 from devtools.bench.stack import BenchStack, raise_nofile_limit
-from tests.support.browser import CHROMIUM
+from devtools.browser import CHROMIUM
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = (

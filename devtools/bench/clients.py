@@ -11,7 +11,8 @@ from http.cookies import SimpleCookie
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.support.http_client import _CSRF_INPUT, status_of, watch_token
+from devtools.http_client import CSRF_INPUT as _CSRF_INPUT
+from devtools.http_client import status_of, watch_token
 
 __all__ = [
     "AsyncVisitor", "open_watch", "frame_version", "recv_status", "status_of", "watch_token",

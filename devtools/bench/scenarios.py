@@ -415,7 +415,7 @@ async def dom_phase(
 ) -> dict:
     from playwright.async_api import async_playwright
 
-    from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+    from devtools.browser import CHROMIUM, CHROMIUM_ARGS
 
     feedback_id, token = watch.items[0]
     async with async_playwright() as playwright:

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 from devtools.postgres_server import PostgresServer
+from devtools.processes import CeleryWorker, DaphneServer
 from devtools.redis_server import RedisServer
-from tests.support.processes import CeleryWorker, DaphneServer
-from tests.support.smtp_sink import SmtpSink
+from devtools.smtp_sink import SmtpSink
 
 # 10,000 sockets on each side of scenario 3, plus files, pipes and Redis.
 WANTED_NOFILE = 65_536

@@ -1,4 +1,4 @@
-"""The app's real processes (a Celery worker, daphne) as test subprocesses.
+"""The app's real processes (a Celery worker, daphne) as subprocesses, for the tests and the bench.
 
 Each runs in its own process group (so a stop reaches a worker's pool children
 too), writes to a log file that the fixtures attach to a failing test's report,
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from devtools.ports import free_port, wait_for_port
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 _live: set["ManagedProcess"] = set()
 

@@ -1,5 +1,5 @@
 """A person's browser, minus the browser: real HTTP and websocket clients
-against a running daphne, for integration tests."""
+against a running daphne, for the integration tests and the bench."""
 
 import re
 from dataclasses import dataclass, field
@@ -8,7 +8,7 @@ from http.cookies import SimpleCookie
 import httpx
 from websockets.sync.client import ClientConnection, connect
 
-_CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 _WS_CONNECT = re.compile(r'data-watch="feedback/([^"]+)"')
 
 
@@ -36,7 +36,7 @@ class Visitor:
     ) -> httpx.Response:
         page = self.http.get("/")
         page.raise_for_status()
-        csrf = _CSRF_INPUT.search(page.text)
+        csrf = CSRF_INPUT.search(page.text)
         assert csrf, "the form carries a CSRF token"
         headers = {"HX-Request": "true"} if htmx else {}
         data = {"csrfmiddlewaretoken": csrf.group(1), "email": email, "message": message, **extra}

@@ -1,26 +1,21 @@
-"""A local mailbox for development: an SMTP server that keeps what it receives.
+"""The Outbox's mailbox: the file the development SMTP server writes, and its reader.
 
-``make run`` starts it when ``EMAIL_HOST`` is unset, so the confirmation emails
-really travel over SMTP, and the debug-only Outbox page lists them::
+``make run`` starts the server when ``EMAIL_HOST`` is unset (``python manage.py
+mailbox``, see ``outbox/management/commands/mailbox.py``), so the confirmation
+emails really travel over SMTP, and the debug-only Outbox page lists them.
 
-    python -m devtools.mailbox --port 8025 --file var/mailbox.jsonl
-
-Each received message is appended to the file as one JSON line; the web app
-reads the file (``read_mails``). One writer (this server), any number of
-readers: a half-written last line is skipped, never an error.
+Each received message is appended to the file (``settings.DEV_MAILBOX``) as one
+JSON line; the Outbox reads the file (``read_mails``). One writer (the server),
+any number of readers: a half-written last line is skipped, never an error.
 """
 
-import argparse
 import email
 import email.policy
 import json
-import signal
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-
-DEFAULT_FILE = Path(__file__).resolve().parent.parent / "var" / "mailbox.jsonl"
 
 
 @dataclass(frozen=True)
@@ -106,22 +101,3 @@ def serve(*, host: str, port: int, path: Path):
     controller = Controller(MailboxHandler(path), hostname=host, port=port, ready_timeout=10)
     controller.start()
     return controller
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8025)
-    parser.add_argument("--file", type=Path, default=DEFAULT_FILE)
-    args = parser.parse_args(argv)
-    controller = serve(host=args.host, port=args.port, path=args.file)
-    print(f"mailbox: SMTP on {args.host}:{args.port}, storing mail in {args.file}", flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    controller.stop()
-
-
-if __name__ == "__main__":
-    main()
