@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 
-from tests.support.processes import REPO_ROOT
+from devtools.processes import REPO_ROOT
 
 # Runs in a fresh interpreter: CHANNEL_LAYER is read when the settings load.
 IDLE_THEN_MESSAGE = """

@@ -15,11 +15,11 @@ import pytest
 from celery.exceptions import Retry
 from django.utils import timezone
 
+from devtools.http_client import Visitor, status_of, watch_token
 from feedback import services
 from feedback.models import Feedback, Status
 from feedback.tasks import send_feedback_email
 from feedback.tokens import feedback_token
-from tests.support.http_client import Visitor, status_of, watch_token
 
 HTMX = {"HX-Request": "true"}
 
