@@ -14,7 +14,7 @@ help:
 	@echo "make admin  a login for the admin (development): creates or resets the user admin"
 	@echo "make test   set up .venv with the test requirements and run the whole suite (SQLite, then PostgreSQL)"
 	@echo "make test-fast  the suite without browser and multi-process tests (-m 'not slow')"
-	@echo "make bench  run the benchmark suite on this machine, write docs/benchmarks.md (~15 min)"
+	@echo "make bench  the open-loop benchmark on this machine, writes docs/benchmarks.md (~15 min)"
 	@echo "make lint   ruff check and format check"
 	@echo "make clean  remove .venv and caches"
 
@@ -56,12 +56,13 @@ test: venv-test
 test-fast: venv-test
 	$(VENV_PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-# The real stack on this machine, load to 127.0.0.1 only; see docs/benchmarks.md.
-# Extra arguments, e.g. `make bench BENCH_ARGS="--scenarios 2 --layers pubsub --out /tmp/b.md"`.
+# The open-loop bench on this machine, load to 127.0.0.1 only; writes docs/benchmarks.md and
+# docs/benchmarks.json (no profiler: `python -m devtools.bench --profile DIR` is a separate run).
+# Extra arguments, e.g. `make bench BENCH_ARGS="--quick"` or "--configs sqlite --scenarios 1".
 BENCH_ARGS ?=
 bench: venv-test
 	BENCH_COMMAND="make bench $(if $(BENCH_ARGS),BENCH_ARGS='$(BENCH_ARGS)')" \
-		$(VENV_PYTHON) -m devtools.bench --profile --json docs/benchmarks.json $(BENCH_ARGS)
+		$(VENV_PYTHON) -m devtools.bench $(BENCH_ARGS)
 
 $(VENV)/.stamp-ruff: | $(VENV_PYTHON)
 	$(VENV_PYTHON) -m pip install --quiet ruff==0.17.6

@@ -1,163 +1,112 @@
 """The bench (devtools/bench) at tiny sizes, so it cannot rot.
 
-One `python -m devtools.bench --size smoke` run starts its own stack (Redis,
-SMTP sink, worker, daphne, Chromium) and runs every scenario; the tests check
-that each completed and counted right. Never a timing: speed is the full
-bench's business (docs/benchmarks.md).
+One `python -m devtools.bench --size smoke` run starts a stack per configuration
+(SQLite; PostgreSQL; two daphne and two worker nodes behind HAProxy) and runs
+every scenario; the tests check that each completed and counted right. Never a
+timing: speed is the full bench's business (docs/benchmarks.md).
 """
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 
 import pytest
 
-from devtools.bench.report import recommend_layer
 from devtools.bench.scenarios import SMOKE
 from devtools.bench.stats import percentile, summarize_ms
 from devtools.browser import CHROMIUM
-from devtools.processes import REPO_ROOT, _children
+from devtools.processes import REPO_ROOT
 
-# Starting the stack several times over (and Chromium) on a busy 2-core machine.
 pytestmark = pytest.mark.timeout(420)
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid``, parents before their children."""
-    found, todo = [], [pid]
-    while todo:
-        for child in _children(todo.pop()):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    # The bench brings its own Redis and database: none of this session's.
+    # The bench brings its own Redis and databases: none of this session's.
     env = {
         key: value
         for key, value in os.environ.items()
         if key not in ("REDIS_URL", "DATABASE_URL", "DJANGO_ALLOW_ASYNC_UNSAFE")
     }
-    argv = [
-        sys.executable, "-m", "devtools.bench", "--size", "smoke",
-        "--out", str(out / "benchmarks.md"), "--json", str(out / "results.json"),
-    ]  # fmt: skip
-    bench = subprocess.Popen(
-        argv, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        stdout, stderr = bench.communicate(timeout=400)
-    except subprocess.TimeoutExpired:
-        # The bench starts Redis, the worker and daphne in their own sessions: killing
-        # its process group would leave them running. Kill the whole tree, leaves first.
-        for pid in reversed(_descendants(bench.pid)):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        bench.kill()
-        stdout, stderr = bench.communicate()
-        pytest.fail(f"the bench smoke run took over 400 s:\n{stderr[-5000:]}")
-    proc = subprocess.CompletedProcess(argv, bench.returncode, stdout, stderr)
-    results_file = out / "results.json"
-    assert results_file.exists(), f"the bench wrote no results:\n{proc.stderr[-5000:]}"
-    results = json.loads(results_file.read_text())
-    return proc, results, (out / "benchmarks.md").read_text()
+    argv = [sys.executable, "-m", "devtools.bench", "--size", "smoke",
+            "--out", str(out / "benchmarks.md"), "--json", str(out / "results.json")]  # fmt: skip
+    proc = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert (out / "results.json").exists(), f"the bench wrote no results:\n{proc.stderr[-5000:]}"
+    results = json.loads((out / "results.json").read_text())
+    configs = {config["name"]: config for config in results["configs"]}
+    return proc, configs, (out / "benchmarks.md").read_text()
 
 
-def test_every_scenario_runs_without_error(smoke):
-    proc, results, report = smoke
-    assert results["errors"] == {}, proc.stderr[-5000:]
+def test_every_scenario_of_every_configuration_runs_without_error(smoke):
+    proc, configs, report = smoke
+    assert {name: config["errors"] for name, config in configs.items()} == {
+        "sqlite": {}, "postgres": {}, "postgres-2x2": {}
+    }, proc.stderr[-5000:]  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-5000:]
-    expected = {"submit", "burst", "push-core", "push-pubsub", "watchers-core", "watchers-pubsub"}
-    assert set(results["scenarios"]) == expected
-    for section in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## Targets"):
+    assert set(configs["sqlite"]["scenarios"]) == {"submit", "e2e"}
+    assert set(configs["postgres-2x2"]["scenarios"]) == {"submit", "e2e"}
+    assert set(configs["postgres"]["scenarios"]) == {
+        "submit", "e2e", "push", "drain", "drain_chaos", "sockets"
+    }  # fmt: skip
+    for section in ("## Targets", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## CPU"):
         assert section in report
-    assert "Not run." not in report
+    assert "Not run" not in report and "$" not in report
 
 
-def test_submit_answers_every_request_and_stores_each_once(smoke):
-    _, results, _ = smoke
-    phases = results["scenarios"]["submit"]["phases"]
-    for name, expected_status in (("async", "queued"), ("async_paced", "queued"), ("sync", "sent")):
-        phase = phases[name]
-        assert phase["ok"] > 0, name
-        assert phase["errors"] == {}, name
-        assert set(phase["codes"]) == {"200"}, name
-        assert phase["rows"] == phase["ok"], name
-        assert phase["statuses"] == {expected_status: phase["ok"]}, name
-        assert phase["latency_ms"]["count"] == phase["ok"]
-    # The old way sends inside the request: one email per answer.
-    assert phases["sync"]["emails"] == phases["sync"]["ok"]
+def test_open_loop_submissions_are_all_answered_watched_and_emailed_once(smoke):
+    _, configs, _ = smoke
+    for name, config in configs.items():
+        for key in ("submit", "e2e"):
+            for run in config["scenarios"][key]["runs"]:
+                assert run["sent"] == len(run["samples"]) > 0, (name, key)
+                assert run["codes"] == {"200": run["sent"]}, (name, key)
+                assert run["addresses"] == run["emails"] == run["ok"], (name, key)
+                assert run["lost"] == run["duplicates"] == 0, (name, key)
+                assert run["socket_errors"] == {}, (name, key)
+                assert run["frames"] > 0, (name, key)
+                for role in ("daphne", "worker", "redis", "sink", "generator"):
+                    assert run["cpu_s"][role] > 0, (name, key, role)
+                assert (run["cpu_s"]["postgres"] > 0) == (config["database"] == "postgres")
+                assert (run["cpu_s"]["haproxy"] > 0) == (config["nodes"] == 2)
+    assert configs["postgres"]["scenarios"]["submit"]["watchers_before"] == SMOKE.watchers_before
 
 
-def test_push_delivers_every_update_in_order(smoke):
-    _, results, _ = smoke
-    for layer in ("core", "pubsub"):
-        push = results["scenarios"][f"push-{layer}"]
-        frames = push["frames"]
-        assert frames["updates"] == SMOKE.push_updates, layer
-        assert frames["delivered"] == SMOKE.push_updates, layer
-        assert frames["lost"] == 0, layer
-        assert frames["out_of_order"] == 0, layer
-        assert frames["polls"] > 0, layer
-        assert frames["poll_staleness_ms"]["count"] > 0, layer
+def test_drains_send_each_email_once_also_through_kills_and_a_redis_restart(smoke):
+    _, configs, _ = smoke
+    for key in ("drain", "drain_chaos"):
+        drain = configs["postgres"]["scenarios"][key]
+        assert drain["addresses"] == drain["emails"] == SMOKE.drain, key
+        assert drain["lost"] == drain["duplicates"] == 0, key
+    chaos = configs["postgres"]["scenarios"]["drain_chaos"]
+    assert chaos["redis_restarts"] == 1 and chaos["kills"] >= 1
 
 
-def test_push_reaches_the_dom_in_chromium(smoke):
-    _, results, _ = smoke
+def test_every_publish_and_change_reaches_the_socket_and_the_poller_sees_them(smoke):
+    _, configs, _ = smoke
+    push = configs["postgres"]["scenarios"]["push"]
+    assert push["publishes"] == push["publish_frames"] == SMOKE.pushes
+    assert push["changes"] == push["change_frames"] == SMOKE.pushes
+    assert push["polls"] > 0 and push["change_to_poll_ms"]["count"] == SMOKE.pushes
+    assert push["background"]["answer_ms"]["count"] > 0
+
+
+def test_publishes_reach_the_dom_in_chromium(smoke):
+    _, configs, _ = smoke
     if not os.path.exists(CHROMIUM):
         if os.environ.get("REQUIRE_BROWSER") == "1" or os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing")
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    assert results["browser"] is True
-    for layer in ("core", "pubsub"):
-        dom = results["scenarios"][f"push-{layer}"]["dom"]
-        assert dom["updates"] == SMOKE.dom_updates, layer
-        assert dom["shown"] == SMOKE.dom_updates, layer
-        assert dom["skipped"] == 0, layer
+    dom = configs["postgres"]["scenarios"]["push"]["dom"]
+    assert dom["publishes"] == dom["shown"] == SMOKE.doms
 
 
-def test_watchers_all_open_and_all_get_their_update(smoke):
-    _, results, _ = smoke
-    for layer in ("core", "pubsub"):
-        steps = results["scenarios"][f"watchers-{layer}"]["steps"]
-        assert [step["watchers"] for step in steps] == list(SMOKE.watchers)
-        for step in steps:
-            assert step["open_errors"] == {}, (layer, step["open_errors"])
-            assert step["opened"] == step["watchers"], layer
-            assert step["published"] == step["opened"], layer
-            assert step["delivered"] == step["opened"], layer
-            assert step["lost"] == 0, layer
-            assert step["delivery_ms"]["count"] == step["delivered"]
-
-
-def test_burst_sends_each_email_exactly_once(smoke):
-    _, results, _ = smoke
-    runs = results["scenarios"]["burst"]["runs"]
-    assert [run["kind"] for run in runs] == ["end to end"] + ["queued drain"] * len(
-        SMOKE.drain_workers
-    )
-    for run in runs:
-        assert run["submitted"] == SMOKE.burst, run["kind"]
-        assert run["rows"] == SMOKE.burst
-        assert run["rows_sent"] == SMOKE.burst
-        assert run["emails"] == SMOKE.burst
-        assert run["unique_emails"] == SMOKE.burst
-        assert run["duplicates"] == 0
-        assert run["lost"] == 0
-
-
-def test_the_layer_comparison_names_a_layer_that_lost_nothing(smoke):
-    _, results, report = smoke
-    layer, why = recommend_layer(results)
-    assert layer in ("core", "pubsub")
-    assert "lost nothing" in why
-    assert why in report
+def test_one_daphne_opens_every_socket_and_delivers_a_frame_to_each(smoke):
+    _, configs, _ = smoke
+    sockets = configs["postgres"]["scenarios"]["sockets"]
+    assert sockets["opened"] == sockets["frames"] == SMOKE.sockets
+    assert sockets["open_errors"] == {}
 
 
 def test_percentiles_interpolate_between_ranks():
@@ -167,47 +116,3 @@ def test_percentiles_interpolate_between_ranks():
     assert summary["count"] == 3
     assert summary["p50"] == pytest.approx(2.0)
     assert summarize_ms([]) == {"count": 0}
-
-
-@pytest.mark.postgres_only
-def test_the_bench_runs_on_postgresql_too(tmp_path):
-    """`--database postgres`: the same scenarios on a private PostgreSQL server."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("REDIS_URL", "DATABASE_URL", "DJANGO_ALLOW_ASYNC_UNSAFE")
-    }
-    proc = subprocess.run(
-        [sys.executable, "-m", "devtools.bench", "--size", "smoke", "--scenarios", "1,4",
-         "--database", "postgres", "--out", str(tmp_path / "benchmarks.md"),
-         "--json", str(tmp_path / "results.json")],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=400,
-    )  # fmt: skip
-    results = json.loads((tmp_path / "results.json").read_text())
-    assert results["errors"] == {}, proc.stderr[-5000:]
-    assert results["database"] == "postgres"
-    assert set(results["scenarios"]) == {"submit", "burst"}
-    assert "PostgreSQL" in (tmp_path / "benchmarks.md").read_text()
-
-
-def test_the_open_loop_bench_answers_every_scheduled_submission(tmp_path):
-    """devtools/bench/openloop.py at a tiny size: counts, never timings."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("REDIS_URL", "DATABASE_URL", "DJANGO_ALLOW_ASYNC_UNSAFE")
-    }
-    out = tmp_path / "openloop.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "devtools.bench.openloop", "--databases", "sqlite",
-         "--rate", "10", "--seconds", "1", "--sessions", "3", "--repeats", "2",
-         "--json", str(out)],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-5000:]
-    runs = json.loads(out.read_text())["results"][0]["runs"]
-    assert len(runs) == 2
-    for run in runs:
-        assert run["sent"] == len(run["samples"]) > 0
-        assert run["ok"] == run["sent"] and run["failed"] == 0
-        assert {code for _, _, code in run["samples"]} == {200}

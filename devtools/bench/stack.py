@@ -1,126 +1,133 @@
-"""The real stack for a bench run: Redis, SMTP sink, database, Celery worker, daphne.
+"""The real stack of one bench configuration: Redis, database, SMTP sink, daphne(s), worker(s).
 
-Reuses the test suite's process wrappers (tests/support) and devtools'
-RedisServer, so the bench starts processes exactly as the integration tests do.
-Everything listens on 127.0.0.1 and is stopped by ``close()`` (also at exit).
+Processes come from devtools' shared helpers; the SMTP sink runs in its own
+process (devtools/bench/sink.py). Everything listens on 127.0.0.1 and is
+stopped by ``close()``. ``cpu()`` reads each role's CPU seconds (the process
+and its children, from /proc via psutil) so a scenario can report them apart.
 """
 
+import contextlib
+import json
 import os
 import resource
 import secrets
 import shutil
-import signal
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
+from devtools.ports import free_port, wait_for_port
 from devtools.postgres_server import PostgresServer
-from devtools.processes import CeleryWorker, DaphneServer
+from devtools.processes import REPO_ROOT, CeleryBeat, CeleryWorker, DaphneServer, HAProxy
 from devtools.redis_server import RedisServer
-from devtools.smtp_sink import SmtpSink
-
-# 10,000 sockets on each side of scenario 3, plus files, pipes and Redis.
-WANTED_NOFILE = 65_536
 
 
-def raise_nofile_limit(wanted: int = WANTED_NOFILE) -> tuple[int, int]:
-    """Raise this process's open-files limit (inherited by daphne and the worker).
-
-    The soft limit goes up to the hard one; the hard one too when we may
-    (root with CAP_SYS_RESOURCE). Returns the (soft, hard) now in force.
-    """
+def raise_nofile_limit(wanted: int = 65_536) -> None:
+    """10,000 sockets on each side of scenario 5: raise the open-files limit (inherited)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target_hard = hard if hard == resource.RLIM_INFINITY else max(hard, wanted)
+    target = hard if hard == resource.RLIM_INFINITY else max(hard, wanted)
     try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, target_hard), target_hard))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, target), target))
     except (ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
-class TimedSmtpSink(SmtpSink):
-    """The tests' SMTP sink, noting when each message arrived (time.time())."""
+def cpu_seconds(pid: int | None) -> float:
+    """utime + stime of ``pid`` and its live descendants (0 when gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        root = psutil.Process(pid)
+        total = sum(root.cpu_times()[:2])
+        for child in root.children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += sum(child.cpu_times()[:2])
+        return total
+    except psutil.NoSuchProcess:
+        return 0.0
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.arrivals: list[float] = []
 
-    async def handle_DATA(self, server, session, envelope):
-        reply = await super().handle_DATA(server, session, envelope)
-        if reply.startswith("250"):
-            with self._cond:
-                self.arrivals.append(time.time())
-        return reply
+def rss_bytes(pid: int) -> int:
+    return psutil.Process(pid).memory_info().rss
 
-    def clear(self) -> None:
-        with self._cond:
-            super().clear()
-            self.arrivals.clear()
+
+class Sink:
+    """The SMTP sink (devtools/bench/sink.py) in its own process; arrivals read from its file."""
+
+    def __init__(self, directory: Path) -> None:
+        self.host, self.port = "127.0.0.1", free_port()
+        self.path = directory / "arrivals.jsonl"
+        self.path.touch()
+        argv = [sys.executable, "-m", "devtools.bench.sink", str(self.port), str(self.path)]
+        self.proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdin=subprocess.DEVNULL)
+        wait_for_port(self.host, self.port, timeout=20, proc=self.proc)
+
+    def arrivals(self) -> list[tuple[float, str]]:
+        """(time.time() when accepted, recipient), in order."""
+        lines = self.path.read_text().splitlines()
+        return [tuple(json.loads(line)) for line in lines if line.endswith("]")]
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
 
 
 class BenchStack:
-    """Owns every process of a run. ``env()`` is what the app's processes get."""
+    """Owns every process of one configuration. ``env()`` is what the app's processes get."""
 
-    def __init__(self, *, keep_logs: bool = False, database: str = "sqlite") -> None:
+    def __init__(self, *, database: str = "sqlite", **env: object) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="feedback-bench-"))
-        self.keep_logs = keep_logs
-        self.redis = RedisServer()
-        self.smtp = TimedSmtpSink()
         self.database = database
-        # postgres: a private server (devtools.postgres_server), Django's pool in every process.
+        self.extra_env = {key: str(value) for key, value in env.items()}
+        self.redis = RedisServer()
         self.postgres = PostgresServer() if database == "postgres" else None
-        sqlite_url = f"sqlite:///{self.dir / 'bench.sqlite3'}"
-        self.database_url = self.postgres.url("bench") if self.postgres else sqlite_url
+        self.database_url = (
+            self.postgres.url("bench") if self.postgres else f"sqlite:///{self.dir / 'db.sqlite3'}"
+        )
         self.secret_key = secrets.token_urlsafe(50)
-        self.daphne: DaphneServer | None = None
-        self.worker: CeleryWorker | None = None
-        self._numbers: dict[str, int] = {}
+        self.daphnes: list[DaphneServer] = []
+        self.workers: list[CeleryWorker] = []
+        self.beat: CeleryBeat | None = None
+        self.haproxy: HAProxy | None = None
+        self.sink: Sink | None = None
+        self._logs = 0
 
-    # -- environment -----------------------------------------------------------
     def env(self, **overrides: object) -> dict[str, str]:
-        """Production settings (debug off) on plain HTTP at 127.0.0.1."""
+        """Production settings (debug off), plain HTTP on loopback, limits raised for one client."""
         env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST")}
         env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         env.update(
-            DJANGO_SETTINGS_MODULE="django_celery.settings",
-            DJANGO_DEBUG="0",
-            DJANGO_SECRET_KEY=self.secret_key,
-            DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
-            # Plain HTTP on loopback: no redirect to HTTPS, cookies over HTTP.
-            DJANGO_SECURE_SSL_REDIRECT="0",
-            DJANGO_SECURE_COOKIES="0",
-            DJANGO_SECURE_HSTS_SECONDS="0",
-            REDIS_URL=self.redis.url,
-            DATABASE_URL=self.database_url,
-            EMAIL_HOST=self.smtp.host,
-            EMAIL_PORT=str(self.smtp.port),
-            FEEDBACK_SEND_DELAY="0",
-            # The bench measures the send path, not the time a person has to undo.
-            FEEDBACK_UNDO_SECONDS="0",
-            # Every bench client comes from 127.0.0.1: the per-address limit on
-            # submissions (5/m by default) is raised for this run only, not off,
-            # so its cost (one Redis INCR per submission) is still measured.
-            FEEDBACK_RATE_LIMIT="100000000/m",
-            # The same for the status sockets: 10,000 of them from one address and session.
-            REALTIME_MAX_SOCKETS_PER_SESSION="1000000",
-            REALTIME_MAX_SOCKETS_PER_CLIENT="1000000",
-            REALTIME_CONNECTS_PER_SECOND="1000000",
-            PYTHONUNBUFFERED="1",
-        )
+            DJANGO_SETTINGS_MODULE="django_celery.settings", DJANGO_DEBUG="0",
+            DJANGO_SECRET_KEY=self.secret_key, DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+            DJANGO_SECURE_SSL_REDIRECT="0", DJANGO_SECURE_COOKIES="0",
+            DJANGO_SECURE_HSTS_SECONDS="0", REDIS_URL=self.redis.url,
+            DATABASE_URL=self.database_url, FEEDBACK_SEND_DELAY="0", FEEDBACK_UNDO_SECONDS="0",
+            # Every bench client is 127.0.0.1: the limits are raised (not off, so still paid).
+            FEEDBACK_RATE_LIMIT="100000000/m", REALTIME_MAX_SOCKETS_PER_SESSION="1000000",
+            REALTIME_MAX_SOCKETS_PER_CLIENT="1000000", REALTIME_CONNECTS_PER_SECOND="1000000",
+            REALTIME_WATCHES_PER_SOCKET="100000", PYTHONUNBUFFERED="1",
+        )  # fmt: skip
+        if self.haproxy is not None or len(self.daphnes) > 1:
+            env["TRUSTED_PROXY_HOPS"] = "1"
+        env.update(self.extra_env)
         env.update({key: str(value) for key, value in overrides.items()})
         return env
 
-    # -- lifecycle ---------------------------------------------------------------
     def start(self) -> "BenchStack":
         self.redis.start()
-        self.smtp.start()
+        self.sink = Sink(self.dir)
+        self.extra_env.update(EMAIL_HOST=self.sink.host, EMAIL_PORT=str(self.sink.port))
         if self.postgres is not None:
             import psycopg
 
             self.postgres.start()
             with psycopg.connect(self.postgres.url(), autocommit=True) as admin:
                 admin.execute("CREATE DATABASE bench")
-        # This process uses Django too (to prepare rows and read results): same settings.
+        # This process prepares rows and reads results through the app: same settings.
         os.environ.update(self.env())
         import django
 
@@ -130,103 +137,85 @@ class BenchStack:
         call_command("migrate", verbosity=0, interactive=False)
         return self
 
-    def _log(self, name: str) -> Path:
-        number = self._numbers[name] = self._numbers.get(name, 0) + 1
-        return self.dir / f"{name}-{number}.log"
+    def log(self, name: str) -> Path:
+        self._logs += 1
+        return self.dir / f"{name}-{self._logs}.log"
 
-    def start_daphne(self, **env: object) -> DaphneServer:
-        self.stop_daphne()
-        self.daphne = DaphneServer(env=self.env(**env), log_path=self._log("daphne")).start()
-        return self.daphne
+    def start_web(self, nodes: int = 1, **env: object) -> str:
+        """``nodes`` daphne processes (behind HAProxy when more than one); returns the URL."""
+        self.stop_web()
+        self.daphnes = [
+            DaphneServer(env=self.env(TRUSTED_PROXY_HOPS=int(nodes > 1), **env),
+                         log_path=self.log("daphne"), extra_args=("--proxy-headers",) * (nodes > 1))
+            for _ in range(nodes)
+        ]  # fmt: skip
+        for daphne in self.daphnes:
+            daphne.start()
+        if nodes == 1:
+            return self.daphnes[0].url
+        web = [f"{d.host}:{d.port}" for d in self.daphnes]
+        self.haproxy = HAProxy(web=web, log_path=self.log("haproxy")).start()
+        time.sleep(2.5)  # both servers pass their first health check
+        return self.haproxy.url
 
-    def stop_daphne(self) -> None:
-        if self.daphne is not None:
-            self.daphne.stop(timeout=5)
-            self.daphne = None
+    def stop_web(self) -> None:
+        for process in [*self.daphnes, self.haproxy]:
+            if process is not None:
+                process.stop(timeout=5)
+        self.daphnes, self.haproxy = [], None
 
-    def start_worker(
-        self,
-        *,
-        concurrency: int | None = None,
-        pool: str = "prefork",
-        prefetch: int | None = None,
-        purge: bool = True,
-        **env: object,
-    ) -> CeleryWorker:
-        self.stop_worker()
-        extra: list[str] = []
-        if prefetch is not None:
-            extra.append(f"--prefetch-multiplier={prefetch}")
-        self.worker = CeleryWorker(
-            env=self.env(**env),
-            log_path=self._log("worker"),
-            node_name=f"bench-{os.getpid()}@%h",
-            pool=pool,
-            concurrency=concurrency or os.cpu_count() or 1,
-            purge=purge,
-            extra_args=tuple(extra),
-            ready_timeout=60,
-        ).start()
-        return self.worker
+    def start_workers(self, nodes: int = 1, *, concurrency: int = 2, **env: object) -> None:
+        self.stop_workers()
+        for number in range(nodes):
+            worker = CeleryWorker(
+                env=self.env(**env), log_path=self.log("worker"), concurrency=concurrency,
+                node_name=f"bench{number}-{os.getpid()}@%h", ready_timeout=60,
+            )  # fmt: skip
+            self.workers.append(worker.start())
 
-    def stop_worker(self) -> None:
-        if self.worker is not None:
-            self.worker.stop(timeout=5)
-            self.worker = None
+    def stop_workers(self) -> None:
+        for worker in self.workers:
+            worker.stop(timeout=5)
+        self.workers = []
 
-    def purge_queue(self) -> None:
-        """Drop every task still waiting in the broker (a phase's leftovers)."""
-        import redis
+    def start_beat(self, **env: object) -> None:
+        schedule = self.dir / "beat-schedule"
+        self.beat = CeleryBeat(env=self.env(**env), log_path=self.log("beat"), schedule=schedule)
+        self.beat.start()
 
-        client = redis.Redis.from_url(self.redis.url)
-        try:
-            client.flushdb()
-        finally:
-            client.close()
+    def stop_beat(self) -> None:
+        if self.beat is not None:
+            self.beat.stop(timeout=5)
+            self.beat = None
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far per role: compare two readings to get a window's use."""
+        return {
+            "daphne": sum(cpu_seconds(d.pid) for d in self.daphnes if d.running),
+            "worker": sum(cpu_seconds(w.pid) for w in self.workers if w.running),
+            "redis": cpu_seconds(self.redis.proc.pid if self.redis.running else None),
+            "postgres": cpu_seconds(self.postgres.proc.pid if self.postgres else None),
+            "sink": cpu_seconds(self.sink.proc.pid if self.sink else None),
+            "haproxy": cpu_seconds(self.haproxy.pid if self.haproxy else None),
+        }
 
     def close(self) -> None:
-        self.stop_daphne()
-        self.stop_worker()
-        self.smtp.stop()
+        self.stop_web()
+        self.stop_workers()
+        self.stop_beat()
+        if self.sink is not None:
+            self.sink.close()
         self.redis.close()
         if self.postgres is not None:
             self.postgres.close()
-        if not self.keep_logs:
-            shutil.rmtree(self.dir, ignore_errors=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> "BenchStack":
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
 
     def __exit__(self, *exc_info) -> None:
-        if exc_info[0] is not None:
-            self.keep_logs = True  # what went wrong is in there
         self.close()
-
-
-def process_rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def process_open_files(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def process_nofile_limit(pid: int) -> str:
-    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
-        if line.startswith("Max open files"):
-            return " / ".join(line.split()[3:5])
-    return "?"
-
-
-def terminate(proc, timeout: float = 5.0) -> None:
-    """Stop a subprocess.Popen we started: SIGTERM, then SIGKILL."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except Exception:
-            proc.kill()
-            proc.wait(5)

@@ -1,0 +1,242 @@
+"""The bench's clients, in their own process: ``python -m devtools.bench.load MODE ...``.
+
+``submit``: open-loop submissions. Arrival times are a Poisson process drawn in
+advance from a seed; each is sent at its intended time by one of ``--sessions``
+visitors (own cookies, one connection, as a browser tab) and timed from that
+intended time, so a stall counts against every request it delays. With
+``--watch`` each visitor's page opens its one status socket (/ws/watch/) and
+sends "watch feedback/<token>" for every submission, as static/js/live.js does.
+
+``hold``: one page socket per token, each watching it; says how fast they
+opened, then notes when each gets its next frame, until stdin closes.
+
+``probe``: one page socket watching the tokens given, noting every frame's
+time and version, and one poller asking for a token's status at the app's
+polling interval, until stdin closes.
+
+Every mode prints one JSON object on stdout (``hold`` prints a line first).
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import re
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from devtools.http_client import CSRF_INPUT, watch_token
+
+HEARTBEAT = "<!--heartbeat-->"  # realtime.consumers.HEARTBEAT, without importing the app
+
+
+def frame_version(html: str) -> int | None:
+    match = re.search(r'data-version="(\d+)"', html)
+    return int(match.group(1)) if match else None
+
+
+def frame_id(html: str) -> str | None:
+    match = re.search(r'id="status-([0-9a-f-]+)"', html)
+    return match.group(1) if match else None
+
+
+async def page_socket(base_url: str, cookies: dict[str, str]):
+    cookie = "; ".join(f"{name}={value}" for name, value in cookies.items())
+    return await connect(
+        base_url.replace("http://", "ws://", 1) + "/ws/watch/",
+        origin=base_url, additional_headers={"Cookie": cookie}, open_timeout=60,
+        close_timeout=2, ping_interval=None, max_queue=None, compression=None,
+    )  # fmt: skip
+
+
+class Visitor:
+    def __init__(self, base_url: str, *, watch: bool) -> None:
+        self.base_url, self.watch = base_url, watch
+        limits = httpx.Limits(max_connections=1)
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits)
+        self.csrf, self.socket, self.frames, self.refused = "", None, 0, 0
+        self.reader: asyncio.Task | None = None
+        self.socket_errors: Counter = Counter()
+
+    async def open_form(self) -> None:
+        page = await self.http.get("/")
+        self.csrf = CSRF_INPUT.search(page.text).group(1)
+
+    async def read(self) -> None:
+        with contextlib.suppress(ConnectionClosed):  # aborted at the end
+            async for message in self.socket:
+                if message.startswith("refused"):
+                    self.refused += 1
+                elif message != HEARTBEAT:
+                    self.frames += 1
+
+    async def submit(self, email: str) -> int:
+        data = {"csrfmiddlewaretoken": self.csrf, "email": email, "message": "Open loop."}
+        response = await self.http.post("/", data=data, headers={"HX-Request": "true"})
+        if response.status_code == 200 and self.watch:
+            asyncio.create_task(self.watch_card(watch_token(response.text)))
+        return response.status_code
+
+    async def watch_card(self, token: str) -> None:
+        """Apart from the answer's latency: the page watches its card after the swap."""
+        try:
+            if self.socket is None:  # the page opens its socket with its first card
+                self.socket = await page_socket(self.base_url, dict(self.http.cookies.items()))
+                self.reader = asyncio.create_task(self.read())
+            await self.socket.send(f"watch feedback/{token}")
+        except Exception as error:  # counted, never hidden
+            self.socket_errors[type(error).__name__] += 1
+
+    async def close(self) -> None:
+        if self.socket is not None:
+            self.socket.transport.abort()
+        await self.http.aclose()
+
+
+async def submit(args: argparse.Namespace) -> dict:
+    rng = random.Random(args.seed)
+    due, at = [], rng.expovariate(args.rate)
+    while at < args.seconds:
+        due.append(at)
+        at += rng.expovariate(args.rate)
+    visitors = [Visitor(args.url, watch=args.watch) for _ in range(args.sessions)]
+    await asyncio.gather(*(visitor.open_form() for visitor in visitors))
+    samples: list[list] = []
+    cpu = time.process_time()
+    start_wall, start = time.time() + 0.2, time.perf_counter() + 0.2
+
+    stopped = asyncio.Event()
+    if args.until_stdin_closes:  # a background load: it ends when the bench says so
+        asyncio.create_task(stdin_closed()).add_done_callback(lambda _: stopped.set())
+
+    async def one(index: int, offset: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopped.wait(), start + offset - time.perf_counter())
+        if stopped.is_set():
+            return  # never sent, so not counted
+        try:
+            code = await visitors[index % args.sessions].submit(f"{args.tag}-{index}@bench.test")
+        except Exception as error:  # counted, never hidden
+            code = type(error).__name__
+        samples.append([start_wall + offset, time.perf_counter() - start - offset, code, index])
+
+    await asyncio.gather(*(one(index, offset) for index, offset in enumerate(due)))
+    await asyncio.sleep(args.linger)  # the frames of the last submissions
+    result = {
+        "samples": sorted(samples),
+        "cpu_s": time.process_time() - cpu,
+        "frames": sum(v.frames for v in visitors),
+        "refused": sum(v.refused for v in visitors),
+        "sockets": sum(1 for v in visitors if v.socket is not None),
+        "socket_errors": dict(sum((v.socket_errors for v in visitors), Counter())),
+    }
+    await asyncio.gather(*(visitor.close() for visitor in visitors))
+    return result
+
+
+async def stdin_closed() -> None:
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+
+async def hold(args: argparse.Namespace) -> dict:
+    spec = json.loads(Path(args.spec).read_text())
+    gate = asyncio.Semaphore(args.concurrency)
+    sockets, errors = [], Counter()
+
+    async def open_one(token: str) -> None:
+        async with gate:
+            for _ in range(3):  # a handshake dropped while daphne is busy: counted, tried again
+                try:
+                    ws = await page_socket(args.url, spec["cookies"])
+                    await ws.send(f"watch feedback/{token}")
+                    while (await asyncio.wait_for(ws.recv(), 60)) == HEARTBEAT:
+                        pass
+                    sockets.append(ws)
+                    return
+                except Exception as error:
+                    errors[type(error).__name__] += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(open_one(token) for token in spec["tokens"]))
+    print(json.dumps({"opened": len(sockets), "seconds": time.perf_counter() - started,
+                      "errors": errors}), flush=True)  # fmt: skip
+    arrivals: list[list] = []
+
+    async def next_frame(ws) -> None:
+        async for message in ws:
+            if message != HEARTBEAT and not message.startswith("refused"):
+                arrivals.append([time.time(), frame_id(message), frame_version(message)])
+                return
+
+    readers = [asyncio.create_task(next_frame(ws)) for ws in sockets]
+    await stdin_closed()
+    for task in readers:
+        task.cancel()
+    for ws in sockets:
+        ws.transport.abort()
+    return {"arrivals": arrivals}
+
+
+async def probe(args: argparse.Namespace) -> dict:
+    spec = json.loads(Path(args.spec).read_text())
+    ws = await page_socket(args.url, spec["cookies"])
+    for token in spec["tokens"]:
+        await ws.send(f"watch feedback/{token}")
+    frames: list[list] = []
+    polls: list[list] = []
+
+    async def read() -> None:
+        async for message in ws:
+            if message != HEARTBEAT and not message.startswith("refused"):
+                frames.append([time.time(), frame_id(message), frame_version(message)])
+
+    async def poll() -> None:
+        """What the page does while its socket is down: GET the status every interval."""
+        async with httpx.AsyncClient(base_url=args.url, cookies=spec["cookies"]) as http:
+            while True:
+                asked = time.monotonic()
+                page = await http.get(f"/feedback/{spec['poll']}/", headers={"HX-Request": "true"})
+                polls.append([time.time(), frame_version(page.text)])
+                await asyncio.sleep(max(0.0, args.poll_interval - (time.monotonic() - asked)))
+
+    tasks = [asyncio.create_task(read()), asyncio.create_task(poll())]
+    print("ready", flush=True)
+    await stdin_closed()
+    for task in tasks:
+        task.cancel()
+    ws.transport.abort()
+    return {"frames": frames, "polls": polls}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m devtools.bench.load")
+    parser.add_argument("mode", choices=("submit", "hold", "probe"))
+    parser.add_argument("url")
+    parser.add_argument("--rate", type=float, default=50)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--sessions", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tag", default="s")
+    parser.add_argument("--watch", action="store_true")
+    parser.add_argument("--linger", type=float, default=0.5)
+    parser.add_argument("--until-stdin-closes", action="store_true")
+    parser.add_argument("--spec", help="JSON: cookies, tokens (hold, probe), poll (probe)")
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--poll-interval", type=float, default=2.0)
+    args = parser.parse_args()
+    from devtools.bench.stack import raise_nofile_limit
+
+    raise_nofile_limit()
+    mode = {"submit": submit, "hold": hold, "probe": probe}[args.mode]
+    print(json.dumps(asyncio.run(mode(args))))
+
+
+if __name__ == "__main__":
+    main()
