@@ -164,7 +164,10 @@ async def hold(args: argparse.Namespace) -> dict:
                     errors[type(error).__name__] += 1
 
     started = time.perf_counter()
-    await asyncio.gather(*(open_one(token) for token in spec["tokens"]))
+    with contextlib.suppress(TimeoutError):  # what opened within the budget is what counts
+        await asyncio.wait_for(
+            asyncio.gather(*(open_one(token) for token in spec["tokens"])), args.budget
+        )
     print(json.dumps({"opened": len(sockets), "seconds": time.perf_counter() - started,
                       "errors": errors}), flush=True)  # fmt: skip
     arrivals: list[list] = []
@@ -229,6 +232,7 @@ def main() -> None:
     parser.add_argument("--until-stdin-closes", action="store_true")
     parser.add_argument("--spec", help="JSON: cookies, tokens (hold, probe), poll (probe)")
     parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--budget", type=float, default=600, help="hold: seconds to open, at most")
     parser.add_argument("--poll-interval", type=float, default=2.0)
     args = parser.parse_args()
     from devtools.bench.stack import raise_nofile_limit

@@ -37,6 +37,7 @@ class Sizes:
     doms: int = 1000  # 4: publishes watched in Chromium
     sockets: int = 10_000  # 5
     budget: float = 90  # seconds to wait for emails or frames, at most
+    open_budget: float = 150  # 5: seconds to open the sockets, at most
 
 
 FULL = Sizes()
@@ -358,7 +359,8 @@ def scenario_sockets(stack: BenchStack, url: str, sizes: Sizes) -> dict:
     spec = watchables(sizes.sockets, tag="w", path=stack.dir / "sockets.json")
     daphne = stack.daphnes[0]
     rss_before = rss_bytes(daphne.pid)
-    holder = load("hold", url, background=True, spec=stack.dir / "sockets.json", concurrency=200)
+    holder = load("hold", url, background=True, spec=stack.dir / "sockets.json", concurrency=200,
+                  budget=sizes.open_budget)  # fmt: skip
     opened = json.loads(holder.stdout.readline())
     rss_open = rss_bytes(daphne.pid)
     events = []
