@@ -211,7 +211,7 @@ CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_IGNORE_RESULT = True
 # One result backend for all threads (redis-py's pool is thread-safe). Celery's
 # default builds one per thread, and daphne runs each request in a new thread:
-# every enqueue built a backend anew (docs/benchmarks.md, the submit profile).
+# every enqueue built a backend anew (docs/benchmarks-notes.md, the submit profile).
 CELERY_RESULT_BACKEND_THREAD_SAFE = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -315,7 +315,7 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 
 # CHANNEL_LAYER picks the channels-redis backend: "pubsub" (RedisPubSubChannelLayer,
 # Redis PUBLISH/SUBSCRIBE) or "core" (RedisChannelLayer, sorted sets per
-# process). docs/benchmarks.md measures both: pubsub delivers sooner, and core
+# process). docs/benchmarks-notes.md measured both: pubsub delivers sooner, and core
 # silently dropped updates in a burst (its per-process inbox holds 100 messages).
 CHANNEL_LAYER_BACKENDS = {
     "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",

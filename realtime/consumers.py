@@ -31,7 +31,7 @@ class Heartbeat:
     changes networks): the browser is never told, and the page would wait for a
     close that does not come. One task per process walks every socket, rather
     than a timer per socket: at 10,000 sockets that is one wake-up per interval,
-    not 10,000 (docs/benchmarks.md measures its cost).
+    not 10,000.
     """
 
     # Let other work run between batches of sends.
@@ -178,7 +178,7 @@ class WatchingConsumer(AsyncWebsocketConsumer):
         Every re-read goes through the one thread Channels gives database work,
         which also serves every new socket: at 5 s each, 5,000 watchers asked
         for 1,000 re-reads a second, more than it can do, and new sockets
-        starved (docs/benchmarks.md). So the re-reads of a process are held to
+        starved (docs/benchmarks-notes.md). So the re-reads of a process are held to
         REALTIME_RESYNC_PER_SECOND in all, and jittered so that sockets opened
         together do not re-read together. Never later than the interval asks.
         """

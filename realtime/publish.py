@@ -37,7 +37,7 @@ class _PublishLoop:
     Why not ``async_to_sync(layer.group_send)``: called from a plain thread (a
     Celery worker), it starts a thread and an event loop for every call, and the
     channel layer, whose connections belong to a loop, connects to Redis anew
-    each time. The bench (docs/benchmarks.md) measured that as the largest cost
+    each time. The bench (docs/benchmarks-notes.md) measured that as the largest cost
     of a publish. Here the loop, and so the layer's connection, lives on.
     """
 

@@ -179,6 +179,9 @@ async def hold(args: argparse.Namespace) -> dict:
                 return
 
     readers = [asyncio.create_task(next_frame(ws)) for ws in sockets]
+    await asyncio.wait([asyncio.create_task(stdin_closed()), asyncio.gather(*readers)],
+                       return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+    print("delivered", flush=True)  # every socket has its frame (or the bench stopped us)
     await stdin_closed()
     for task in readers:
         task.cancel()

@@ -1,6 +1,6 @@
 """Listening to a channel-layer group from a sync test, whichever channels-redis layer is set.
 
-The pub/sub layer (the default, see docs/benchmarks.md) keeps its channels per
+The pub/sub layer (the default, see docs/benchmarks-notes.md) keeps its channels per
 event loop: `new_channel`, `group_add` and `receive` must all run on the same
 loop, which separate `async_to_sync` calls would not. A listener keeps one
 loop, on its own thread, for its whole life.
