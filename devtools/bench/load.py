@@ -64,6 +64,7 @@ class Visitor:
         self.csrf, self.socket, self.frames, self.refused = "", None, 0, 0
         self.reader: asyncio.Task | None = None
         self.socket_errors: Counter = Counter()
+        self.opening = asyncio.Lock()
 
     async def open_form(self) -> None:
         page = await self.http.get("/")
@@ -87,9 +88,11 @@ class Visitor:
     async def watch_card(self, token: str) -> None:
         """Apart from the answer's latency: the page watches its card after the swap."""
         try:
-            if self.socket is None:  # the page opens its socket with its first card
-                self.socket = await page_socket(self.base_url, dict(self.http.cookies.items()))
-                self.reader = asyncio.create_task(self.read())
+            async with self.opening:  # one socket per page, however many cards arrive at once
+                if self.socket is None:  # the page opens its socket with its first card
+                    cookies = dict(self.http.cookies.items())
+                    self.socket = await page_socket(self.base_url, cookies)
+                    self.reader = asyncio.create_task(self.read())
             await self.socket.send(f"watch feedback/{token}")
         except Exception as error:  # counted, never hidden
             self.socket_errors[type(error).__name__] += 1

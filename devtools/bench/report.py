@@ -75,7 +75,7 @@ def render(results: dict) -> str:
                     f"End to end p99 ≤ 1 s at 100/s for 10 s, each once, {NAMES[name]} (ms)",
                     "–",
                     f"p50 {num(e['submit_to_email_ms'].get('p50'))} / p99 "
-                    f"{num(p99)}; lost {lost}, duplicates {dupes}",
+                    f"{num(p99)}; not arrived {lost}, duplicates {dupes}",
                     "**yes**" if once and p99 is not None and p99 <= 1000 else "no",
                 ]
             )
@@ -87,7 +87,7 @@ def render(results: dict) -> str:
             clean = d["lost"] == 0 and d["duplicates"] == 0
             good = clean and (key == "drain_chaos" or (d["emails_per_s"] or 0) >= 300)
             targets.append([label, "~200/s (closed-loop bench)" if key == "drain" else "–",
-                            f"{num(d['emails_per_s'])}/s; lost {d['lost']}, duplicates "
+                            f"{num(d['emails_per_s'])}/s; not arrived {d['lost']}, duplicates "
                             f"{d['duplicates']} ({d['kills']} kills)",
                             "**yes**" if good else "no"])  # fmt: skip
     push = pg.get("push", {})
@@ -139,10 +139,10 @@ def render(results: dict) -> str:
            for k, v in results["machine"].items()},
         "targets": table(["Target", "Before", "After (this run)", "Met?"], targets),
         "submit_runs": table(["Configuration", "Run", "Sent", "Answered 200", "p50 ms", "p99 ms",
-                              "max ms", "Emails", "Lost", "Duplicates", "Frames", "Watches refused",
-                              "Socket errors"], runs_1),
+                              "max ms", "Emails", "Not arrived", "Duplicates", "Frames",
+                              "Watches refused", "Socket errors"], runs_1),
         "e2e_runs": table(["Configuration", "Run", "Sent", "Answered 200", "p50 ms",
-                           "p99 ms", "max ms", "Emails", "Lost", "Duplicates", "Frames",
+                           "p99 ms", "max ms", "Emails", "Not arrived", "Duplicates", "Frames",
                            "Watches refused", "Socket errors"], runs_2),
         "cpu": table(["Configuration", "daphne / submission", "worker / email", "Redis / sub.",
                       "PostgreSQL / sub.", "HAProxy / sub.", "app / submission",
@@ -193,7 +193,7 @@ def drain_table(pg: dict) -> str:
             "Drain",
             "Queued",
             "Emails",
-            "Lost",
+            "Not arrived",
             "Duplicates",
             "First → last s",
             "Emails/s",

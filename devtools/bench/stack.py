@@ -178,6 +178,18 @@ class BenchStack:
             worker.stop(timeout=5)
         self.workers = []
 
+    def fresh_queue(self, *, restart: bool = True) -> int:
+        """Stop the workers and drop what waits in the queue, so that a run does not
+        inherit the last one's backlog; start them again. Returns how many were dropped."""
+        from django_celery.celery import app
+
+        nodes = len(self.workers)
+        self.stop_workers()
+        dropped = app.control.purge()
+        if restart and nodes:
+            self.start_workers(nodes)
+        return dropped
+
     def start_beat(self, **env: object) -> None:
         schedule = self.dir / "beat-schedule"
         self.beat = CeleryBeat(env=self.env(**env), log_path=self.log("beat"), schedule=schedule)
