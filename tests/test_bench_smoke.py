@@ -13,13 +13,14 @@ import signal
 import subprocess
 import sys
 
+import psutil
 import pytest
 
 from devtools.bench.report import recommend_layer
 from devtools.bench.scenarios import SMOKE
 from devtools.bench.stats import percentile, summarize_ms
 from devtools.browser import CHROMIUM
-from devtools.processes import REPO_ROOT, _children
+from devtools.processes import REPO_ROOT
 
 # Starting the stack several times over (and Chromium) on a busy 2-core machine.
 pytestmark = pytest.mark.timeout(420)
@@ -27,12 +28,9 @@ pytestmark = pytest.mark.timeout(420)
 
 def _descendants(pid: int) -> list[int]:
     """Every process below ``pid``, parents before their children."""
-    found, todo = [], [pid]
-    while todo:
-        for child in _children(todo.pop()):
-            found.append(child)
-            todo.append(child)
-    return found
+    with contextlib.suppress(psutil.NoSuchProcess):
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    return []
 
 
 @pytest.fixture(scope="module")
