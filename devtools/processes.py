@@ -372,6 +372,21 @@ class HAProxy(_Listener):
         )
 
 
+class _ThrowawayServer(_Listener):
+    """A server whose files live in ``self.dir``, a temp dir of its own."""
+
+    def close(self) -> None:
+        """Stop, and remove the temp dir: the object is finished after this."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
 # -- Redis -----------------------------------------------------------------------------
 
 
@@ -410,7 +425,7 @@ def ping(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-class RedisServer(_Listener):
+class RedisServer(_ThrowawayServer):
     """A private redis-server: no persistence, its own temp dir, loopback only.
 
     ``start()`` after ``stop()`` brings it back on the same port, so tests can
@@ -437,17 +452,6 @@ class RedisServer(_Listener):
 
     def is_ready(self) -> bool:
         return ping(self.host, self.port)
-
-    def close(self) -> None:
-        """Stop, and remove the temp dir: the object is finished after this."""
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> "RedisServer":
-        return self.start()
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
 
 # -- PostgreSQL --------------------------------------------------------------------------
@@ -490,7 +494,7 @@ def _unprivileged_account() -> pwd.struct_passwd | None:
         ) from None
 
 
-class PostgresServer(_Listener):
+class PostgresServer(_ThrowawayServer):
     """A private PostgreSQL server in its own temp dir, for the tests and the bench.
 
     Loopback port only (no Unix socket), local connections trusted (user
@@ -556,14 +560,3 @@ class PostgresServer(_Listener):
                 return True
         except psycopg.OperationalError:
             return False
-
-    def close(self) -> None:
-        """Stop, and remove the cluster: the object is finished after this."""
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> "PostgresServer":
-        return self.start()
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()

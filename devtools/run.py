@@ -22,7 +22,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -167,42 +166,48 @@ class Printer:
         return lambda text: self.line(name, text)
 
 
-def _interrupt(signum, frame) -> None:
-    # Once: the stopping that follows must not be interrupted in turn.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+# Set by SIGINT or SIGTERM. The handler only notes the signal: an exception raised
+# from a handler lands wherever the main thread is, even in code that ignores it.
+STOP = {"signal": 0}
+STOPPING = threading.Event()
+
+
+def _note_stop(signum, frame) -> None:
+    STOP["signal"] = STOP["signal"] or signum
+    STOPPING.set()
 
 
 def run_stack(stack: Stack) -> int:
-    """Start every process, wait until one exits or a signal comes, stop them all."""
+    """Start every process, each once the one before is ready; then wait until one
+    exits or a signal comes (a start under way finishes first); stop them all."""
     processes = build_processes(stack)
     printer = Printer(list(processes))
     started: list[tuple[str, ManagedProcess]] = []
-    returncode = 0
+    returncode = 1
     try:
         for name, process in processes.items():
+            if STOPPING.is_set():
+                break
             process.echo = printer.echo_for(name)
             started.append((name, process))
             process.start()
             printer.line("system", f"{name} started (pid={process.pid})")
-        for _, process in started:
-            process.flush_echo()
-        printer.line("system", stack.where_to_open())
-        while all(process.running for _, process in started):
-            time.sleep(0.2)
-        name, process = next((name, p) for name, p in started if not p.running)
-        returncode = process.proc.returncode or 1
-        printer.line("system", f"{name} stopped (rc={process.proc.returncode})")
-    except KeyboardInterrupt as interrupt:
-        printer.line("system", f"{interrupt} received")
-        returncode = 143 if str(interrupt) == "SIGTERM" else 130
+        else:
+            for _, process in started:
+                process.flush_echo()
+            printer.line("system", stack.where_to_open())
+        while not STOPPING.wait(0.2):
+            exited = [(name, p) for name, p in started if not p.running]
+            if exited:
+                name, process = exited[0]
+                printer.line("system", f"{name} stopped (rc={process.proc.returncode})")
+                break
     except StartError as error:
         printer.line("system", str(error))
-        returncode = 1
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
+        if STOP["signal"]:
+            printer.line("system", f"{signal.Signals(STOP['signal']).name} received")
+            returncode = 128 + STOP["signal"]
         for name, process in reversed(started):
             if process.proc is not None:
                 printer.line("system", f"stopping {name} (pid={process.pid})")
@@ -211,8 +216,8 @@ def run_stack(stack: Stack) -> int:
 
 
 def main() -> int:
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _note_stop)
+    signal.signal(signal.SIGTERM, _note_stop)
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "8000"))
     redis = resolve_redis()
@@ -241,8 +246,6 @@ def main() -> int:
             print(f"Flower: http://{host}:{stack.flower_port}/", flush=True)
         print(f"Logs:  {LOG_DIR}/", flush=True)
         return run_stack(stack)
-    except KeyboardInterrupt:
-        return 130  # before anything was started
     finally:
         if redis.private is not None:
             redis.private.close()
