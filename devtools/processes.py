@@ -35,6 +35,7 @@ from pathlib import Path
 
 import psutil
 from mirakuru import Executor
+from mirakuru.base import cleanup_subprocesses
 from mirakuru.exceptions import ExecutorError
 
 from devtools.ports import free_port, port_is_open
@@ -45,6 +46,9 @@ HAPROXY = os.environ.get("HAPROXY_BIN", "/usr/sbin/haproxy")
 HAPROXY_CONFIG = REPO_ROOT / "deploy" / "haproxy.cfg"
 
 _live: set["ManagedProcess"] = set()
+# mirakuru's own exit hook kills every process whose marker merely contains our pid
+# as a substring: on a shared machine, another session's. Ours kills exactly ours.
+atexit.unregister(cleanup_subprocesses)
 
 
 @atexit.register
@@ -77,7 +81,8 @@ class _Executor(Executor):
 
 class ManagedProcess:
     """One process: ``argv``, a log file, a readiness check (``ready_log``, a regex
-    in its output since the latest start, else ``port`` accepting connections)."""
+    in its output since the latest start, else ``port`` accepting connections, else
+    none: ready once started)."""
 
     name = "process"
     stop_signal = signal.SIGTERM
@@ -155,7 +160,7 @@ class ManagedProcess:
     def is_ready(self) -> bool:
         if self.ready_log is not None:
             return re.search(self.ready_log, self.log_text()[self._log_offset :]) is not None
-        return port_is_open(self.host, self.port)
+        return self.port is None or port_is_open(self.host, self.port)
 
     @property
     def proc(self) -> subprocess.Popen | None:
