@@ -3,6 +3,7 @@
 import contextlib
 import os
 import re
+import shutil
 import signal
 import smtplib
 import socket
@@ -137,6 +138,29 @@ def test_redis_server_reports_a_port_in_use():
         taken.listen()
         with pytest.raises(RedisServerError, match="exited"):
             RedisServer(port=taken.getsockname()[1]).start()
+
+
+def test_a_server_dies_with_the_process_that_started_it(tmp_path):
+    # What a SIGKILLed (or SIGTERMed) pytest or `make run` used to leave: a redis-server.
+    code = (
+        "import time; from devtools.processes import RedisServer; "
+        "server = RedisServer().start(); print(server.pid, server.dir, flush=True); time.sleep(60)"
+    )
+    starter = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                               text=True)  # fmt: skip
+    pid, directory = starter.stdout.readline().split()
+    try:
+        assert _pid_alive(int(pid))
+        starter.kill()
+        starter.wait()
+        deadline = time.monotonic() + 5
+        while _pid_alive(int(pid)):
+            assert time.monotonic() < deadline, f"redis-server {pid} outlived its starter"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_session_redis_is_in_redis_url(redis_url):
