@@ -2,8 +2,8 @@
 
 Redis, PostgreSQL, the Celery worker and beat, daphne, the development mailbox,
 Flower and HAProxy: each class holds its command line, how to tell it is ready
-and how it stops. They run on mirakuru's executors (public API: ``start()`` with
-its readiness check and timeout, ``kill()``, ``process``):
+and how it stops. They run on mirakuru's executors (public API: ``start()``,
+``wait_for()`` a readiness check with a timeout, ``kill()``, ``process``):
 
 - each process runs in its own session, so a stop reaches the whole group (a
   worker's pool children too); after the group, ``kill()`` also reaches every
@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psutil
-from mirakuru import Executor
+from mirakuru import SimpleExecutor
 from mirakuru.base import cleanup_subprocesses
 from mirakuru.exceptions import ExecutorError
 
@@ -65,20 +65,6 @@ class StartError(RuntimeError):
 RedisServerError = PostgresServerError = StartError
 
 
-class _Executor(Executor):
-    """mirakuru's Executor, ready when its ``ManagedProcess`` says so."""
-
-    def __init__(self, command: list[str], ready: Callable[[], bool], **kwargs) -> None:
-        super().__init__(command, **kwargs)
-        self.ready = ready
-
-    def pre_start_check(self) -> bool:
-        return False
-
-    def after_start_check(self) -> bool:
-        return self.ready()
-
-
 class ManagedProcess:
     """One process: ``argv``, a log file, a readiness check (``ready_log``, a regex
     in its output since the latest start, else ``port`` accepting connections, else
@@ -106,14 +92,15 @@ class ManagedProcess:
         self.ready_timeout = ready_timeout
         self.echo = echo
         self.popen_kwargs = popen_kwargs or {}
-        self.executor: _Executor | None = None
+        self.executor: SimpleExecutor | None = None
         self._pid: int | None = None
         self._log_offset = 0
         self._echoed = 0
         self._echo_lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------
-    def start(self):
+    def start(self, *, wait: bool = True):
+        """Start the process; with ``wait``, return once it is ready (``wait_ready``)."""
         if self.running:
             return self
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,9 +108,8 @@ class ManagedProcess:
             log.write(f"$ {' '.join(self.argv)}\n".encode())
             log.flush()
             self._log_offset = self._echoed = log.tell()
-            self.executor = _Executor(
+            self.executor = SimpleExecutor(
                 [SETPRIV, "--pdeathsig", "KILL", "--", *self.argv] if SETPRIV else self.argv,
-                self._ready,
                 cwd=str(REPO_ROOT),
                 timeout=self.ready_timeout,
                 sleep=0.05,
@@ -135,20 +121,26 @@ class ManagedProcess:
                 popen_kwargs=self.popen_kwargs,
             )
             _live.add(self)
-            try:
-                self.executor.start()
-            except ExecutorError as error:
-                self.stop(timeout=2)
-                raise StartError(f"{self.name}: {error}; log:\n{self.log_text()[-4000:]}") from None
-            except BaseException:
-                self.stop(timeout=2)
-                raise
+            self.executor.start()
+        self._pid = self.executor.process.pid
         if self.echo is not None:
             threading.Thread(target=self._echo_until_stopped, daemon=True).start()
+        return self.wait_ready() if wait else self
+
+    def wait_ready(self):
+        """Wait until the process is ready, at most ``ready_timeout`` from its start;
+        stop it and raise ``StartError`` if it exits or the time runs out."""
+        try:
+            self.executor.wait_for(self._ready)
+        except ExecutorError as error:
+            self.stop(timeout=2)
+            raise StartError(f"{self.name}: {error}; log:\n{self.log_text()[-4000:]}") from None
+        except BaseException:
+            self.stop(timeout=2)
+            raise
         return self
 
     def _ready(self) -> bool:
-        self._pid = self.executor.process.pid
         exit_code = self.executor.process.poll()
         if exit_code is not None:
             raise StartError(

@@ -1,7 +1,7 @@
 """The whole stack in one terminal: ``python -m devtools.run`` (what ``make run`` starts).
 
-It starts the processes of ``devtools.processes`` one after the other, each once
-the one before is ready, prints their output prefixed by name (each also has a
+It starts the processes of ``devtools.processes`` (Redis first, once it answers
+the rest side by side), prints their output prefixed by name (each also has a
 log in ``var/log/``), and on Ctrl-C or SIGTERM, or when one of them exits, stops
 them all, last first (the process group, then SIGKILL after 5 s).
 
@@ -178,19 +178,22 @@ def _note_stop(signum, frame) -> None:
 
 
 def run_stack(stack: Stack) -> int:
-    """Start every process, each once the one before is ready; then wait until one
-    exits or a signal comes (a start under way finishes first); stop them all."""
+    """Start every process; then wait until one exits or a signal comes (a start
+    under way finishes first); stop them all."""
     processes = build_processes(stack)
     printer = Printer(list(processes))
     started: list[tuple[str, ManagedProcess]] = []
     returncode = 1
     try:
+        # Redis first (the others connect at start-up), then the rest side by side.
         for name, process in processes.items():
-            if STOPPING.is_set():
-                break
             process.echo = printer.echo_for(name)
             started.append((name, process))
-            process.start()
+            process.start(wait=name == "redis")
+        for name, process in started:
+            if STOPPING.is_set():
+                break
+            process.wait_ready()
             printer.line("system", f"{name} started (pid={process.pid})")
         else:
             for _, process in started:
