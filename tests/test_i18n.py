@@ -31,8 +31,10 @@ from feedback.selectors import feedback_render_status
 from tests.support.po import messages, read_po
 
 ROOT = Path(__file__).resolve().parents[1]
+# Every language's catalogue (English, the source language, has none).
+CATALOGUES = sorted((ROOT / "locale").glob("*/LC_MESSAGES/django.po"))
 PO = ROOT / "locale" / "pt_BR" / "LC_MESSAGES" / "django.po"
-MO = PO.with_suffix(".mo")
+each_catalogue = pytest.mark.parametrize("po", CATALOGUES, ids=lambda po: po.parts[-3])
 # What makemessages reads: the project minus what is not the app (the Makefile's
 # `messages` target ignores the same).
 NOT_THE_APP = {".git", ".venv", "tests", "devtools", "docs", "deploy", "staticfiles", "var"}
@@ -55,26 +57,36 @@ def mo_catalogue(path: Path) -> dict:
 # -- The catalogues ------------------------------------------------------------------
 
 
-def test_the_committed_mo_is_compiled_from_the_committed_po(tmp_path):
+def test_brazilian_portuguese_is_there():
+    assert PO in CATALOGUES
+    assert [code for code, _ in settings.LANGUAGES] == ["en", "pt-br"]
+
+
+@each_catalogue
+def test_the_committed_mo_is_compiled_from_the_committed_po(po, tmp_path):
     need_gettext()
     fresh = tmp_path / "django.mo"
-    subprocess.run(["msgfmt", "--check", "-o", str(fresh), str(PO)], check=True)
-    assert mo_catalogue(MO) == mo_catalogue(fresh), "run `make messages` and commit the .mo"
+    subprocess.run(["msgfmt", "--check", "-o", str(fresh), str(po)], check=True)
+    committed = po.with_suffix(".mo")
+    assert mo_catalogue(committed) == mo_catalogue(fresh), "run `make messages`, commit the .mo"
 
 
-def test_every_string_is_translated_and_none_is_fuzzy():
-    entries = read_po(PO)
-    header, *rest = entries
-    assert header.msgid == "" and not header.fuzzy
-    assert "Plural-Forms: nplurals=2; plural=(n > 1);" in header.msgstr[0]
+@each_catalogue
+def test_every_string_is_translated_and_none_is_fuzzy(po):
+    header, *rest = read_po(po)
+    assert header.msgid == "" and not header.fuzzy  # msgfmt would leave a fuzzy header out
+    plural_forms = re.search(r"Plural-Forms: nplurals=(\d+);", header.msgstr[0])
+    assert plural_forms, "the header says how many plural forms the language has"
     untranslated = [entry.msgid for entry in rest if not all(entry.msgstr)]
     fuzzy = [entry.msgid for entry in rest if entry.fuzzy]
     assert untranslated == [] and fuzzy == []
-    plural = [entry.msgid for entry in rest if entry.msgid_plural and len(entry.msgstr) != 2]
+    forms = int(plural_forms.group(1))
+    plural = [entry.msgid for entry in rest if entry.msgid_plural and len(entry.msgstr) != forms]
     assert plural == []
 
 
-def test_the_po_holds_exactly_the_strings_marked_in_the_app(tmp_path):
+@each_catalogue
+def test_the_po_holds_exactly_the_strings_marked_in_the_app(po, tmp_path):
     """makemessages, run on a copy of the app without the .po, finds the same msgids."""
     need_gettext()
     copy = tmp_path / "app"
@@ -86,14 +98,16 @@ def test_the_po_holds_exactly_the_strings_marked_in_the_app(tmp_path):
             shutil.copytree(item, copy / item.name, ignore=shutil.ignore_patterns("__pycache__"))
         elif item.suffix in {".py", ".html", ".txt"}:
             shutil.copy(item, copy / item.name)
-    (copy / "locale" / "pt_BR" / "LC_MESSAGES" / "django.po").unlink()
+    language = po.parts[-3]
+    fresh = copy / "locale" / language / "LC_MESSAGES" / "django.po"
+    fresh.unlink()
     subprocess.run(
-        [sys.executable, "manage.py", "makemessages", "-l", "pt_BR", "--verbosity", "0"],
+        [sys.executable, "manage.py", "makemessages", "-l", language, "--verbosity", "0"],
         cwd=copy,
         check=True,
     )
-    found = messages(copy / "locale" / "pt_BR" / "LC_MESSAGES" / "django.po")
-    committed = messages(PO)
+    found = messages(fresh)
+    committed = messages(po)
     assert sorted(set(found) - set(committed), key=str) == [], "marked but not in the .po"
     assert sorted(set(committed) - set(found), key=str) == [], "in the .po but no longer marked"
     plurals = {key: entry.msgid_plural for key, entry in found.items()}
