@@ -439,3 +439,49 @@ def test_numbers_follow_the_language():
         )
     assert "respondido em <strong>3.012 ms</strong>" in page
     assert "do jeito antigo (antes)" in page
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        (EN, "You have sent several messages in a short time. Please wait"),
+        (PT, "Você enviou várias mensagens em pouco tempo. Espere"),
+    ],
+)
+def test_over_the_rate_limit_htmx_gets_its_form_back_with_the_reason_in_its_language(
+    settings, redis_url, headers, reason
+):
+    from tests.test_limits import forget_the_counters
+
+    settings.FEEDBACK_RATE_LIMIT = "1/h"
+    forget_the_counters(redis_url, settings.REDIS_PREFIX)
+    client = Client(REMOTE_ADDR="10.45.0.1", **headers)
+    data = {"email": "ana@example.com", "message": "Oi", "mode": "async"}
+    htmx = {"HX-Request": "true"}
+    assert client.post("/", data, headers=htmx).status_code == 200
+    response = client.post("/", {**data, "message": "De novo"}, headers=htmx)
+    assert response.status_code == 429
+    html = response.content.decode()
+    assert html.lstrip().startswith('<form id="feedback-form"')
+    assert re.search(r'<ul class="errorlist nonfield">\s*<li>' + re.escape(reason), html)
+    assert "De novo" in html
+    page = Client(REMOTE_ADDR="10.45.0.1", **headers).post("/", data)  # without htmx: the page
+    assert page.status_code == 429 and reason.split(".")[0] in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_admin_speaks_portuguese_too(admin_client):
+    feedback = pt_feedback()
+    services.feedback_mark_failed(feedback_id=feedback.pk, reason="x")
+    admin_client.defaults.update(PT)
+    html = admin_client.get("/admin/feedback/feedback/").content.decode()
+    assert "Reenviar a confirmação dos feedbacks com falha selecionados" in html
+    assert "Por idioma" in html and "Português do Brasil" in html
+    assert "Falhou" in html and "Na fila" in html  # the status filter's choices
+    answer = admin_client.post(
+        "/admin/feedback/feedback/",
+        {"action": "resend", "_selected_action": [str(feedback.pk)]},
+        follow=True,
+    )
+    assert "1 confirmação voltou para a fila." in answer.content.decode()
