@@ -244,8 +244,10 @@ def test_redis_down_at_submit_keeps_the_row_and_sends_once_redis_is_back(
         browser.get("/")  # daphne and its first connections are up
     redis_server.stop()
     response, answered = post_submission(web)
-    # "Queued, at once": one quick publish retry (0.2 s), then the answer.
-    assert answered < 5, f"answered in {answered:.1f} s with Redis down"
+    # "Queued, at once": one quick publish retry (0.2 s), then the answer (0.3 s seen).
+    # Retrying for longer runs into the broker connection's own timeout (Celery's
+    # broker_connection_timeout, 4 s: 4.2 s seen with "max_retries": None).
+    assert answered < 2.5, f"answered in {answered:.1f} s with Redis down"
     assert response.status_code == 200
     assert 'data-status="queued"' in response.text
     feedback = Feedback.objects.get()
