@@ -1,14 +1,14 @@
 """The whole stack in one terminal: ``python -m devtools.run`` (what ``make run`` starts).
 
-honcho's Manager runs every process, prefixes their output, and on Ctrl-C or
-SIGTERM stops each process group (SIGTERM, then SIGKILL after 5 s); when one
-process exits, the others are stopped too.
+It starts the processes of ``devtools.processes`` (Redis first, once it answers
+the rest side by side), prints their output prefixed by name (each also has a
+log in ``var/log/``), and on Ctrl-C or SIGTERM, or when one of them exits, stops
+them all, last first (the process group, then SIGKILL after 5 s).
 
-Redis: ``REDIS_URL`` when set; else a private redis-server on a free port (see
-``devtools.redis_server``), never a Redis that happens to answer at 6379: another
-checkout or project there would take this stack's tasks. Either way every key,
-queue and channel goes under ``REDIS_PREFIX`` (by default a name of this
-checkout), which the banner states.
+Redis: ``REDIS_URL`` when set; else a private redis-server on a free port, never
+a Redis that happens to answer at 6379: another checkout or project there would
+take this stack's tasks. Either way every key, queue and channel goes under
+``REDIS_PREFIX`` (by default a name of this checkout), which the banner states.
 
 Mail: ``EMAIL_HOST`` when set; else a local SMTP server (``manage.py mailbox``)
 on a free port, storing what it receives for the debug-only Outbox page.
@@ -19,31 +19,31 @@ To add a process, add an entry in ``build_processes``.
 """
 
 import os
-import queue
-import re
-import shlex
 import signal
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from honcho.manager import SYSTEM_PRINTER_NAME, Manager
-from honcho.printer import Message, Printer
-
-from devtools.ports import free_port, wait_for_port
-from devtools.redis_server import RedisServer
+from devtools.ports import free_port
+from devtools.processes import (
+    CeleryBeat,
+    CeleryWorker,
+    DaphneServer,
+    DevMailbox,
+    Flower,
+    ManagedProcess,
+    RedisServer,
+    StartError,
+)
 from django_celery.redis_prefix import checkout_prefix
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Where the development mailbox stores mail unless DEV_MAILBOX says otherwise (as in settings).
 DEFAULT_MAILBOX = REPO_ROOT / "var" / "mailbox.jsonl"
-# Celery retries the broker on its own, but waiting first keeps the log free of
-# connection errors while the private Redis boots.
-REDIS_WAIT_SECONDS = 30
+LOG_DIR = REPO_ROOT / "var" / "log"
+STOP_TIMEOUT = 5
 
 
 @dataclass
@@ -109,8 +109,8 @@ class Stack:
     host: str
     port: int
     redis: RedisChoice
-    python: str = sys.executable
     env: dict[str, str] = field(default_factory=dict)
+    log_dir: Path = LOG_DIR
     mailbox: Mailbox | None = None
     flower_port: int | None = None
 
@@ -129,142 +129,98 @@ class Stack:
         return f"ready: open {', '.join(places)}. Ctrl-C stops everything."
 
 
-def _after_redis(stack: Stack, command: str) -> str:
-    parts = urlsplit(stack.redis.url)
-    if stack.redis.private is None or parts.hostname is None:
-        return f"exec {command}"
-    wait = shlex.join(
-        [stack.python, "-m", "devtools.ports", "wait", parts.hostname, str(parts.port or 6379),
-         "--timeout", str(REDIS_WAIT_SECONDS)]
-    )  # fmt: skip
-    return f"{wait} && exec {command}"
-
-
-def build_processes(stack: Stack) -> dict[str, str]:
-    """name → shell command. Order is start order and log colour order."""
-    py = shlex.quote(stack.python)
-    processes: dict[str, str] = {}
+def build_processes(stack: Stack) -> dict[str, ManagedProcess]:
+    """name → process, not started. Order is start order."""
+    env, logs = stack.env, stack.log_dir
+    processes: dict[str, ManagedProcess] = {}
     if stack.redis.private is not None:
-        processes["redis"] = "exec " + shlex.join(stack.redis.private.command())
+        processes["redis"] = stack.redis.private
     if stack.mailbox is not None:
-        processes["mail"] = "exec " + shlex.join(
-            [stack.python, str(REPO_ROOT / "manage.py"), "mailbox", "--host", stack.mailbox.host,
-             "--port", str(stack.mailbox.port), "--file", str(stack.mailbox.path)]
-        )  # fmt: skip
-    processes["worker"] = _after_redis(
-        stack, f"{py} -m celery -A django_celery worker --loglevel=INFO"
-    )
-    processes["beat"] = _after_redis(stack, f"{py} -m celery -A django_celery beat --loglevel=INFO")
-    processes["web"] = (
-        f"exec {py} -m daphne -b {shlex.quote(stack.host)} -p {stack.port} "
-        "django_celery.asgi:application"
-    )
+        processes["mail"] = DevMailbox(path=stack.mailbox.path, host=stack.mailbox.host,
+                                       port=stack.mailbox.port, env=env,
+                                       log_path=logs / "mail.log")  # fmt: skip
+    processes["worker"] = CeleryWorker(env=env, log_path=logs / "worker.log", concurrency=None)
+    processes["beat"] = CeleryBeat(env=env, log_path=logs / "beat.log")
+    processes["web"] = DaphneServer(host=stack.host, port=stack.port, env=env,
+                                    log_path=logs / "web.log")  # fmt: skip
     if stack.flower_port is not None:
-        processes["flower"] = _after_redis(
-            stack,
-            f"{py} -m celery -A django_celery flower "
-            f"--address={shlex.quote(stack.host)} --port={stack.flower_port}",
-        )
+        processes["flower"] = Flower(host=stack.host, port=stack.flower_port, env=env,
+                                     log_path=logs / "flower.log")  # fmt: skip
     return processes
 
 
-class StackManager(Manager):
-    """honcho's Manager, safe against a Ctrl-C that lands while processes start.
+class Printer:
+    """Each line as ``12:00:01 name | text``; a lock keeps lines whole."""
 
-    honcho 2.0's signal handler reads every process's pid, which it learns from
-    a "start" message; a signal before all have arrived raised KeyError and left
-    the processes running. Here signals wait until every pid is known.
-    """
-
-    START_TIMEOUT = 30
-
-    def _start(self) -> None:
-        received: list[int] = []
-        stop_signals = (signal.SIGINT, signal.SIGTERM)
-        saved = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
-                 for sig in stop_signals}  # fmt: skip
-        try:
-            super()._start()
-            self._wait_for_pids()
-        finally:
-            for sig, handler in saved.items():
-                signal.signal(sig, handler)
-        if received:
-            saved[received[0]](received[0], None)
-
-    def _wait_for_pids(self) -> None:
-        deadline = time.monotonic() + self.START_TIMEOUT
-        held = []
-        while not self._all_started() and time.monotonic() < deadline:
-            try:
-                message = self.events.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if message.type == "start":
-                self._processes[message.name]["pid"] = message.data["pid"]
-                self._system_print(f"{message.name} started (pid={message.data['pid']})\n")
-            elif message.type == "line":
-                self._printer.write(message)
-            else:
-                held.append(message)
-        for message in held:  # "stop": the loop's business
-            self.events.put(message)
-
-
-class WatchingPrinter(Printer):
-    """honcho's Printer, which also notices when the worker says it is ready.
-
-    Two threads write (the manager's loop and the announcement): a lock keeps
-    their lines whole.
-    """
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.worker_ready = threading.Event()
+    def __init__(self, names: list[str], out=sys.stdout) -> None:
+        self.width = max(len(name) for name in [*names, "system"])
+        self.out = out
         self._lock = threading.Lock()
 
-    def write(self, message: Message) -> None:
+    def line(self, name: str, text: str) -> None:
         with self._lock:
-            super().write(message)
-        if message.type == "line" and message.name == "worker":
-            data = message.data
-            text = data.decode(errors="replace") if isinstance(data, bytes) else data
-            if WORKER_READY.search(text):
-                self.worker_ready.set()
+            self.out.write(f"{datetime.now():%H:%M:%S} {name:<{self.width}} | {text}\n")
+            self.out.flush()
+
+    def echo_for(self, name: str):
+        return lambda text: self.line(name, text)
 
 
-# Celery's "celery@host ready." once the worker consumes from its queues.
-WORKER_READY = re.compile(r"@\S+ ready\.")
-READY_TIMEOUT = 120
+# Set by SIGINT or SIGTERM. The handler only notes the signal: an exception raised
+# from a handler lands wherever the main thread is, even in code that ignores it.
+STOP = {"signal": 0}
+STOPPING = threading.Event()
 
 
-def _announce_when_ready(stack: Stack, printer: WatchingPrinter) -> None:
-    """Print ``stack.where_to_open()`` once the web (and Flower) listen and the
-    worker is ready, so it comes after the start-up banners."""
+def _note_stop(signum, frame) -> None:
+    STOP["signal"] = STOP["signal"] or signum
+    STOPPING.set()
 
-    def announce() -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        ports = [stack.port] + ([stack.flower_port] if stack.flower_port is not None else [])
-        try:
-            for port in ports:
-                wait_for_port(stack.host, port, timeout=max(0.1, deadline - time.monotonic()))
-        except TimeoutError:
-            return
-        printer.worker_ready.wait(timeout=max(0.1, deadline - time.monotonic()))
-        printer.write(
-            Message(
-                type="line",
-                data=stack.where_to_open() + "\n",
-                time=datetime.now(),
-                name=SYSTEM_PRINTER_NAME,
-                colour=None,
-            )
-        )
 
-    threading.Thread(target=announce, daemon=True).start()
+def run_stack(stack: Stack) -> int:
+    """Start every process; then wait until one exits or a signal comes (a start
+    under way finishes first); stop them all."""
+    processes = build_processes(stack)
+    printer = Printer(list(processes))
+    started: list[tuple[str, ManagedProcess]] = []
+    returncode = 1
+    try:
+        # Redis first (the others connect at start-up), then the rest side by side.
+        for name, process in processes.items():
+            process.echo = printer.echo_for(name)
+            started.append((name, process))
+            process.start(wait=name == "redis")
+        for name, process in started:
+            if STOPPING.is_set():
+                break
+            process.wait_ready()
+            printer.line("system", f"{name} started (pid={process.pid})")
+        else:
+            for _, process in started:
+                process.flush_echo()
+            printer.line("system", stack.where_to_open())
+        while not STOPPING.wait(0.2):
+            exited = [(name, p) for name, p in started if not p.running]
+            if exited:
+                name, process = exited[0]
+                printer.line("system", f"{name} stopped (rc={process.proc.returncode})")
+                break
+    except StartError as error:
+        printer.line("system", str(error))
+    finally:
+        if STOP["signal"]:
+            printer.line("system", f"{signal.Signals(STOP['signal']).name} received")
+            returncode = 128 + STOP["signal"]
+        for name, process in reversed(started):
+            if process.proc is not None:
+                printer.line("system", f"stopping {name} (pid={process.pid})")
+            process.stop(timeout=STOP_TIMEOUT)
+    return returncode
 
 
 def main() -> int:
+    signal.signal(signal.SIGINT, _note_stop)
+    signal.signal(signal.SIGTERM, _note_stop)
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "8000"))
     redis = resolve_redis()
@@ -278,11 +234,8 @@ def main() -> int:
     stack = Stack(
         host=host, port=port, redis=redis, env=env, mailbox=mailbox, flower_port=resolve_flower()
     )
-
-    printer = WatchingPrinter(sys.stdout)
-    manager = StackManager(printer)
-    for name, command in build_processes(stack).items():
-        manager.add_process(name, command, env=stack.env)
+    for old in LOG_DIR.glob("*.log"):
+        old.unlink()
 
     try:
         print(f"Redis: {redis.url} ({redis.source})", flush=True)
@@ -294,14 +247,11 @@ def main() -> int:
             )
         if stack.flower_port is not None:
             print(f"Flower: http://{host}:{stack.flower_port}/", flush=True)
-        _announce_when_ready(stack, printer)
-        manager.loop()
-    except KeyboardInterrupt:
-        return 130  # Ctrl-C before honcho took over signals: nothing was started yet
+        print(f"Logs:  {LOG_DIR}/", flush=True)
+        return run_stack(stack)
     finally:
         if redis.private is not None:
-            redis.private.close()  # only removes its temp dir: honcho ran the process
-    return manager.returncode or 0
+            redis.private.close()
 
 
 if __name__ == "__main__":

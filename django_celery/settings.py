@@ -16,6 +16,7 @@ import dj_database_url
 import idna
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
+from django.utils.translation import gettext_lazy as _
 
 from django_celery.redis_prefix import ALLOWED as REDIS_PREFIX_ALLOWED
 from django_celery.redis_prefix import checkout_prefix
@@ -112,6 +113,10 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Before the early error answers (413, 400), so they speak the person's language
+    # too; it reads the language cookie and Accept-Language, not the session.
+    "django.middleware.locale.LocaleMiddleware",
+    "django_celery.time_zone.TimeZoneMiddleware",
     "django_celery.errors.RequestSizeLimitMiddleware",
     "django_celery.errors.RequestEncodingMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -138,6 +143,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.csp",
+                "django.template.context_processors.i18n",
+                "django.template.context_processors.tz",
                 "realtime.context_processors.live",
             ],
         },
@@ -228,9 +235,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # dies waits for the visibility timeout before anyone else may run it.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A hung mail server never holds a worker: the soft limit raises inside the
-# task (which then retries), the hard limit kills the pool process. Both must
-# leave room for FEEDBACK_SEND_DELAY plus one SMTP exchange (EMAIL_TIMEOUT per
-# network operation).
+# task (which then retries), the hard limit kills the pool process. Celery
+# acknowledges a task that hit its hard limit (acks_on_timeout, on by default):
+# it is not delivered again, and FEEDBACK_SENDING_LEASE and the sweeper take its
+# row back. Both must leave room for FEEDBACK_SEND_DELAY plus one SMTP exchange
+# (EMAIL_TIMEOUT per network operation).
 CELERY_TASK_TIME_LIMIT = float(os.environ.get("FEEDBACK_TASK_TIME_LIMIT", "60"))
 CELERY_TASK_SOFT_TIME_LIMIT = 0.8 * CELERY_TASK_TIME_LIMIT
 
@@ -492,7 +501,15 @@ WHITENOISE_USE_FINDERS = True
 # staticfiles/ exists only after an optional collectstatic; its absence is normal here.
 warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
 
-LANGUAGE_CODE = "en-us"
+# English by default; the browser's Accept-Language (or the page's language
+# selector, a cookie) picks another. See "Adding a language" in the README.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", _("English")), ("pt-br", _("Brazilian Portuguese"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+# Our own TIME_FORMAT and SHORT_DATETIME_FORMAT per language (with seconds).
+FORMAT_MODULE_PATH = ["django_celery.formats"]
+# Times are stored in UTC and shown in the person's zone when the page knows
+# it (django_celery/time_zone.py), in UTC otherwise.
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

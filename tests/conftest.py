@@ -6,7 +6,6 @@ bounded time to become ready, and is stopped at teardown, failed test or not.
 A failing test's report shows the logs of the processes it started.
 """
 
-import itertools
 import os
 from pathlib import Path
 from urllib.parse import quote
@@ -235,6 +234,28 @@ def app_env(transactional_db, smtp_server, redis_url) -> dict[str, str]:
     return env
 
 
+def _starter(request, tmp_path, title: str, build):
+    """A factory fixture's body: ``start(**kwargs)`` builds a process with
+    ``build(number, log_path, **kwargs)``, starts it and attaches its log to a
+    failing test's report; every process it started is stopped at teardown."""
+    started: list[ManagedProcess] = []
+
+    def start(**kwargs) -> ManagedProcess:
+        number = len(started) + 1
+        process = build(number, tmp_path / f"{title.split()[-1]}-{number}.log", **kwargs)
+        started.append(process)
+        _show_log_on_failure(request, f"{title} {number}", process)
+        return process.start()
+
+    yield start
+    for process in reversed(started):
+        process.stop()
+
+
+def _with(app_env: dict[str, str], overrides: dict[str, object]) -> dict[str, str]:
+    return {**app_env, **{key: str(value) for key, value in overrides.items()}}
+
+
 @pytest.fixture
 def start_worker(request, app_env, tmp_path):
     """Factory: ``start_worker(*, pool="prefork", concurrency=1, purge=False,
@@ -244,36 +265,16 @@ def start_worker(request, app_env, tmp_path):
     ``.kill(sig)`` (main process), ``.kill_group(sig)``, ``.stop()``, ``.start()``,
     ``.log_text()``, ``.wait_for_log(regex)``. All are stopped at teardown.
     """
-    workers: list[CeleryWorker] = []
-    numbers = itertools.count(1)
 
-    def start(
-        *,
-        pool: str = "prefork",
-        concurrency: int = 1,
-        purge: bool = False,
-        extra_args: tuple[str, ...] = (),
-        ready_timeout: float = 30.0,
-        **env_overrides,
-    ) -> CeleryWorker:
-        number = next(numbers)
-        worker = CeleryWorker(
-            env={**app_env, **{key: str(value) for key, value in env_overrides.items()}},
-            log_path=tmp_path / f"worker-{number}.log",
-            node_name=f"test{number}-{os.getpid()}@%h",
-            pool=pool,
-            concurrency=concurrency,
-            purge=purge,
-            extra_args=tuple(extra_args),
+    def build(number, log_path, *, pool="prefork", concurrency=1, purge=False, extra_args=(),
+              ready_timeout=30.0, **env) -> CeleryWorker:  # fmt: skip
+        return CeleryWorker(
+            env=_with(app_env, env), log_path=log_path, node_name=f"test{number}-{os.getpid()}@%h",
+            pool=pool, concurrency=concurrency, purge=purge, extra_args=tuple(extra_args),
             ready_timeout=ready_timeout,
-        )
-        workers.append(worker)
-        _show_log_on_failure(request, f"celery worker {number}", worker)
-        return worker.start()
+        )  # fmt: skip
 
-    yield start
-    for worker in reversed(workers):
-        worker.stop()
+    yield from _starter(request, tmp_path, "celery worker", build)
 
 
 @pytest.fixture
@@ -285,31 +286,12 @@ def start_daphne(request, app_env, tmp_path):
     ``.ws_url`` (ws://127.0.0.1:PORT), ``.port``, ``.stop()``, ``.start()`` (same port),
     ``.log_text()``. All are stopped at teardown.
     """
-    servers: list[DaphneServer] = []
-    numbers = itertools.count(1)
 
-    def start(
-        *,
-        port: int | None = None,
-        ready_timeout: float = 30.0,
-        extra_args: tuple[str, ...] = (),
-        **env_overrides,
-    ) -> DaphneServer:
-        number = next(numbers)
-        server = DaphneServer(
-            env={**app_env, **{key: str(value) for key, value in env_overrides.items()}},
-            log_path=tmp_path / f"daphne-{number}.log",
-            port=port,
-            ready_timeout=ready_timeout,
-            extra_args=tuple(extra_args),
-        )
-        servers.append(server)
-        _show_log_on_failure(request, f"daphne {number}", server)
-        return server.start()
+    def build(number, log_path, *, port=None, ready_timeout=30.0, extra_args=(), **env):
+        return DaphneServer(env=_with(app_env, env), log_path=log_path, port=port,
+                            ready_timeout=ready_timeout, extra_args=tuple(extra_args))  # fmt: skip
 
-    yield start
-    for server in reversed(servers):
-        server.stop()
+    yield from _starter(request, tmp_path, "daphne", build)
 
 
 @pytest.fixture
@@ -318,22 +300,12 @@ def start_beat(request, app_env, tmp_path):
 
     Returns once beat started; stopped at teardown.
     """
-    beats: list[CeleryBeat] = []
 
-    def start(**env_overrides) -> CeleryBeat:
-        number = len(beats) + 1
-        beat = CeleryBeat(
-            env={**app_env, **{key: str(value) for key, value in env_overrides.items()}},
-            log_path=tmp_path / f"beat-{number}.log",
-            schedule=tmp_path / f"beat-{number}-schedule",
-        )
-        beats.append(beat)
-        _show_log_on_failure(request, f"celery beat {number}", beat)
-        return beat.start()
+    def build(number, log_path, **env) -> CeleryBeat:
+        schedule = tmp_path / f"beat-{number}-schedule"
+        return CeleryBeat(env=_with(app_env, env), log_path=log_path, schedule=schedule)
 
-    yield start
-    for beat in reversed(beats):
-        beat.stop()
+    yield from _starter(request, tmp_path, "celery beat", build)
 
 
 @pytest.fixture
@@ -341,17 +313,11 @@ def start_haproxy(request, tmp_path):
     """Factory: ``start_haproxy(web=["127.0.0.1:PORT", ...]) -> HAProxy`` with
     ``deploy/haproxy.cfg``. Skipped without Debian's haproxy, failed under CI."""
     require_binary(HAPROXY, "apt-get install haproxy")
-    proxies: list[HAProxy] = []
 
-    def start(*, web: list[str]) -> HAProxy:
-        proxy = HAProxy(web=web, log_path=tmp_path / f"haproxy-{len(proxies) + 1}.log")
-        proxies.append(proxy)
-        _show_log_on_failure(request, "haproxy", proxy)
-        return proxy.start()
+    def build(number, log_path, *, web: list[str]) -> HAProxy:
+        return HAProxy(web=web, log_path=log_path)
 
-    yield start
-    for proxy in reversed(proxies):
-        proxy.stop()
+    yield from _starter(request, tmp_path, "haproxy", build)
 
 
 # -- Browser -------------------------------------------------------------------------
@@ -373,7 +339,14 @@ def require_binary(path: str, install: str) -> None:
 
 
 @pytest.fixture
-def browser_page(request, monkeypatch, tmp_path):
+def browser_context_options() -> dict:
+    """Playwright's ``new_context`` options for ``browser_page``: an English browser in UTC,
+    unless a test parametrizes it (``{"locale": "pt-BR", "timezone_id": "America/Recife"}``)."""
+    return {"locale": "en-US", "timezone_id": "UTC"}
+
+
+@pytest.fixture
+def browser_page(request, monkeypatch, tmp_path, browser_context_options):
     """A Playwright (sync API) page in Debian's headless Chromium.
 
     Skipped when /usr/bin/chromium is missing, failed instead under CI or
@@ -390,7 +363,7 @@ def browser_page(request, monkeypatch, tmp_path):
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, timeout=30_000
         )
         try:
-            context = browser.new_context()
+            context = browser.new_context(**browser_context_options)
             page = context.new_page()
             page.set_default_timeout(15_000)
             yield page

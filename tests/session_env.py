@@ -17,20 +17,23 @@ before that (and before every conftest), so by then:
   daphne subprocesses) never collides with another session's or touches the
   development database;
 - with ``TEST_DATABASE=postgres`` it names a private PostgreSQL server started
-  for this session instead (devtools.postgres_server; never a server already
+  for this session instead (devtools.processes; never a server already
   running on the machine), and only the tests marked ``engines`` (their
   behaviour may differ between databases) or ``postgres_only`` run: the
   second pass of ``make test``. Without it, ``postgres_only`` tests skip.
+
+A SIGTERM interrupts the session as Ctrl-C does, so teardowns run and the
+servers stop (a SIGKILL reaches them too: see devtools/processes.py).
 """
 
 import os
 import shutil
+import signal
 import tempfile
 
 import pytest
 
-from devtools.postgres_server import PostgresServer
-from devtools.redis_server import RedisServer
+from devtools.processes import PostgresServer, RedisServer
 
 _server: RedisServer | None = None
 _postgres: PostgresServer | None = None
@@ -59,6 +62,7 @@ def pytest_load_initial_conftests(early_config, parser, args):
         raise pytest.UsageError(
             "TEST_REDIS_URL is refused under CI / REQUIRE_BROWSER=1: the suite starts its own Redis"
         )
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     if external:
         os.environ["REDIS_URL"] = external
     elif _server is None:

@@ -3,6 +3,7 @@
 import contextlib
 import os
 import re
+import shutil
 import signal
 import smtplib
 import socket
@@ -17,7 +18,7 @@ import pytest
 
 from devtools import run
 from devtools.ports import free_port, port_is_open, wait_for_port
-from devtools.redis_server import RedisServer, RedisServerError, find_redis_server, ping
+from devtools.processes import RedisServer, RedisServerError, find_redis_server, ping
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,11 +140,67 @@ def test_redis_server_reports_a_port_in_use():
             RedisServer(port=taken.getsockname()[1]).start()
 
 
+def test_a_server_dies_with_the_process_that_started_it(tmp_path):
+    # What a SIGKILLed (or SIGTERMed) pytest or `make run` used to leave: a redis-server.
+    code = (
+        "import time; from devtools.processes import RedisServer; "
+        "server = RedisServer().start(); print(server.pid, server.dir, flush=True); time.sleep(60)"
+    )
+    starter = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                               text=True)  # fmt: skip
+    pid, directory = starter.stdout.readline().split()
+    try:
+        assert _pid_alive(int(pid))
+        starter.kill()
+        starter.wait()
+        deadline = time.monotonic() + 5
+        while _pid_alive(int(pid)):
+            assert time.monotonic() < deadline, f"redis-server {pid} outlived its starter"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def test_session_redis_is_in_redis_url(redis_url):
     assert os.environ["REDIS_URL"] == redis_url
     from django.conf import settings
 
     assert redis_url == settings.CELERY_BROKER_URL
+
+
+def test_under_ci_an_external_redis_is_refused():
+    """With TEST_REDIS_URL the Redis-down tests would be skipped: CI must not pass so."""
+    env = {**os.environ, "CI": "1", "TEST_REDIS_URL": "redis://127.0.0.1:9/0"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         "tests/test_favicon.py"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
+    assert "TEST_REDIS_URL is refused under CI" in result.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stack_starts_without_the_earlier_tests_queue_and_counters(request, redis_url):
+    """What an earlier test left in the session's Redis (a queued task, a rate-limit
+    counter) is gone once a test asks for the app's processes (``app_env``)."""
+    import redis
+    from django.conf import settings
+
+    from feedback import tasks
+
+    client = redis.Redis.from_url(redis_url)
+    queue = f"{settings.REDIS_PREFIX}:celery"
+    counter = f"{settings.REDIS_PREFIX}:left-by-an-earlier-test"
+    tasks.send_feedback_email.delay("00000000-0000-0000-0000-000000000000")
+    client.set(counter, 1)
+    assert client.llen(queue) >= 1
+    request.getfixturevalue("app_env")
+    assert client.llen(queue) == 0
+    assert not client.exists(counter)
+    client.close()
 
 
 def test_redis_server_fixture_can_take_redis_away_and_back(redis_server, redis_url):
@@ -218,7 +275,7 @@ def test_run_starts_its_own_redis_without_redis_url():
         assert choice.private is not None
         assert choice.private.port != 6379
         assert choice.url == choice.private.url
-        assert not choice.private.running  # honcho starts it, not resolve_redis
+        assert not choice.private.running  # run_stack starts it, not resolve_redis
         assert choice.source.startswith("private redis-server")
     finally:
         choice.private.close()
@@ -244,7 +301,7 @@ def test_run_says_where_to_open_everything():
     assert line.endswith("Flower http://127.0.0.1:5555/. Ctrl-C stops everything.")
 
 
-def test_run_processes_wait_for_a_private_redis():
+def test_run_starts_the_processes_of_devtools_processes_redis_first():
     choice = run.resolve_redis({})
     stack = run.Stack(host="127.0.0.1", port=8123, redis=choice)
     try:
@@ -252,18 +309,16 @@ def test_run_processes_wait_for_a_private_redis():
     finally:
         choice.private.close()
     assert list(processes) == ["redis", "worker", "beat", "web"]
-    assert f"--port {choice.private.port}" in processes["redis"]
-    assert "devtools.ports wait" in processes["worker"]
-    assert "celery -A django_celery worker" in processes["worker"]
-    assert "celery -A django_celery beat" in processes["beat"]
-    assert "daphne -b 127.0.0.1 -p 8123 django_celery.asgi:application" in processes["web"]
+    assert processes["redis"] is choice.private
+    assert "celery -A django_celery worker" in " ".join(processes["worker"].argv)
+    assert "celery -A django_celery beat" in " ".join(processes["beat"].argv)
+    web = " ".join(processes["web"].argv)
+    assert "daphne -b 127.0.0.1 -p 8123 django_celery.asgi:application" in web
 
 
 def test_run_has_no_redis_process_with_an_external_redis():
     stack = run.Stack(host="127.0.0.1", port=8000, redis=run.RedisChoice(url="redis://x:1/0"))
-    processes = run.build_processes(stack)
-    assert "redis" not in processes
-    assert "devtools.ports" not in processes["worker"]
+    assert "redis" not in run.build_processes(stack)
 
 
 RUN = [sys.executable, "-m", "devtools.run"]  # no REDIS_URL: a private Redis starts
@@ -286,7 +341,7 @@ def _assert_the_startup_output_says_where_everything_is(text: str, port: int) ->
 
 
 def _started_groups(text: str) -> list[int]:
-    # honcho starts each process in its own session: its pid is its group's id.
+    # Each process runs in its own session: its pid is its group's id.
     return [int(pid) for pid in re.findall(r"started \(pid=(\d+)\)", text)]
 
 
@@ -334,7 +389,9 @@ def test_run_stops_every_process_it_started(sig, when, tmp_path):
         proc.send_signal(sig)
         proc.wait(timeout=20)
         assert "redis started" in output()
-        assert len(_started_groups(output())) == processes, output()
+        started = len(_started_groups(output()))
+        # While starting, the processes after the one starting never start.
+        assert started == processes if when == "running" else 1 <= started < processes, output()
         survivors = [pgid for pgid in _started_groups(output()) if _group_alive(pgid)]
         assert survivors == [], output()
         assert not port_is_open("127.0.0.1", port)

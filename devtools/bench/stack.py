@@ -21,9 +21,15 @@ from pathlib import Path
 import psutil
 
 from devtools.ports import free_port, wait_for_port
-from devtools.postgres_server import PostgresServer
-from devtools.processes import REPO_ROOT, CeleryBeat, CeleryWorker, DaphneServer, HAProxy
-from devtools.redis_server import RedisServer
+from devtools.processes import (
+    REPO_ROOT,
+    CeleryBeat,
+    CeleryWorker,
+    DaphneServer,
+    HAProxy,
+    PostgresServer,
+    RedisServer,
+)
 
 
 def raise_nofile_limit(wanted: int = 65_536) -> None:
