@@ -52,7 +52,12 @@ class Feedback(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "feedback"
-        indexes = [models.Index(fields=["status", "updated_at"])]
+        indexes = [
+            models.Index(fields=["status", "updated_at"]),
+            # The queue: who is ahead (created_at), and the latest sends (sent_at).
+            models.Index(fields=["status", "created_at"]),
+            models.Index(fields=["status", "sent_at"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.email} ({self.status})"
