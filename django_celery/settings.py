@@ -217,6 +217,10 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fixup closes every database connection (and Django's pool) around
+# each task unless this is set; then only every this-many tasks. django_celery/celery.py
+# closes them around each task the way Django does around a request instead.
+CELERY_DB_REUSE_MAX = 1000
 
 # Nothing lost when a worker dies: a task is acknowledged only once it has run
 # (acks_late), and a task whose pool process was killed goes back to the queue
