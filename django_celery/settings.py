@@ -232,9 +232,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # dies waits for the visibility timeout before anyone else may run it.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A hung mail server never holds a worker: the soft limit raises inside the
-# task (which then retries), the hard limit kills the pool process. Both must
-# leave room for FEEDBACK_SEND_DELAY plus one SMTP exchange (EMAIL_TIMEOUT per
-# network operation).
+# task (which then retries), the hard limit kills the pool process. Celery
+# acknowledges a task that hit its hard limit (acks_on_timeout, on by default):
+# it is not delivered again, and FEEDBACK_SENDING_LEASE and the sweeper take its
+# row back. Both must leave room for FEEDBACK_SEND_DELAY plus one SMTP exchange
+# (EMAIL_TIMEOUT per network operation).
 CELERY_TASK_TIME_LIMIT = float(os.environ.get("FEEDBACK_TASK_TIME_LIMIT", "60"))
 CELERY_TASK_SOFT_TIME_LIMIT = 0.8 * CELERY_TASK_TIME_LIMIT
 

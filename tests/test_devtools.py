@@ -146,6 +146,39 @@ def test_session_redis_is_in_redis_url(redis_url):
     assert redis_url == settings.CELERY_BROKER_URL
 
 
+def test_under_ci_an_external_redis_is_refused():
+    """With TEST_REDIS_URL the Redis-down tests would be skipped: CI must not pass so."""
+    env = {**os.environ, "CI": "1", "TEST_REDIS_URL": "redis://127.0.0.1:9/0"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         "tests/test_favicon.py"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
+    assert "TEST_REDIS_URL is refused under CI" in result.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stack_starts_without_the_earlier_tests_queue_and_counters(request, redis_url):
+    """What an earlier test left in the session's Redis (a queued task, a rate-limit
+    counter) is gone once a test asks for the app's processes (``app_env``)."""
+    import redis
+    from django.conf import settings
+
+    from feedback import tasks
+
+    client = redis.Redis.from_url(redis_url)
+    queue = f"{settings.REDIS_PREFIX}:celery"
+    counter = f"{settings.REDIS_PREFIX}:left-by-an-earlier-test"
+    tasks.send_feedback_email.delay("00000000-0000-0000-0000-000000000000")
+    client.set(counter, 1)
+    assert client.llen(queue) >= 1
+    request.getfixturevalue("app_env")
+    assert client.llen(queue) == 0
+    assert not client.exists(counter)
+    client.close()
+
+
 def test_redis_server_fixture_can_take_redis_away_and_back(redis_server, redis_url):
     assert redis_server.url == redis_url
     redis_server.stop()
