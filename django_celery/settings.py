@@ -123,6 +123,9 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
+# Database sessions, with one write where Django's makes two when the key changes.
+SESSION_ENGINE = "django_celery.sessions"
+
 ROOT_URLCONF = "django_celery.urls"
 WSGI_APPLICATION = "django_celery.wsgi.application"
 ASGI_APPLICATION = "django_celery.asgi.application"
