@@ -149,8 +149,13 @@ class KeptMailer:
             self.close()
         if self._mailer is None:
             mailer = mail.mailers.default
-            # Opened here, so send_messages() leaves it open (it closes only what it opened).
-            mailer.open()
+            try:
+                # Opened here, so send_messages() leaves it open (it closes only what it opened).
+                mailer.open()
+            except BaseException:
+                with contextlib.suppress(smtplib.SMTPException, OSError):
+                    mailer.close()  # a connection opened halfway (refused at STARTTLS, AUTH)
+                raise
             self._mailer, self._config = mailer, copy.deepcopy(config)
         return self._mailer
 
