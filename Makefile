@@ -7,7 +7,7 @@ VENV_PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv venv-test run admin test test-fast bench lint format clean
+.PHONY: help venv venv-test run admin test test-fast bench lint format messages clean
 
 help:
 	@echo "make run    set up .venv, migrate, start Redis (if needed), worker, beat and daphne"
@@ -16,6 +16,7 @@ help:
 	@echo "make test-fast  the suite without browser and multi-process tests (-m 'not slow')"
 	@echo "make bench  run the benchmark suite on this machine, write docs/benchmarks.md (~15 min)"
 	@echo "make lint   ruff check and format check"
+	@echo "make messages  update locale/*/django.po from the code and compile the .mo (needs gettext)"
 	@echo "make clean  remove .venv and caches"
 
 # The interpreter: refuse anything older than 3.12 with a message that says so.
@@ -74,6 +75,15 @@ lint: $(VENV)/.stamp-ruff
 format: $(VENV)/.stamp-ruff
 	$(VENV_PYTHON) -m ruff check --fix .
 	$(VENV_PYTHON) -m ruff format .
+
+# The translations (see "Adding a language" in the README): every marked string
+# into each locale/<lang>/LC_MESSAGES/django.po, then the .mo that Django reads.
+# The tooling and tests are not the app: tests/test_i18n.py reads the same.
+MESSAGES_IGNORE := --ignore ".venv/*" --ignore "tests/*" --ignore "devtools/*" \
+	--ignore "docs/*" --ignore "deploy/*" --ignore "staticfiles/*" --ignore "var/*"
+messages: venv
+	$(VENV_PYTHON) manage.py makemessages --all --add-location file $(MESSAGES_IGNORE)
+	$(VENV_PYTHON) manage.py compilemessages --ignore ".venv"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

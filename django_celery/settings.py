@@ -16,6 +16,7 @@ import dj_database_url
 import idna
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
+from django.utils.translation import gettext_lazy as _
 
 from django_celery.redis_prefix import ALLOWED as REDIS_PREFIX_ALLOWED
 from django_celery.redis_prefix import checkout_prefix
@@ -112,6 +113,10 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Before the early error answers (413, 400), so they speak the person's language
+    # too; it reads the language cookie and Accept-Language, not the session.
+    "django.middleware.locale.LocaleMiddleware",
+    "django_celery.time_zone.TimeZoneMiddleware",
     "django_celery.errors.RequestSizeLimitMiddleware",
     "django_celery.errors.RequestEncodingMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -141,6 +146,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.csp",
+                "django.template.context_processors.i18n",
+                "django.template.context_processors.tz",
                 "realtime.context_processors.live",
             ],
         },
@@ -502,7 +509,15 @@ WHITENOISE_USE_FINDERS = True
 # staticfiles/ exists only after an optional collectstatic; its absence is normal here.
 warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
 
-LANGUAGE_CODE = "en-us"
+# English by default; the browser's Accept-Language (or the page's language
+# selector, a cookie) picks another. See "Adding a language" in the README.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", _("English")), ("pt-br", _("Brazilian Portuguese"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+# Our own TIME_FORMAT and SHORT_DATETIME_FORMAT per language (with seconds).
+FORMAT_MODULE_PATH = ["django_celery.formats"]
+# Times are stored in UTC and shown in the person's zone when the page knows
+# it (django_celery/time_zone.py), in UTC otherwise.
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -9,6 +9,8 @@ urlpatterns = [
     path("favicon.ico", RedirectView.as_view(url=static("favicon.ico"), permanent=True)),
     path("admin/", admin.site.urls),
     path("healthz", include("health.urls")),
+    # The language selector posts to Django's set_language (a cookie).
+    path("i18n/", include("django.conf.urls.i18n")),
     path("", include("feedback.urls")),
 ]
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from django.contrib.sessions.backends.base import SessionBase
 from django.http import HttpResponse
+from django.utils.formats import number_format
+from django.utils.translation import gettext
 
 from .models import SendMode
 
@@ -25,7 +27,8 @@ class Stopwatch:
 
     @property
     def label(self) -> str:
-        return f"{self.ms:,} ms"
+        # "3,012 ms" in English, "3.012 ms" in Portuguese.
+        return gettext("%(ms)s ms") % {"ms": number_format(self.ms, force_grouping=True)}
 
 
 @contextmanager
@@ -57,7 +60,7 @@ def answers_record(session: SessionBase, *, mode: str, ms: int) -> None:
 class AnswerColumn:
     mode: str
     label: str
-    times: list[str]  # newest first, e.g. "3,012 ms"
+    times: list[str]  # newest first, e.g. "3,012 ms" (in the request's language)
 
 
 def answers_recent(session: SessionBase) -> list[AnswerColumn]:

@@ -3,6 +3,7 @@ import unicodedata
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator, MaxLengthValidator
+from django.utils.translation import gettext_lazy as _
 
 from .models import Feedback, SendMode
 from .smtp import domain_to_ascii
@@ -24,7 +25,7 @@ ascii_email_validator = EmailValidator()
 def validate_international_email(value: str) -> None:
     """An address whose local part may be non-ASCII (RFC 6531), and whose domain IDNA 2008 takes."""
     local, at, domain = value.rpartition("@")
-    invalid = ValidationError("Enter a valid email address.", code="invalid")
+    invalid = ValidationError(_("Enter a valid email address."), code="invalid")
     if not at or not local or not domain:
         raise invalid
     if any(not char.isascii() and unicodedata.category(char)[0] in "CZ" for char in local):
@@ -33,7 +34,7 @@ def validate_international_email(value: str) -> None:
         ascii_domain = domain_to_ascii(domain)
     except UnicodeError:
         raise ValidationError(
-            "The domain after the @ cannot be used in an email address (IDNA 2008).",
+            _("The domain after the @ cannot be used in an email address (IDNA 2008)."),
             code="invalid_domain",
         ) from None
     stand_in = "".join(char if char.isascii() else "a" for char in local)
@@ -52,7 +53,7 @@ class HeaderSafeEmailField(forms.EmailField):
             unicodedata.category(char) in {"Cc", "Cf", "Cs", "Zl", "Zp"} for char in value
         ):
             raise ValidationError(
-                "An email address cannot contain line breaks or control characters.",
+                _("An email address cannot contain line breaks or control characters."),
                 code="control_characters",
             )
         return super().to_python(value)
@@ -66,7 +67,7 @@ def validate_message_characters(value: str) -> None:
         for char in value
     ):
         raise ValidationError(
-            "The message contains control characters; please remove them.",
+            _("The message contains control characters; please remove them."),
             code="control_characters",
         )
 
@@ -84,9 +85,12 @@ class BrowserMaxLengthValidator(MaxLengthValidator):
 
 class FeedbackForm(forms.ModelForm):
     email = HeaderSafeEmailField(
-        max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email"})
+        label=_("Your email address"),
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
     )
     message = forms.CharField(
+        label=_("Message"),
         validators=[BrowserMaxLengthValidator(MESSAGE_MAX_LENGTH), validate_message_characters],
         widget=forms.Textarea(attrs={"rows": 5, "maxlength": MESSAGE_MAX_LENGTH}),
     )

@@ -15,6 +15,8 @@ from django.core import mail
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.handler import DEFAULT_MAILER_ALIAS
 from django.template.loader import render_to_string
+from django.utils import translation
+from django.utils.translation import gettext
 
 from .models import Feedback
 from .smtp import (
@@ -50,10 +52,12 @@ class DeliveryError(Exception):
     def reason_for(self, *, retrying: bool) -> str:
         """The reason, saying in plain words whether the email will be tried again."""
         if retrying:
-            return f"{self.reason} This is temporary: it will be tried again."
-        if self.transient:
-            return f"{self.reason} It will not be tried again."
-        return f"{self.reason} This is permanent: it will not be tried again."
+            said = gettext("%(reason)s This is temporary: it will be tried again.")
+        elif self.transient:
+            said = gettext("%(reason)s It will not be tried again.")
+        else:
+            said = gettext("%(reason)s This is permanent: it will not be tried again.")
+        return said % {"reason": self.reason}
 
 
 def log_failed_attempt(*, feedback_id, error: DeliveryError, attempt: int, retrying: bool) -> None:
@@ -64,7 +68,7 @@ def log_failed_attempt(*, feedback_id, error: DeliveryError, attempt: int, retry
         attempt,
         error.code if error.code is not None else "-",
         error.server_text,
-        error.reason,
+        str(error.reason),
         "will retry" if retrying else "final",
     )
 
@@ -87,11 +91,17 @@ def message_id_domain() -> str:
 
 
 def build_confirmation_email(*, feedback: Feedback) -> EmailMultiAlternatives:
+    """The confirmation, in the language the feedback was submitted in."""
+    with translation.override(feedback.language):
+        return _build_confirmation_email(feedback=feedback)
+
+
+def _build_confirmation_email(*, feedback: Feedback) -> EmailMultiAlternatives:
     lines = message_lines(feedback.message)
     quoted = "\n".join(f"> {line}" if line else ">" for line in lines)
     context = {"feedback": feedback, "quoted": quoted, "lines": lines}
     message = EmailMultiAlternatives(
-        subject="Thanks for your feedback",
+        subject=gettext("Thanks for your feedback"),
         body=render_to_string("feedback/confirmation_email.txt", context),
         from_email=settings.DEFAULT_FROM_EMAIL,
         # The domain as the envelope carries it (IDNA 2008 A-labels).
@@ -218,5 +228,5 @@ def send_confirmation(*, feedback: Feedback) -> None:
         # Django refuses a header with a line break (header injection). The
         # form refuses such addresses; this guards rows stored any other way.
         raise DeliveryError(
-            "The email address cannot be used.", cause=error, transient=False
+            gettext("The email address cannot be used."), cause=error, transient=False
         ) from error

@@ -16,7 +16,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.db.models.sql import UpdateQuery
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext_lazy as _
 
 from django_celery.worker_liveness import dead_workers
 from realtime.publish import broadcast, publish
@@ -40,14 +41,15 @@ from .transitions import HELD, MOVES, NOW, WAITING, claimable, is_final
 
 logger = logging.getLogger(__name__)
 
-# What the page shows while the (simulated) slow mail service works.
+# What the page shows while the (simulated) slow mail service works. Stored on
+# the row as text, in the feedback's language (see feedback_in_language).
 SEND_STEPS = (
-    "Preparing your confirmation",
-    "Connecting to the mail server",
-    "Handing the message over",
+    _("Preparing your confirmation"),
+    _("Connecting to the mail server"),
+    _("Handing the message over"),
 )
 
-WORKER_LOST_REASON = "The worker stopped before it finished."
+WORKER_LOST_REASON = _("The worker stopped before it finished.")
 
 
 class MoveError(TypeError):
@@ -147,8 +149,24 @@ def _enqueue_on_commit(feedback_id: uuid.UUID | str, countdown: float = 0) -> No
     transaction.on_commit(lambda: _enqueue(feedback_id, countdown), robust=True)
 
 
+def feedback_in_language(*, feedback_id: uuid.UUID | str) -> translation.override:
+    """Speak the feedback's language (the one it was submitted in) inside the block.
+
+    What is written for the person while it is sent (its step, a failure's
+    reason) is stored as text in that language, whatever the process's own.
+    """
+    language = Feedback.objects.filter(pk=feedback_id).values_list("language", flat=True).first()
+    return translation.override(language or settings.LANGUAGE_CODE)
+
+
 def feedback_create(
-    *, email: str, message: str, enqueue: bool = True, undo_seconds: float = 0
+    *,
+    email: str,
+    message: str,
+    enqueue: bool = True,
+    undo_seconds: float = 0,
+    language: str = settings.LANGUAGE_CODE,
+    time_zone: str = "",
 ) -> Feedback:
     """Store the feedback and (unless told not to) queue its confirmation once committed.
 
@@ -158,7 +176,13 @@ def feedback_create(
     now = timezone.now()
     undo_until = now + timedelta(seconds=undo_seconds) if undo_seconds > 0 else None
     with transaction.atomic():
-        feedback = Feedback.objects.create(email=email, message=message, undo_until=undo_until)
+        feedback = Feedback.objects.create(
+            email=email,
+            message=message,
+            undo_until=undo_until,
+            language=language,
+            time_zone=time_zone,
+        )
         FeedbackEvent.objects.create(
             feedback=feedback, status=feedback.status, at=feedback.created_at
         )
@@ -167,29 +191,38 @@ def feedback_create(
     return feedback
 
 
-def feedback_submit(*, email: str, message: str, mode: str = SendMode.ASYNC) -> Feedback:
+def feedback_submit(
+    *,
+    email: str,
+    message: str,
+    mode: str = SendMode.ASYNC,
+    language: str = settings.LANGUAGE_CODE,
+    time_zone: str = "",
+) -> Feedback:
     """Take a submission, the Celery way or the old way.
 
     The old way (`sync`) is the "before" of the demo: the very same delivery
     the worker runs, but inside the web request, so the person waits for the
     slow mail service. Only where the send runs differs.
     """
+    about = {"email": email, "message": message, "language": language, "time_zone": time_zone}
     if mode != SendMode.SYNC:
-        return feedback_create(
-            email=email, message=message, undo_seconds=settings.FEEDBACK_UNDO_SECONDS
-        )
-    feedback = feedback_create(email=email, message=message, enqueue=False)
+        return feedback_create(**about, undo_seconds=settings.FEEDBACK_UNDO_SECONDS)
+    feedback = feedback_create(**about, enqueue=False)
     return feedback_deliver_in_request(feedback_id=feedback.pk)
 
 
 def feedback_deliver_in_request(*, feedback_id: uuid.UUID | str) -> Feedback:
     """Deliver now, in the caller's process, and end in a final state like the task does."""
-    try:
-        feedback_deliver(feedback_id=feedback_id)
-    except DeliveryError as error:
-        attempt = Feedback.objects.values_list("attempts", flat=True).get(pk=feedback_id)
-        log_failed_attempt(feedback_id=feedback_id, error=error, attempt=attempt, retrying=False)
-        feedback_mark_failed(feedback_id=feedback_id, reason=error.reason_for(retrying=False))
+    with feedback_in_language(feedback_id=feedback_id):
+        try:
+            feedback_deliver(feedback_id=feedback_id)
+        except DeliveryError as error:
+            attempt = Feedback.objects.values_list("attempts", flat=True).get(pk=feedback_id)
+            log_failed_attempt(
+                feedback_id=feedback_id, error=error, attempt=attempt, retrying=False
+            )
+            feedback_mark_failed(feedback_id=feedback_id, reason=error.reason_for(retrying=False))
     return Feedback.objects.get(pk=feedback_id)
 
 
@@ -212,7 +245,7 @@ def feedback_claim(*, feedback_id: uuid.UUID | str, worker: str = "") -> Feedbac
         "claim",
         feedback_id=feedback_id,
         where=claimable(lease_ended_before=lease, now=now),
-        step=SEND_STEPS[0],
+        step=str(SEND_STEPS[0]),
         claimed_by=worker,
     )
 
@@ -241,7 +274,7 @@ def feedback_send_email(*, feedback: Feedback) -> None:
         for index, step in enumerate(SEND_STEPS):
             if index:
                 progress = round(100 * index / len(SEND_STEPS))
-                feedback_mark_progress(feedback_id=feedback.pk, step=step, progress=progress)
+                feedback_mark_progress(feedback_id=feedback.pk, step=str(step), progress=progress)
             time.sleep(delay / len(SEND_STEPS))
     send_confirmation(feedback=feedback)
 
@@ -326,17 +359,18 @@ def feedback_requeue_stuck(*, now: datetime | None = None) -> list[uuid.UUID]:
     abandoned = Feedback.objects.filter(
         Q(updated_at__lt=lease) | Q(claimed_by__in=dead), status=HELD
     )
-    for feedback_id, version, attempts in abandoned.values_list("pk", "version", "attempts"):
+    rows = abandoned.values_list("pk", "version", "attempts", "language")
+    for feedback_id, version, attempts, language in rows:
         unchanged = Q(version=version)
+        with translation.override(language):
+            reason = str(WORKER_LOST_REASON)
         if attempts >= settings.FEEDBACK_MAX_ATTEMPTS:
-            feedback_move(
-                "fail", feedback_id=feedback_id, where=unchanged, failure_reason=WORKER_LOST_REASON
-            )
+            feedback_move("fail", feedback_id=feedback_id, where=unchanged, failure_reason=reason)
         elif feedback_move(
             "retry",
             feedback_id=feedback_id,
             where=unchanged,
-            failure_reason=WORKER_LOST_REASON,
+            failure_reason=reason,
             next_retry_at=now,
         ):
             requeued.append(feedback_id)

@@ -18,6 +18,8 @@ from email.headerregistry import Address
 import idna
 from django.conf import settings
 from django.core.mail.backends import smtp
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 SERVER_TEXT_MAX = 200
 
@@ -135,13 +137,14 @@ def _make_7bit_clean(message) -> None:
 
 # -- What a failure means ------------------------------------------------------
 
+# Our words are translated; the server's code and text are shown as it sent them.
 STAGES = {
-    smtplib.SMTPConnectError: "The mail server refused the connection",
-    smtplib.SMTPHeloError: "The mail server refused our greeting (EHLO)",
-    smtplib.SMTPSenderRefused: "The mail server refused the sender address",
-    smtplib.SMTPRecipientsRefused: "The mail server refused the recipient address",
-    smtplib.SMTPDataError: "The mail server refused the message",
-    smtplib.SMTPAuthenticationError: "The mail server did not accept our credentials",
+    smtplib.SMTPConnectError: _("The mail server refused the connection"),
+    smtplib.SMTPHeloError: _("The mail server refused our greeting (EHLO)"),
+    smtplib.SMTPSenderRefused: _("The mail server refused the sender address"),
+    smtplib.SMTPRecipientsRefused: _("The mail server refused the recipient address"),
+    smtplib.SMTPDataError: _("The mail server refused the message"),
+    smtplib.SMTPAuthenticationError: _("The mail server did not accept our credentials"),
 }
 
 
@@ -198,22 +201,24 @@ def describe_send_error(error: BaseException) -> str:
         code, text = answer
         stage = next(
             (words for kind, words in STAGES.items() if isinstance(error, kind)),
-            "The mail server answered",
+            _("The mail server answered"),
         )
-        return f"{stage}: {code} {text}".rstrip() + ("" if text.endswith(".") else ".")
+        answer = f"{code} {text}".rstrip() + ("" if text.endswith(".") else ".")
+        # Translators: a stage above, then the server's code and text as it sent them.
+        return gettext("%(stage)s: %(answer)s") % {"stage": stage, "answer": answer}
     if isinstance(error, SmtpUtf8Unsupported):
-        return (
+        return gettext(
             "The address has non-ASCII characters before the @, and the mail server "
             "does not accept such addresses (no SMTPUTF8)."
         )
     if isinstance(error, smtplib.SMTPServerDisconnected):
         if "timed out" in str(error):  # smtplib wraps a read timeout this way
-            return "The mail server did not answer in time."
-        return "The mail server closed the connection."
+            return gettext("The mail server did not answer in time.")
+        return gettext("The mail server closed the connection.")
     if isinstance(error, TimeoutError | socket.timeout):
-        return "The mail server did not answer in time."
+        return gettext("The mail server did not answer in time.")
     if isinstance(error, ConnectionRefusedError):
-        return "The mail server refused the connection."
+        return gettext("The mail server refused the connection.")
     if isinstance(error, OSError):
-        return "The mail server could not be reached."
-    return "The email could not be sent."
+        return gettext("The mail server could not be reached.")
+    return gettext("The email could not be sent.")

@@ -8,6 +8,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_ready, worker_shutting_down
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from django_celery import worker_liveness
 
@@ -15,7 +17,7 @@ from . import capacity, services
 from .mail import DeliveryError, log_failed_attempt
 from .models import Feedback
 
-TOOK_TOO_LONG = "Sending took too long; the mail server may be overloaded."
+TOOK_TOO_LONG = _("Sending took too long; the mail server may be overloaded.")
 
 
 def retry_delay(attempt: int) -> float:
@@ -35,17 +37,19 @@ def retry_delay(attempt: int) -> float:
 # stated here because this task's safety depends on them.
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
 def send_feedback_email(self: Task, feedback_id: str) -> None:
-    try:
-        worker = worker_liveness.claimer(self.request.hostname) if self.request.hostname else ""
-        services.feedback_deliver(feedback_id=feedback_id, worker=worker)
-    except services.TooEarly as early:
-        raise self.retry(countdown=early.wait) from None
-    except SoftTimeLimitExceeded as timeout:
-        _retry_or_fail(self, feedback_id, DeliveryError(
-            TOOK_TOO_LONG, cause=timeout, transient=True
-        ))  # fmt: skip
-    except DeliveryError as error:
-        _retry_or_fail(self, feedback_id, error)
+    # What the person reads (steps, reasons) in their language, not the worker's.
+    with services.feedback_in_language(feedback_id=feedback_id):
+        try:
+            worker = worker_liveness.claimer(self.request.hostname) if self.request.hostname else ""
+            services.feedback_deliver(feedback_id=feedback_id, worker=worker)
+        except services.TooEarly as early:
+            raise self.retry(countdown=early.wait) from None
+        except SoftTimeLimitExceeded as timeout:
+            _retry_or_fail(self, feedback_id, DeliveryError(
+                TOOK_TOO_LONG, cause=timeout, transient=True
+            ))  # fmt: skip
+        except DeliveryError as error:
+            _retry_or_fail(self, feedback_id, error)
 
 
 def _retry_or_fail(task: Task, feedback_id: str, error: DeliveryError) -> None:
@@ -60,7 +64,12 @@ def _retry_or_fail(task: Task, feedback_id: str, error: DeliveryError) -> None:
         )
         return
     if not retrying:
-        reason = f"{error.reason} (gave up after {attempts} attempts)"
+        gave_up = ngettext(
+            "%(reason)s (gave up after %(attempts)d attempt)",
+            "%(reason)s (gave up after %(attempts)d attempts)",
+            attempts,
+        )
+        reason = gave_up % {"reason": error.reason, "attempts": attempts}
         services.feedback_mark_failed(feedback_id=feedback_id, reason=reason)
         return
     delay = retry_delay(attempts)

@@ -3,30 +3,49 @@
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.utils.formats import number_format
+from django.utils.translation import gettext, pgettext
+
 from .models import Feedback, Status
 from .transitions import ahead, is_final
 
 
 @dataclass(frozen=True)
 class TimelineStep:
+    """Its words are read when the partial renders, in the language it renders in."""
+
     status: str
-    label: str
     state: str  # "done", "current" or "next"
-    since_submit: str = ""  # "+12 ms", "+3.01 s"; empty for a step still ahead
+    offset: timedelta | None = None  # since submit; None for a step still ahead
+
+    @property
+    def label(self) -> str:
+        return Status(self.status).label
+
+    @property
+    def since_submit(self) -> str:
+        return "" if self.offset is None else format_offset(self.offset)
 
     @property
     def state_label(self) -> str:
         # Said in words too: colour is never the only signal.
         if self.status == Status.FAILED:
-            return "gave up"
+            return pgettext("timeline", "gave up")
         if self.status == Status.CANCELLED:
-            return "taken back"
-        return {"done": "done", "current": "now", "next": "next"}[self.state]
+            return pgettext("timeline", "taken back")
+        return {
+            "done": pgettext("timeline", "done"),
+            "current": pgettext("timeline", "now"),
+            "next": pgettext("timeline", "next"),
+        }[self.state]
 
 
 def format_offset(offset: timedelta) -> str:
+    """ "+12 ms", "+3.01 s" ("+3,01 s" in Portuguese)."""
     ms = max(0, round(offset.total_seconds() * 1000))
-    return f"+{ms} ms" if ms < 1000 else f"+{ms / 1000:.2f} s"
+    if ms < 1000:
+        return gettext("+%(ms)s ms") % {"ms": ms}
+    return gettext("+%(seconds)s s") % {"seconds": number_format(ms / 1000, decimal_pos=2)}
 
 
 def feedback_timeline(*, feedback: Feedback) -> list[TimelineStep]:
@@ -34,24 +53,19 @@ def feedback_timeline(*, feedback: Feedback) -> list[TimelineStep]:
     final = is_final(feedback.status)
     if not events:  # a row from before events were recorded: its status, untimed
         state = "done" if final else "current"
-        events_free = [TimelineStep(feedback.status, feedback.get_status_display(), state)]
-        return events_free + _ahead(feedback)
+        return [TimelineStep(feedback.status, state), *_ahead(feedback)]
     steps = []
     for index, event in enumerate(events):
         last = index == len(events) - 1
         steps.append(
             TimelineStep(
                 status=event.status,
-                label=Status(event.status).label,
                 state="current" if last and not final else "done",
-                since_submit=format_offset(event.at - feedback.created_at),
+                offset=event.at - feedback.created_at,
             )
         )
     return steps + _ahead(feedback)
 
 
 def _ahead(feedback: Feedback) -> list[TimelineStep]:
-    return [
-        TimelineStep(status=status, label=status.label, state="next")
-        for status in ahead(feedback.status)
-    ]
+    return [TimelineStep(status=status, state="next") for status in ahead(feedback.status)]

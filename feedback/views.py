@@ -3,6 +3,8 @@ from http import HTTPStatus
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils import timezone, translation
+from django.utils.translation import ngettext
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.http import HTMX_STOP_POLLING
@@ -45,7 +47,12 @@ def take_submission(request: HtmxHttpRequest) -> HttpResponse:
         return too_many_submissions(request, form, limit)
     mode = form.cleaned_data["mode"]
     with answers_timed(request.session, mode=mode) as answered:
-        feedback = services.feedback_submit(**form.cleaned_data)
+        feedback = services.feedback_submit(
+            **form.cleaned_data,
+            # Its email and the status pushed to this page speak the page's language.
+            language=translation.get_language(),
+            time_zone=timezone.get_current_timezone_name(),
+        )
     request.session.cycle_key()  # watch rights go to this session: a planted key loses them
     submissions_remember(request.session, feedback_id=feedback.pk)
     token = feedback_token(feedback.pk, session=request.session)
@@ -83,8 +90,14 @@ def too_many_submissions(
     if request.htmx:
         form.add_error(
             None,
-            "You have sent several messages in a short time. Please wait "
-            f"{limit.retry_after} s, then send it again: your text is still here.",
+            ngettext(
+                "You have sent several messages in a short time. Please wait %(seconds)d "
+                "second, then send it again: your text is still here.",
+                "You have sent several messages in a short time. Please wait %(seconds)d "
+                "seconds, then send it again: your text is still here.",
+                limit.retry_after,
+            )
+            % {"seconds": limit.retry_after},
         )
         template, context = "feedback/index.html#form", {"form": form}
     else:

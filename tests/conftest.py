@@ -373,7 +373,14 @@ def require_binary(path: str, install: str) -> None:
 
 
 @pytest.fixture
-def browser_page(request, monkeypatch, tmp_path):
+def browser_context_options() -> dict:
+    """Playwright's ``new_context`` options for ``browser_page``: an English browser in UTC,
+    unless a test parametrizes it (``{"locale": "pt-BR", "timezone_id": "America/Recife"}``)."""
+    return {"locale": "en-US", "timezone_id": "UTC"}
+
+
+@pytest.fixture
+def browser_page(request, monkeypatch, tmp_path, browser_context_options):
     """A Playwright (sync API) page in Debian's headless Chromium.
 
     Skipped when /usr/bin/chromium is missing, failed instead under CI or
@@ -390,7 +397,7 @@ def browser_page(request, monkeypatch, tmp_path):
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, timeout=30_000
         )
         try:
-            context = browser.new_context()
+            context = browser.new_context(**browser_context_options)
             page = context.new_page()
             page.set_default_timeout(15_000)
             yield page

@@ -32,9 +32,36 @@ def serious_violations(page: Page) -> list[dict]:
     ]
 
 
+# The page's words in each language the app speaks (the check runs in both).
+WORDS = {
+    "en-US": {
+        "email": "Your email address",
+        "message": "Message",
+        "celery": "With Celery",
+        "old way": "The old way",
+        "status page": "Status page",
+        "outbox": "Outbox",
+    },
+    "pt-BR": {
+        "email": "Seu endereço de e-mail",
+        "message": "Mensagem",
+        "celery": "Com Celery",
+        "old way": "Do jeito antigo",
+        "status page": "Página de status",
+        "outbox": "Caixa de saída",
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "browser_context_options",
+    [{"locale": locale, "timezone_id": "UTC"} for locale in WORDS],
+    ids=list(WORDS),
+)
 def test_no_serious_violations_on_the_form_the_timeline_and_the_outbox(
-    browser_page, start_daphne, start_worker, dev_mailbox
+    browser_page, start_daphne, start_worker, dev_mailbox, browser_context_options
 ):
+    words = WORDS[browser_context_options["locale"]]
     env = dev_mailbox[0]
     start_worker(**env)
     server = start_daphne(**env)
@@ -44,29 +71,29 @@ def test_no_serious_violations_on_the_form_the_timeline_and_the_outbox(
 
     # Errors shown in place (the server's: the browser's own checks are switched off).
     page.locator("#feedback-form").evaluate("form => { form.noValidate = true }")
-    page.get_by_label("Your email address").fill("not an address")
-    page.get_by_role("button", name=re.compile("With Celery")).click()
+    page.get_by_label(words["email"]).fill("not an address")
+    page.get_by_role("button", name=re.compile(words["celery"])).click()
     expect(page.locator(".errorlist").first).to_be_visible()
     # Focus goes to the first field in error, announced as invalid.
-    expect(page.get_by_label("Your email address")).to_be_focused()
-    expect(page.get_by_label("Your email address")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label(words["email"])).to_be_focused()
+    expect(page.get_by_label(words["email"])).to_have_attribute("aria-invalid", "true")
     assert serious_violations(page) == []
 
     # Both ways sent, the timelines final, the answer times side by side.
     for email, button in [
-        ("a11y-sync@example.com", "The old way"),
-        ("a11y@example.com", "With Celery"),
+        ("a11y-sync@example.com", words["old way"]),
+        ("a11y@example.com", words["celery"]),
     ]:
-        page.get_by_label("Your email address").fill(email)
-        page.get_by_label("Message").fill("Checking accessibility.")
+        page.get_by_label(words["email"]).fill(email)
+        page.get_by_label(words["message"]).fill("Checking accessibility.")
         page.get_by_role("button", name=re.compile(button)).click()
         status = page.locator(".submission", has_text=email).locator(".status")
         expect(status).to_have_attribute("data-status", "sent", timeout=30_000)
     assert serious_violations(page) == []
-    status_page = page.locator(".submission").first.get_by_role("link", name="Status page")
+    status_page = page.locator(".submission").first.get_by_role("link", name=words["status page"])
     status_url = status_page.get_attribute("href")
 
-    page.get_by_role("link", name="Outbox", exact=True).click()
+    page.get_by_role("link", name=words["outbox"], exact=True).click()
     expect(page.locator(".mail")).to_have_count(2)
     assert serious_violations(page) == []
 

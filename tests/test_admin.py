@@ -20,7 +20,7 @@ def test_resend_action_queues_failed_feedback_again_and_leaves_the_rest(
         )
     assert response.status_code == 200
     html = response.content.decode()
-    assert "Queued 1 confirmation(s) again." in html
+    assert "Queued 1 confirmation again." in html
     assert "Left 1 alone: only failed feedback can be resent." in html
     # One task, enqueued after the commit (and the move, published after it).
     assert len(callbacks) == 2

@@ -148,7 +148,7 @@ def test_the_admin_a_developer_meets_logs_no_csp_violation_and_no_error(
     page.check(f"input.action-select[value='{failed.pk}']")
     page.select_option("select[name=action]", "resend")
     page.click("button[name=index]")
-    page.get_by_text("Queued 1 confirmation(s) again.").wait_for()
+    page.get_by_text("Queued 1 confirmation again.").wait_for()
     violations.extend(page.evaluate("window.__cspViolations"))
 
     assert violations == []

@@ -90,3 +90,41 @@ def test_screenshots_of_the_form_the_timeline_and_the_outbox(
         width, height = png_size(SCREENSHOTS / f"{name}.png")
         assert width == DESKTOP["width"] and height >= 400, (name, width, height)
     assert png_size(SCREENSHOTS / "phone.png") == (PHONE["width"], PHONE["height"])
+
+
+@pytest.mark.parametrize(
+    "browser_context_options", [{"locale": "pt-BR", "timezone_id": "America/Sao_Paulo"}]
+)
+def test_screenshot_in_portuguese(browser_page, start_daphne, start_worker, dev_mailbox, tmp_path):
+    update = os.environ.get("UPDATE_SCREENSHOTS") == "1"
+    SCREENSHOTS = DOCS_SCREENSHOTS if update else tmp_path
+    env = {**dev_mailbox[0], "FEEDBACK_SEND_DELAY": 3, "FEEDBACK_UNDO_SECONDS": 5}
+    start_worker(**env)
+    server = start_daphne(**env)
+    page = browser_page
+    page.set_viewport_size(DESKTOP)
+    page.goto(server.url)
+    expect(page.locator("html")).to_have_attribute("lang", "pt-br")
+    for email, button in [
+        ("joana@example.com.br", "Do jeito antigo"),
+        ("pedro@example.com.br", "Com Celery"),
+        ("lucia@example.com.br", "Com Celery"),
+    ]:
+        page.get_by_label("Seu endereço de e-mail").fill(email)
+        page.get_by_label("Mensagem").fill("A página ficou ótima, mas o rodapé some no celular.")
+        page.get_by_role("button", name=re.compile(button)).click()
+        expect(page.locator(".submission", has_text=email)).to_be_visible()
+    pedro = page.locator(".submission", has_text="pedro@example.com.br")
+    lucia = page.locator(".submission", has_text="lucia@example.com.br")
+    expect(pedro.locator("progress")).to_have_attribute(
+        "value", re.compile(r"^[1-9]"), timeout=30_000
+    )
+    expect(lucia.locator(".status__badge")).to_have_text("Na fila")
+    expect(lucia.locator(".status__place")).to_contain_text("na sua frente")
+    page.locator("body").evaluate("() => document.activeElement.blur()")
+    expect(
+        page.locator(".submission", has_text="joana@example.com.br").locator(".status__badge")
+    ).to_have_text("Enviado")
+    page.screenshot(path=SCREENSHOTS / "portuguese.png", full_page=True)
+    width, height = png_size(SCREENSHOTS / "portuguese.png")
+    assert width == DESKTOP["width"] and height >= 400, (width, height)

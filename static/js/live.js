@@ -24,10 +24,11 @@
   var HEARTBEAT = "<!--heartbeat-->";
   var REFUSED = "refused ";
   var STATUS = ".status[data-version]";
-  var LABELS = {
-    connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…",
-    polling: "Updating every 2 s",
-  };
+  // Its words, in the page's language (templates/realtime/live.html).
+  var LABELS = {};
+  ["connecting", "live", "reconnecting", "polling"].forEach(function (state) {
+    LABELS[state] = indicator.getAttribute("data-label-" + state);
+  });
   // Closes that mean "do not come back": refused (4403) or over the socket caps
   // (4429). The cards then poll, and the page opens no other socket.
   var REFUSED_CODES = [4403, 4429];

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('feedback', '0004_undo_and_queue'),
+        ('feedback', '0005_language_and_time_zone'),
     ]
 
     operations = [
