@@ -14,8 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
-from django.db.models.sql import UpdateQuery
+from django.db.models import F, Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
@@ -81,10 +80,11 @@ def feedback_move(
     sets = {field: now if value is NOW else value for field, value in move.sets.items()}
     with transaction.atomic():
         changed = Feedback.objects.filter(where or Q(), pk=feedback_id, status__in=move.source)
-        values = {**sets, **given, "version": F("version") + 1, "updated_at": now}
-        feedback = _update_returning(changed, feedback_id, status=move.target, **values)
-        if feedback is None:
+        if not changed.update(
+            **sets, **given, status=move.target, version=F("version") + 1, updated_at=now
+        ):
             return None
+        feedback = Feedback.objects.get(pk=feedback_id)
         if move.records_event:
             FeedbackEvent.objects.create(feedback=feedback, status=feedback.status, at=now)
         # robust: the move is committed whatever happens to its publishing (a hint).
@@ -94,27 +94,6 @@ def feedback_move(
             # page computes its own place (never one publish per watcher).
             transaction.on_commit(feedback_publish_queue, robust=True)
     return feedback
-
-
-def _update_returning(
-    changed: QuerySet[Feedback], feedback_id: uuid.UUID | str, **values: Any
-) -> Feedback | None:
-    """UPDATE the row `changed` selects and return it as updated; None if it matched nothing.
-
-    One statement (`UPDATE … RETURNING`, on PostgreSQL and SQLite) where an
-    update and a read of the row were two; through the query layer that
-    `QuerySet.update()` uses, which returns only a count.
-    """
-    fields = Feedback._meta.concrete_fields
-    query = changed.query.chain(UpdateQuery)
-    query.add_update_values(values)
-    with transaction.mark_for_rollback_on_error(using=changed.db):
-        rows = query.get_compiler(changed.db).execute_returning_sql(fields)
-    if not rows:
-        return None
-    if rows[0] == ():  # a database that returns no rows from an UPDATE: read it
-        return Feedback.objects.get(pk=feedback_id)
-    return Feedback.from_db(changed.db, [field.attname for field in fields], rows[0])
 
 
 def feedback_publish(*, feedback: Feedback) -> bool:
