@@ -70,6 +70,7 @@ class SmtpSink:
         self._drop_after: dict[str, int] = {}  # stage -> how many more times to hang up after 250
         self.mail_options: list[list[str]] = []  # MAIL FROM parameters, per transaction
         self.helo_names: list[str] = []  # the EHLO/HELO name, per transaction
+        self.peers: list[tuple] = []  # the client's (address, port), per transaction
         self._controller = Controller(
             self,
             hostname=host,
@@ -153,6 +154,7 @@ class SmtpSink:
             self._drop_after.clear()
             self.mail_options.clear()
             self.helo_names.clear()
+            self.peers.clear()
 
     # -- aiosmtpd handler hooks (run on the server's thread) -------------------
     def _take_failure(self, stage: str, envelope) -> str | None:
@@ -185,6 +187,7 @@ class SmtpSink:
         with self._cond:
             self.mail_options.append(list(mail_options))
             self.helo_names.append(session.host_name)
+            self.peers.append(tuple(session.peer))
         self._hang_up_after_reply("MAIL", server)
         return "250 OK"
 

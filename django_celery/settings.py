@@ -128,6 +128,9 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
+# Database sessions, with one write where Django's makes two when the key changes.
+SESSION_ENGINE = "django_celery.sessions"
+
 ROOT_URLCONF = "django_celery.urls"
 WSGI_APPLICATION = "django_celery.wsgi.application"
 ASGI_APPLICATION = "django_celery.asgi.application"
@@ -224,6 +227,10 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fixup closes every database connection (and Django's pool) around
+# each task unless this is set; then only every this-many tasks. django_celery/celery.py
+# closes them around each task the way Django does around a request instead.
+CELERY_DB_REUSE_MAX = 1000
 
 # Nothing lost when a worker dies: a task is acknowledged only once it has run
 # (acks_late), and a task whose pool process was killed goes back to the queue
@@ -379,7 +386,8 @@ CHANNEL_LAYERS = {
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # Django's RedisCache, with one client per process (django_celery/redis_pool.py).
+        "BACKEND": "django_celery.redis_pool.SharedClientRedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": REDIS_PREFIX,
         "OPTIONS": {

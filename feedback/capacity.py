@@ -36,11 +36,17 @@ def _keys() -> tuple[str, str]:
 
 def workers_announce(*, node: str, processes: int) -> None:
     nodes, sizes = _keys()
+    now = time.time()
     try:
         pipe = _redis().pipeline()
-        pipe.zadd(nodes, {node: time.time() + ANNOUNCE_TTL})
+        pipe.zadd(nodes, {node: now + ANNOUNCE_TTL})
         pipe.hset(sizes, node, processes)
-        pipe.execute()
+        pipe.zremrangebyscore(nodes, "-inf", now)  # the nodes that went silent...
+        pipe.zrange(nodes, 0, -1)
+        pipe.hkeys(sizes)
+        *_, alive, known = pipe.execute()
+        if gone := set(known) - set(alive):  # ...and their pool sizes
+            _redis().hdel(sizes, *gone)
     except redis.RedisError:
         logger.warning("Could not announce worker %s", node, exc_info=True)
 
@@ -58,12 +64,18 @@ def workers_consuming() -> int | None:
     """Worker processes of the nodes that announced themselves lately; None if unknown."""
     nodes, sizes = _keys()
     try:
-        client = _redis()
-        client.zremrangebyscore(nodes, "-inf", time.time())
-        alive = client.zrange(nodes, 0, -1)
+        # Read every status render of a queued feedback: one round trip, no
+        # write (a silent node is left out by its score; an announce drops it).
+        alive, every_size = (
+            _redis()
+            .pipeline(transaction=False)
+            .zrangebyscore(nodes, time.time(), "+inf")
+            .hgetall(sizes)
+            .execute()
+        )
         if not alive:
             return None
-        return sum(int(size or 0) for size in client.hmget(sizes, alive)) or None
+        return sum(int(every_size.get(node) or 0) for node in alive) or None
     except redis.RedisError:
         logger.warning("Could not read how many workers consume", exc_info=True)
         return None

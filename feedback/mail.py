@@ -1,13 +1,19 @@
 """The confirmation email: building it, sending it over SMTP, and saying why a send failed."""
 
+import atexit
 import contextlib
+import copy
 import logging
+import os
 import re
+import select
 import smtplib
+import threading
 
 from django.conf import settings
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives
+from django.core.mail.handler import DEFAULT_MAILER_ALIAS
 from django.template.loader import render_to_string
 from django.utils import translation
 from django.utils.translation import gettext
@@ -110,20 +116,110 @@ def _build_confirmation_email(*, feedback: Feedback) -> EmailMultiAlternatives:
     return message
 
 
+class KeptMailer:
+    """One connection to the mail server per process, kept from one email to the next.
+
+    A worker process sends one email after another: opening a connection
+    (TCP, greeting, EHLO) and closing it (QUIT) for each cost more than the
+    message itself. The kept one is checked before each use without a round
+    trip: an idle SMTP connection has nothing to read, so a readable socket
+    means the server closed it (its idle timeout, a hang-up after its 250) or
+    said goodbye (421), and a new one is opened. Any failure while sending
+    drops it: its state is unknown. A second thread of the same process (the
+    old way, in daphne's threads) meanwhile gets a connection of its own,
+    closed after its email, as before.
+
+    The rule that a failure after the server's 250 counts as sent holds as
+    before: once the message is accepted nothing else is said on the
+    connection for it (no QUIT), so nothing after the 250 can fail its send.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._mailer = None
+        self._config = None
+
+    def send(self, message: EmailMultiAlternatives) -> None:
+        if not self._lock.acquire(blocking=False):
+            self._send_once(message)
+            return
+        try:
+            mailer = self._ready()
+            try:
+                mailer.send_messages([message])
+            except BaseException:  # a soft time limit too: the connection's state is unknown
+                self.close()
+                raise
+        finally:
+            self._lock.release()
+
+    def _ready(self):
+        config = mail.mailers.settings.get(DEFAULT_MAILER_ALIAS)
+        if self._mailer is not None and (config != self._config or self._closed_by_server()):
+            self.close()
+        if self._mailer is None:
+            mailer = mail.mailers.default
+            try:
+                # Opened here, so send_messages() leaves it open (it closes only what it opened).
+                mailer.open()
+            except BaseException:
+                with contextlib.suppress(smtplib.SMTPException, OSError):
+                    mailer.close()  # a connection opened halfway (refused at STARTTLS, AUTH)
+                raise
+            self._mailer, self._config = mailer, copy.deepcopy(config)
+        return self._mailer
+
+    def _closed_by_server(self) -> bool:
+        connection = getattr(self._mailer, "connection", None)
+        if not isinstance(connection, smtplib.SMTP):
+            return False  # not SMTP (the console in development): nothing to go stale
+        sock = connection.sock
+        if sock is None:
+            return True
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
+    @staticmethod
+    def _send_once(message: EmailMultiAlternatives) -> None:
+        mailer = mail.mailers.default
+        try:
+            mailer.open()
+            mailer.send_messages([message])
+        finally:
+            # A failure while saying goodbye (QUIT) after the server accepted
+            # the message must not count as a failed send and mail it again.
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                mailer.close()
+
+    def close(self) -> None:
+        mailer, self._mailer, self._config = self._mailer, None, None
+        if mailer is not None:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                mailer.close()
+
+    def forget(self) -> None:
+        """In a forked child (Celery's prefork pool): the parent's connection is not ours."""
+        self._lock = threading.Lock()
+        self._mailer = None
+        self._config = None
+
+
+kept_mailer = KeptMailer()
+os.register_at_fork(after_in_child=kept_mailer.forget)
+atexit.register(kept_mailer.close)
+
+
 def send_confirmation(*, feedback: Feedback) -> None:
-    """Send the confirmation over the default mailer.
+    """Send the confirmation over the default mailer, on this process's kept connection.
 
     SMTP and network errors are raised as DeliveryError, and so is an address
     Django refuses to put in a header (a line break: header injection).
     """
-    mailer = mail.mailers.default
     try:
-        message = build_confirmation_email(feedback=feedback)
-        # Opened here so that send_messages() does not close the connection:
-        # once the server has accepted the message, a failure while saying
-        # goodbye (QUIT) must not count as a failed send and mail it again.
-        mailer.open()
-        mailer.send_messages([message])
+        kept_mailer.send(build_confirmation_email(feedback=feedback))
     except (smtplib.SMTPException, OSError) as error:
         raise DeliveryError(
             describe_send_error(error), cause=error, transient=is_transient_send_error(error)
@@ -134,6 +230,3 @@ def send_confirmation(*, feedback: Feedback) -> None:
         raise DeliveryError(
             gettext("The email address cannot be used."), cause=error, transient=False
         ) from error
-    finally:
-        with contextlib.suppress(smtplib.SMTPException, OSError):
-            mailer.close()

@@ -64,7 +64,12 @@ class Feedback(models.Model):
         ordering = ["-created_at"]
         verbose_name = _("feedback")
         verbose_name_plural = _("feedback")
-        indexes = [models.Index(fields=["status", "updated_at"])]
+        indexes = [
+            models.Index(fields=["status", "updated_at"]),
+            # The queue: who is ahead (created_at), and the latest sends (sent_at).
+            models.Index(fields=["status", "created_at"]),
+            models.Index(fields=["status", "sent_at"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.email} ({self.status})"

@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -65,13 +64,15 @@ class Place:
 
 
 def measured_send_seconds() -> float | None:
+    # The difference is taken here, on the rows read: computed in SQL it was
+    # evaluated (in Python, on SQLite) for every sent row before the sort.
+    # The (status, sent_at) index walks only the latest.
     recent = (
         Feedback.objects.filter(status=Status.SENT, claimed_at__isnull=False, sent_at__isnull=False)
         .order_by("-sent_at")
-        .annotate(took=F("sent_at") - F("claimed_at"))
-        .values_list("took", flat=True)[:MEASURED_SENDS]
+        .values_list("claimed_at", "sent_at")[:MEASURED_SENDS]
     )
-    took = [each.total_seconds() for each in recent if each is not None]
+    took = [(sent_at - claimed_at).total_seconds() for claimed_at, sent_at in recent]
     return sum(took) / len(took) if took else None
 
 

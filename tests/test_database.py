@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,36 @@ def test_the_suite_s_own_connections_come_from_the_pool():
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     assert connection.pool is not None
+
+
+@pytest.mark.postgres_only
+def test_a_worker_keeps_its_pooled_connection_from_one_task_to_the_next(start_worker, smtp_server):
+    """Celery's Django fixup closed the pool around every task: each email connected anew."""
+    from feedback import services
+    from feedback.models import Feedback
+
+    def sessions_started() -> int:
+        time.sleep(1.5)  # backends report their statistics at most once a second
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(
+                "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+            )
+            return cursor.fetchone()[0]
+
+    def send(count: int, sent_before: int) -> None:
+        for number in range(count):
+            services.feedback_create(email=f"pool{sent_before + number}@example.com", message="Hi")
+        smtp_server.wait_for(sent_before + count, timeout=30)
+        deadline = time.monotonic() + 10
+        while Feedback.objects.filter(status="sent").count() < sent_before + count:
+            assert time.monotonic() < deadline, "not all marked sent"
+            time.sleep(0.05)
+
+    start_worker(purge=True, FEEDBACK_SEND_DELAY="0")
+    send(1, 0)  # the worker's first task opens its connection
+    before = sessions_started()
+    send(10, 1)
+    opened = sessions_started() - before
+    print(f"\nPostgreSQL sessions opened for 10 emails: {opened}")
+    assert opened <= 1

@@ -3,12 +3,14 @@ no 8BITMIME, no SMTPUTF8, a refusal at DATA, a server that hangs up after 250.
 Also the email itself (parts, quoting, IDNA) and the form's addresses."""
 
 import logging
+import time
 
 import pytest
 from celery.exceptions import Retry
 from django.template.loader import render_to_string
 from django.urls import include, path
 
+from devtools.ports import free_port
 from devtools.smtp_sink import SmtpSink
 from feedback import services
 from feedback.forms import FeedbackForm
@@ -193,6 +195,69 @@ def test_a_server_that_hangs_up_after_250_to_mail_is_retried_then_sent_once(sink
     row.refresh_from_db()
     assert row.status == Feedback.Status.SENT
     assert len(sink.wait_for(1)) == 1
+
+
+# -- One connection per worker process ------------------------------------------------------
+
+
+def test_emails_one_after_another_go_over_one_connection(sink_factory):
+    sink = sink_factory()
+    rows = [feedback(email=f"n{n}@example.com", message="Hi") for n in range(5)]
+    for row in rows:
+        send_feedback_email(str(row.pk))
+    assert len(sink.wait_for(5)) == 5
+    assert len(sink.peers) == 5 and len(set(sink.peers)) == 1  # one client port: one connection
+    assert {row.status for row in Feedback.objects.filter(pk__in=[r.pk for r in rows])} == {
+        Feedback.Status.SENT
+    }
+
+
+def test_a_connection_the_server_closed_is_reopened_and_costs_no_attempt(sink_factory):
+    """The server hangs up right after its 250 (or its idle timeout ends the kept
+    connection): that email counts as sent, and the next goes over a new connection."""
+    sink = sink_factory()
+    sink.drop_after("DATA")
+    first, second = feedback(email="a@example.com"), feedback(email="b@example.com")
+    send_feedback_email(str(first.pk))
+    sink.wait_for(1)
+    time.sleep(0.2)  # the server's close has reached us
+    send_feedback_email(str(second.pk))
+    assert len(sink.wait_for(2)) == 2
+    for row in (first, second):
+        row.refresh_from_db()
+        assert (row.status, row.attempts) == (Feedback.Status.SENT, 1)
+    assert len(set(sink.peers)) == 2
+
+
+def test_a_failed_send_drops_the_kept_connection(sink_factory):
+    sink = sink_factory()
+    sink.fail_next(1, code=452, text="4.3.1 Insufficient system storage", stage="DATA")
+    first, second = feedback(email="a@example.com"), feedback(email="b@example.com")
+    with pytest.raises(Retry):
+        send_feedback_email(str(first.pk))
+    send_feedback_email(str(second.pk))
+    assert [m.rcpt_tos for m in sink.wait_for(1)] == [["b@example.com"]]
+    assert len(set(sink.peers)) == 2  # the refused one's connection was not used again
+
+
+def test_a_restarted_mail_server_is_reconnected_to(settings):
+    port = free_port()
+    first_sink = SmtpSink(port=port).start()
+    use(settings, first_sink)
+    first, second = feedback(email="a@example.com"), feedback(email="b@example.com")
+    try:
+        send_feedback_email(str(first.pk))
+        first_sink.wait_for(1)
+    finally:
+        first_sink.stop()
+    second_sink = SmtpSink(port=port).start()  # same address: only the connection is stale
+    try:
+        send_feedback_email(str(second.pk))
+        assert [m.rcpt_tos for m in second_sink.wait_for(1)] == [["b@example.com"]]
+    finally:
+        second_sink.stop()
+    second.refresh_from_db()
+    assert (second.status, second.attempts) == (Feedback.Status.SENT, 1)
 
 
 def test_a_refusal_at_connect_names_the_server_answer():
