@@ -69,7 +69,10 @@ def test_open_loop_submissions_are_all_answered_watched_and_emailed_once(smoke):
                 for role in ("daphne", "worker", "redis", "sink", "generator"):
                     assert run["cpu_s"][role] > 0, (name, key, role)
                 assert (run["cpu_s"]["postgres"] > 0) == (config["database"] == "postgres")
-                assert (run["cpu_s"]["haproxy"] > 0) == (config["nodes"] == 2)
+                # HAProxy's CPU in a run this small can be below the clock tick (0.0 once in
+                # CI), so only its absence is certain: one node, no balancer, none counted.
+                if config["nodes"] == 1:
+                    assert run["cpu_s"]["haproxy"] == 0, (name, key)
     assert configs["postgres"]["scenarios"]["submit"]["watchers_before"] == SMOKE.watchers_before
 
 
