@@ -6,7 +6,6 @@ locally without Postfix, failed in CI (`.ci/run` installs it).
 
 import re
 import time
-from collections.abc import Callable
 
 import idna
 import pytest
@@ -15,6 +14,7 @@ from feedback import services
 from feedback.forms import FeedbackForm
 from feedback.mail import message_lines
 from feedback.models import Feedback
+from tests.support.waiting import wait_until
 
 # Fast retries, and room for a few of them while a test lifts a refusal.
 QUICK = {
@@ -40,17 +40,6 @@ BATCH = [
     ("heidi@example.com", "Ελληνικά, русский, עברית, العربية, हिन्दी"),
     ("ivan@example.com", "<script>alert(1)</script> & <img src=https://evil.example/x.png>"),
 ]
-
-
-def wait_until(condition: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not {what} within {timeout:g}s")
-        time.sleep(0.1)
 
 
 def submit(email: str, message: str) -> Feedback:

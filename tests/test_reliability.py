@@ -12,7 +12,6 @@ import re
 import signal
 import socket
 import time
-from collections.abc import Callable
 from datetime import timedelta
 
 import httpx
@@ -25,6 +24,7 @@ from django_celery import worker_liveness
 from feedback import services, tasks
 from feedback.models import Feedback, FeedbackEvent
 from tests.support.layer import LayerListener
+from tests.support.waiting import wait_until
 
 # Killed workers, duplicate tasks, the sweeper: also run on PostgreSQL (make test).
 pytestmark = pytest.mark.engines
@@ -38,17 +38,6 @@ QUICK = {
     # Hard limit 3 s (soft 2.4 s), so a dead worker's lease runs out after 5 s.
     "FEEDBACK_TASK_TIME_LIMIT": "3",
 }
-
-
-def wait_until(condition: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not {what} within {timeout:g}s")
-        time.sleep(0.05)
 
 
 def status_of(feedback_id) -> str:

@@ -30,6 +30,7 @@ from websockets.exceptions import ConnectionClosedError, InvalidHandshake
 from devtools.http_client import Visitor, status_of, watch_token
 from django_celery.worker_liveness import node_of
 from feedback.models import Feedback, FeedbackEvent
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.timeout(300)]
 
@@ -203,15 +204,6 @@ def emails_by_address(smtp_server) -> dict[str, int]:
         for address in message.rcpt_tos:
             counts[address] = counts.get(address, 0) + 1
     return counts
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not {what} within {timeout:g}s")
-        time.sleep(0.1)
-    return value
 
 
 # -- A web node dies -----------------------------------------------------------------

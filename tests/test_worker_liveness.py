@@ -7,6 +7,7 @@ import pytest
 import redis
 
 from django_celery import worker_liveness
+from tests.support.waiting import wait_until
 
 # Fast beats, so the tests are quick: the key lives 1.5 s.
 BEAT = {"WORKER_HEARTBEAT_SECONDS": "0.5"}
@@ -21,15 +22,6 @@ def heartbeat(redis_url: str, hostname: str) -> tuple[bytes | None, int]:
     client = redis.Redis.from_url(redis_url)
     key = worker_liveness.heartbeat_key(hostname)
     return client.get(key), client.pttl(key)
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not {what} within {timeout:g}s")
-        time.sleep(0.05)
-    return value
 
 
 def test_a_living_worker_beats_and_is_not_dead(start_worker, redis_url, fast_beats):
