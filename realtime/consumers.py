@@ -1,6 +1,7 @@
 import asyncio
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -9,8 +10,11 @@ from django.conf import settings
 from . import watch
 
 # Close codes. 4403 mirrors HTTP 403; a normal close (1000) at a final state
-# tells the browser not to reconnect.
+# tells the browser not to reconnect. 4401 (after HTTP 401) says the session
+# key the handshake carried is gone from the store (the session got a new key
+# meanwhile): come back at once with the browser's current cookie.
 CLOSE_FORBIDDEN = 4403
+CLOSE_SESSION_CHANGED = 4401
 CLOSE_DONE = 1000
 
 # What a page sends on its socket to watch one more thing: "watch <kind>/<token>".
@@ -82,6 +86,22 @@ class Watched:
     @property
     def name(self) -> str:
         return f"{self.kind}/{self.token}"
+
+
+def session_load(session: Any) -> bool:
+    """Load the scope's lazy session now (blocking); False if the key presented
+    is no longer in the store (rotated away, expired, or never there).
+
+    The session is read once per socket and then kept: loaded at once, its
+    watch rights are those of the key the handshake carried, not of whatever
+    that key has become by the first watch. A store forgets a key it does not
+    hold (Django sets `session_key` to None on load), which is how a stale key
+    is told from a browser that sent none.
+    """
+    if getattr(session, "session_key", None) is None:
+        return True  # no key presented (or a plain mapping, as in tests): nothing to load
+    session.keys()  # loads and caches the data
+    return session.session_key is not None
 
 
 class WatchingConsumer(AsyncWebsocketConsumer):
@@ -254,9 +274,21 @@ class PageConsumer(WatchingConsumer):
     """
 
     async def connect(self) -> None:
+        # The session key may rotate (a submission from another tab) between
+        # this handshake and the first watch; loaded now, the window is the
+        # handshake alone. A key already gone cannot watch anything: the page
+        # is told to reconnect with its current cookie, instead of having each
+        # watch refused. A stale or planted key gains nothing either way.
+        self.session_changed = not await database_sync_to_async(session_load)(
+            self.scope.get("session")
+        )
         await self.accept()
+        if self.session_changed:
+            await self.close(code=CLOSE_SESSION_CHANGED)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.session_changed:
+            return  # closing: a frame sent before the close arrived gets no answer
         command, _, name = (text_data or "").partition(" ")
         kind, _, token = name.partition("/")
         if command != WATCH_COMMAND or not kind or not token or name in self.watches:

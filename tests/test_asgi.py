@@ -112,3 +112,67 @@ async def test_on_the_page_socket_only_the_submitting_browser_gets_its_card():
     await ws.send_to(text_data=f"watch {name}")
     assert 'data-status="queued"' in await ws.receive_from(timeout=5)
     await ws.disconnect()
+
+
+# -- The session key rotates under an open page socket --------------------------------
+# Each submission gives the session a new key and deletes the old row at once
+# (django_celery/sessions.py); the watcher key inside survives. A page socket
+# whose handshake carried the old key must still watch, or be told to come back.
+
+
+@sync_to_async
+def submit_again(client: Client) -> str:
+    """A second submission from the same browser (another tab, a double click): a new key."""
+    response = client.post(
+        "/", {"email": "ada@example.com", "message": "Again"}, headers={"HX-Request": "true"}
+    )
+    return re.search(r'data-watch="(feedback/[^"]+)"', response.content.decode()).group(1)
+
+
+async def test_a_page_socket_opened_before_the_key_rotates_still_watches_the_first_card():
+    client, path = await submit()
+    name = path.removeprefix("/ws/").rstrip("/")
+    ws = socket("/ws/watch/", cookie=cookie_of(client))
+    connected, _ = await ws.connect(timeout=5)
+    assert connected
+    await submit_again(client)  # the key the socket presented is gone from the store now
+    await ws.send_to(text_data=f"watch {name}")
+    assert 'data-status="queued"' in await ws.receive_from(timeout=5)
+    await ws.disconnect()
+
+
+async def assert_closed_with_4401(ws: WebsocketCommunicator, *, watch: str) -> None:
+    connected, _ = await ws.connect(timeout=5)
+    assert connected
+    await ws.send_to(text_data=f"watch {watch}")  # as a page does on open, before the close
+    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+    assert await ws.receive_nothing(timeout=0.2)  # no card, not even a "refused"
+
+
+async def test_a_page_socket_with_a_key_rotated_away_is_told_to_reconnect_and_then_watches():
+    client, path = await submit()
+    name = path.removeprefix("/ws/").rstrip("/")
+    rotated_away = cookie_of(client)
+    await submit_again(client)  # this handshake raced the second submission, and lost
+    await assert_closed_with_4401(socket("/ws/watch/", cookie=rotated_away), watch=name)
+    ws = socket("/ws/watch/", cookie=cookie_of(client))  # the browser's cookie now
+    await ws.connect(timeout=5)
+    await ws.send_to(text_data=f"watch {name}")
+    assert 'data-status="queued"' in await ws.receive_from(timeout=5)
+    await ws.disconnect()
+
+
+async def test_a_planted_or_stale_key_gains_no_watch_rights():
+    client, path = await submit()
+    name = path.removeprefix("/ws/").rstrip("/")
+    stale = cookie_of(client)
+    await submit_again(client)
+    planted = f"{settings.SESSION_COOKIE_NAME}={'x' * 32}"  # a key the store never had
+    for cookie in (stale, planted, stale):  # coming back with it changes nothing
+        await assert_closed_with_4401(socket("/ws/watch/", cookie=cookie), watch=name)
+    # A key too short to be one is no key: an empty session, whose watches are refused.
+    ws = socket("/ws/watch/", cookie=f"{settings.SESSION_COOKIE_NAME}=short")
+    await ws.connect(timeout=5)
+    await ws.send_to(text_data=f"watch {name}")
+    assert await ws.receive_from(timeout=5) == f"refused {name}"
+    await ws.disconnect()
