@@ -195,3 +195,45 @@ def test_back_online_or_visible_again_the_page_re_reads_each_card_at_once(
     page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")  # still visible
     expect(status).to_have_attribute("data-status", "sent", timeout=5_000)
     assert len(reads) == 2
+
+
+def test_a_socket_whose_session_key_rotated_during_its_handshake_reconnects_and_goes_live(
+    browser_page, start_worker, start_daphne, smtp_server
+):
+    """Another tab of the same browser submits while this page's socket is on its way: the
+    key in that handshake is deleted before daphne reads it. The page is told (4401),
+    reconnects at once with the new cookie, and its card goes live over the socket."""
+    start_worker(FEEDBACK_SEND_DELAY=4)
+    server = start_daphne()
+    proxy = StallProxy(target_port=server.port).start()
+    try:
+        page = browser_page
+        sockets = watch_sockets(page)
+        polls: list[str] = []
+        page.on("request", lambda r: polls.append(r.url) if "/feedback/" in r.url else None)
+        page.goto(proxy.url)
+        proxy.hold_websocket_handshakes()
+        submit(page, "Raced")  # the page opens its socket with this card: held in the proxy
+        wait_for(lambda: proxy.held_handshakes == 1, what="a held handshake")
+
+        csrf = page.locator("input[name=csrfmiddlewaretoken]").first.input_value()
+        other_tab = page.context.request.post(
+            proxy.url + "/",
+            form={"csrfmiddlewaretoken": csrf, "email": "ada@example.com", "message": "Other tab"},
+            headers={"HX-Request": "true"},
+        )
+        assert other_tab.ok  # the session has a new key; the held handshake has the old one
+        proxy.release_websocket_handshakes()
+
+        card = page.locator(CARDS)
+        expect(card.locator("[data-status]")).to_have_attribute(
+            "data-status", "sent", timeout=30_000
+        )
+        expect(card).to_have_attribute("data-socket", "open")
+        expect(page.locator("#live")).to_have_text("Live")
+        assert len(sockets) == 2, [socket.url for socket in sockets]
+        assert sockets[0].is_closed() and not sockets[1].is_closed()
+        assert polls == []  # every state came over the socket
+        assert statuses("Raced") == ["sent"]
+    finally:
+        proxy.stop()

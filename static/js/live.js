@@ -13,6 +13,12 @@
 // over HTTP (static/js/status-fallback.js, gated by data-socket on each card)
 // and reconnects, as after a close. When the tab becomes visible again or the
 // browser comes back online, each card re-reads its state over HTTP at once.
+//
+// A submission gives the session a new key. A socket whose handshake carried
+// the old one (another tab submitted, or two quick submissions) is closed with
+// 4401: the page reconnects at once with its current cookie and watches its
+// cards again. Closed that way again at once, it backs off as after any close
+// (the new cookie may still be on its way), and after a few it polls.
 (function () {
   "use strict";
 
@@ -32,12 +38,15 @@
   // Closes that mean "do not come back": refused (4403) or over the socket caps
   // (4429). The cards then poll, and the page opens no other socket.
   var REFUSED_CODES = [4403, 4429];
+  var SESSION_CHANGED = 4401;
+  var SESSION_CHANGED_LIMIT = 5;
 
   var socket = null;
   var heardAt = 0;
   var retries = 0;
   var retryTimer = null;
   var turnedAway = false;
+  var sessionChanges = 0; // 4401 closes since a socket last brought a card
 
   function cards() {
     return Array.prototype.slice.call(document.querySelectorAll("[data-watch]"));
@@ -95,19 +104,36 @@
       var data = String(event.data);
       if (data === HEARTBEAT) return;
       if (data.indexOf(REFUSED) === 0) return refused(data.slice(REFUSED.length));
+      sessionChanges = 0;
       swap(data);
     };
     ws.onclose = function (event) {
       if (ws !== socket) return;
-      if (REFUSED_CODES.indexOf(event.code) !== -1) {
-        turnedAway = true;
-        socket = null;
-        markCards("closed");
-        show("polling");
-        return;
-      }
+      if (event.code === SESSION_CHANGED) return sessionChanged();
+      if (REFUSED_CODES.indexOf(event.code) !== -1) return turnAway();
       down();
     };
+  }
+
+  function turnAway() {
+    turnedAway = true;
+    socket = null;
+    markCards("closed");
+    show("polling");
+  }
+
+  // The session's key changed after this socket's handshake: come back now,
+  // with the cookie the browser holds now; the open socket re-sends every watch.
+  function sessionChanged() {
+    sessionChanges += 1;
+    if (sessionChanges > SESSION_CHANGED_LIMIT) return turnAway();
+    if (sessionChanges > 1) {
+      retries = sessionChanges - 2; // 1 s, 2 s, 4 s …: an open socket set it to 0
+      return down();
+    }
+    socket = null;
+    markCards("connecting");
+    connect();
   }
 
   // Dead or closed: poll until a new socket is open, and reconnect with a

@@ -5,6 +5,11 @@ socket: no byte passes any more, in either direction, and neither end is told.
 ``stall_websockets()`` does that to every websocket connection open through the
 proxy (the ones whose request asked for an upgrade); plain HTTP connections,
 and connections opened afterwards, keep passing bytes.
+
+``hold_websocket_handshakes()`` keeps each new websocket's handshake (its
+cookies already in it) until ``release_websocket_handshakes()``: what a
+handshake that is slow to reach a busy server does, so a test can change the
+session meanwhile.
 """
 
 import asyncio
@@ -31,6 +36,8 @@ class StallProxy:
         self._connections: set[_Connection] = set()
         self._server: asyncio.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._handshakes_go: asyncio.Event | None = None  # set: held handshakes pass
+        self.held_handshakes = 0
 
     @property
     def url(self) -> str:
@@ -64,6 +71,20 @@ class StallProxy:
             return len(stalled)
 
         return self._call(stall)
+
+    def hold_websocket_handshakes(self) -> None:
+        def hold() -> None:
+            self._handshakes_go = asyncio.Event()
+
+        self._call(hold)
+
+    def release_websocket_handshakes(self) -> None:
+        def release() -> None:
+            if self._handshakes_go is not None:
+                self._handshakes_go.set()
+                self._handshakes_go = None
+
+        self._call(release)
 
     def _call(self, function):
         async def run():
@@ -105,6 +126,9 @@ class StallProxy:
                 break
             if upstream and b"upgrade: websocket" in data.lower():
                 connection.websocket = True
+                if (go := self._handshakes_go) is not None:
+                    self.held_handshakes += 1
+                    await go.wait()
             writer.write(data)
             await writer.drain()
         with contextlib.suppress(OSError):
