@@ -35,6 +35,8 @@ from websockets.exceptions import ConnectionClosed
 from devtools.http_client import CSRF_INPUT, watch_token
 
 HEARTBEAT = "<!--heartbeat-->"  # realtime.consumers.HEARTBEAT, without importing the app
+SESSION_CHANGED = 4401  # realtime.consumers.CLOSE_SESSION_CHANGED: reconnect with the new cookie
+SESSION_CHANGED_LIMIT = 5  # as static/js/live.js: then the page polls
 
 
 def frame_version(html: str) -> int | None:
@@ -62,7 +64,9 @@ class Visitor:
         limits = httpx.Limits(max_connections=1)
         self.http = httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits)
         self.csrf, self.socket, self.frames, self.refused = "", None, 0, 0
-        self.reader: asyncio.Task | None = None
+        # Watches not final yet, token -> feedback id: sent again on a new socket.
+        self.pending: dict[str, str | None] = {}
+        self.reconnects, self.session_changes, self.turned_away = 0, 0, False
         self.socket_errors: Counter = Counter()
         self.opening = asyncio.Lock()
 
@@ -70,30 +74,74 @@ class Visitor:
         page = await self.http.get("/")
         self.csrf = CSRF_INPUT.search(page.text).group(1)
 
-    async def read(self) -> None:
+    async def read(self, socket) -> None:
         with contextlib.suppress(ConnectionClosed):  # aborted at the end
-            async for message in self.socket:
+            async for message in socket:
                 if message.startswith("refused"):
                     self.refused += 1
                 elif message != HEARTBEAT:
                     self.frames += 1
+                    self.session_changes = 0
+                    if 'data-final="true"' in message:
+                        self.forget(frame_id(message))
+        if socket.close_code == SESSION_CHANGED:
+            await self.reconnect()
+
+    def forget(self, feedback_id: str | None) -> None:
+        for token, watched in list(self.pending.items()):
+            if watched == feedback_id:
+                del self.pending[token]
+
+    async def open_socket(self) -> None:
+        self.socket = await page_socket(self.base_url, dict(self.http.cookies.items()))
+        asyncio.create_task(self.read(self.socket))
+
+    async def reconnect(self) -> None:
+        """Closed 4401 (the session got a new key after the handshake): as live.js, open
+        another socket with the current cookie at once (backing off if that one is closed
+        so too) and send every pending watch again."""
+        self.reconnects += 1
+        self.session_changes += 1
+        try:
+            async with self.opening:
+                self.socket = None
+                if self.session_changes > SESSION_CHANGED_LIMIT:
+                    self.turned_away = True
+                    return
+                if self.session_changes > 1:
+                    await asyncio.sleep(2 ** (self.session_changes - 2) * random.uniform(0.5, 1))
+                await self.open_socket()
+                for token in list(self.pending):
+                    await self.socket.send(f"watch feedback/{token}")
+        except Exception as error:  # counted, never hidden
+            self.socket_errors[type(error).__name__] += 1
 
     async def submit(self, email: str) -> int:
         data = {"csrfmiddlewaretoken": self.csrf, "email": email, "message": "Open loop."}
         response = await self.http.post("/", data=data, headers={"HX-Request": "true"})
         if response.status_code == 200 and self.watch:
-            asyncio.create_task(self.watch_card(watch_token(response.text)))
+            asyncio.create_task(
+                self.watch_card(watch_token(response.text), frame_id(response.text))
+            )
         return response.status_code
 
-    async def watch_card(self, token: str) -> None:
+    async def watch_card(self, token: str, feedback_id: str | None) -> None:
         """Apart from the answer's latency: the page watches its card after the swap."""
+        if self.turned_away:
+            return  # the page polls
+        self.pending[token] = feedback_id
         try:
             async with self.opening:  # one socket per page, however many cards arrive at once
+                if self.turned_away:
+                    return
                 if self.socket is None:  # the page opens its socket with its first card
-                    cookies = dict(self.http.cookies.items())
-                    self.socket = await page_socket(self.base_url, cookies)
-                    self.reader = asyncio.create_task(self.read())
-            await self.socket.send(f"watch feedback/{token}")
+                    await self.open_socket()
+                socket = self.socket
+            await socket.send(f"watch feedback/{token}")
+        except ConnectionClosed as closed:
+            if closed.rcvd is None or closed.rcvd.code != SESSION_CHANGED:
+                self.socket_errors[type(closed).__name__] += 1
+            # else: the reconnect sends it again
         except Exception as error:  # counted, never hidden
             self.socket_errors[type(error).__name__] += 1
 
@@ -137,6 +185,7 @@ async def submit(args: argparse.Namespace) -> dict:
         "cpu_s": time.process_time() - cpu,
         "frames": sum(v.frames for v in visitors),
         "refused": sum(v.refused for v in visitors),
+        "reconnects": sum(v.reconnects for v in visitors),  # closed 4401, then reopened
         "sockets": sum(1 for v in visitors if v.socket is not None),
         "socket_errors": dict(sum((v.socket_errors for v in visitors), Counter())),
     }

@@ -46,6 +46,7 @@ def render(results: dict) -> str:
                 rows.append([NAMES[name], number, run["sent"], run["ok"], run[stat].get("p50"),
                              run[stat].get("p99"), run[stat].get("max"), run["emails"],
                              run["lost"], run["duplicates"], run["frames"], run["refused"],
+                             run.get("reconnects", 0),
                              sum(run["socket_errors"].values())])  # fmt: skip
         if "submit" in found:
             s = found["submit"]
@@ -140,10 +141,10 @@ def render(results: dict) -> str:
         "targets": table(["Target", "Before", "After (this run)", "Met?"], targets),
         "submit_runs": table(["Configuration", "Run", "Sent", "Answered 200", "p50 ms", "p99 ms",
                               "max ms", "Emails", "Not arrived", "Duplicates", "Frames",
-                              "Watches refused", "Socket errors"], runs_1),
+                              "Watches refused", "Reconnects (4401)", "Socket errors"], runs_1),
         "e2e_runs": table(["Configuration", "Run", "Sent", "Answered 200", "p50 ms",
                            "p99 ms", "max ms", "Emails", "Not arrived", "Duplicates", "Frames",
-                           "Watches refused", "Socket errors"], runs_2),
+                           "Watches refused", "Reconnects (4401)", "Socket errors"], runs_2),
         "cpu": table(["Configuration", "daphne / submission", "worker / email", "Redis / sub.",
                       "PostgreSQL / sub.", "HAProxy / sub.", "app / submission",
                       f"cores needed at {results['sizes']['rate']:g}/s", "generator / sub.",

@@ -146,6 +146,7 @@ def submit_runs(stack: BenchStack, url: str, sizes: Sizes, *, rate: float, secon
             "submit_to_email_ms": summarize_ms(to_email), **counts,
             "frames": result["frames"], "refused": result["refused"], "sockets": result["sockets"],
             "socket_errors": result["socket_errors"], "backlog_dropped": dropped,
+            "reconnects": result["reconnects"],  # page sockets closed 4401, then reopened
             "cpu_s": {**cpu, "generator": result["cpu_s"]},
             "daphne_ms_per_submit": 1000 * cpu["daphne"] / max(len(ok), 1),
             # Every email sent in the window, this run's or a backlog's: the worker's CPU was.
