@@ -279,10 +279,13 @@ class PageConsumer(WatchingConsumer):
         # handshake alone. A key already gone cannot watch anything: the page
         # is told to reconnect with its current cookie, instead of having each
         # watch refused. A stale or planted key gains nothing either way.
+        # Accepted first: a busy database thread must not hold the handshake
+        # past daphne's timeout, and no watch is read before connect returns.
+        self.session_changed = False
+        await self.accept()
         self.session_changed = not await database_sync_to_async(session_load)(
             self.scope.get("session")
         )
-        await self.accept()
         if self.session_changed:
             await self.close(code=CLOSE_SESSION_CHANGED)
 
