@@ -67,6 +67,7 @@ class Visitor:
         # Watches not final yet, token -> feedback id: sent again on a new socket.
         self.pending: dict[str, str | None] = {}
         self.reconnects, self.session_changes, self.turned_away = 0, 0, False
+        self.reader: asyncio.Task | None = None
         self.socket_errors: Counter = Counter()
         self.opening = asyncio.Lock()
 
@@ -94,7 +95,7 @@ class Visitor:
 
     async def open_socket(self) -> None:
         self.socket = await page_socket(self.base_url, dict(self.http.cookies.items()))
-        asyncio.create_task(self.read(self.socket))
+        self.reader = asyncio.create_task(self.read(self.socket))
 
     async def reconnect(self) -> None:
         """Closed 4401 (the session got a new key after the handshake): as live.js, open
