@@ -213,10 +213,13 @@ def scenario_drain(stack: BenchStack, sizes: Sizes, *, chaos: bool) -> dict:
             stack.redis.start()
             restarted = True
         if chaos and elapsed > 5 * (kills + 1):
-            pool = stack.workers[0].pool_pids()  # a pool process, not the node's main one
-            with contextlib.suppress(ProcessLookupError, IndexError):
-                os.kill(pool[kills % len(pool)], signal.SIGKILL)
-            kills += 1
+            # A pool process, not the node's main one; none between a kill and its
+            # replacement's start: then the next tick tries again.
+            pool = stack.workers[0].pool_pids()
+            if pool:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pool[kills % len(pool)], signal.SIGKILL)
+                kills += 1
         time.sleep(0.05)
     time.sleep(lease + 1)  # a late duplicate would show by then
     cpu = cpu_delta(before, stack.cpu())
