@@ -17,7 +17,7 @@ from django.utils import timezone
 from realtime.watch import Snapshot
 
 from .models import Feedback, Status
-from .queue import QUEUE_GROUP, epoch_ms, feedback_place
+from .queue import PACE_MAX_AGE, QUEUE_GROUP, epoch_ms, feedback_place
 from .submissions import submissions_recent_ids
 from .timeline import feedback_timeline
 from .tokens import feedback_id_from_token, feedback_token
@@ -45,7 +45,7 @@ def feedback_status_context(*, feedback: Feedback) -> dict[str, Any]:
         "feedback": feedback,
         "final": is_final(feedback.status),
         "timeline": feedback_timeline(feedback=feedback),
-        "place": feedback_place(feedback=feedback),
+        "place": feedback_place(feedback=feedback, pace_max_age=PACE_MAX_AGE),
         "queued_at_ms": epoch_ms(feedback.created_at),
         "rendered_at_ms": epoch_ms(timezone.now()),
         "undo_left": undo_left,
