@@ -77,22 +77,28 @@ def feedback_group_for_token(token: str, *, session: Mapping[str, Any]) -> str |
     return None if feedback_id is None else status_group(feedback_id)
 
 
-def feedback_snapshot(token: str, *, session: Mapping[str, Any]) -> Snapshot | None:
+def feedback_snapshot(
+    token: str, *, session: Mapping[str, Any], newer_than: int = -1
+) -> Snapshot | None:
     """The current state for a watch token, or None if the token is not valid
-    (forged, expired, or not issued to this session) or its feedback is gone."""
+    (forged, expired, or not issued to this session) or its feedback is gone.
+
+    `newer_than`: the version the watcher already shows. A state no newer is not
+    rendered (its `html` is empty): the watcher would drop it unsent.
+    """
     feedback_id = feedback_id_from_token(token, session=session)
     if feedback_id is None:
         return None
     feedback = Feedback.objects.filter(pk=feedback_id).first()
     if feedback is None:
         return None
-    return feedback_status_snapshot(feedback=feedback)
+    return feedback_status_snapshot(feedback=feedback, render=feedback.version > newer_than)
 
 
-def feedback_status_snapshot(*, feedback: Feedback) -> Snapshot:
+def feedback_status_snapshot(*, feedback: Feedback, render: bool = True) -> Snapshot:
     return Snapshot(
         group=status_group(feedback.pk),
-        html=feedback_render_status(feedback=feedback),
+        html=feedback_render_status(feedback=feedback) if render else "",
         version=feedback.version,
         final=is_final(feedback.status),
         # A queued watcher also hears the queue-wide event, to count its place down.
