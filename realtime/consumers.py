@@ -2,6 +2,7 @@ import asyncio
 import random
 from dataclasses import dataclass
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -99,6 +100,22 @@ class WatchingConsumer(AsyncWebsocketConsumer):
         # of this socket's watches that asked for each: one membership per socket.
         self.shared: dict[str, set[str]] = {}
         await super().websocket_connect(message)
+
+    async def dispatch(self, message: dict) -> None:
+        """Channels' own dispatch, without its database clean-up before every message.
+
+        Channels runs ``close_old_connections`` ahead of each message, on the one
+        thread it gives all database work of the process. A status frame then
+        waits behind every watch being read and every re-read in the process
+        (under load: seconds, docs/benchmarks.md, scenario 4), though forwarding
+        it touches no database. Here the database is only reached through
+        ``database_sync_to_async``, which does that clean-up itself, around the
+        work, on that thread.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def accept(self, subprotocol=None, headers=None) -> None:
         await super().accept(subprotocol, headers)

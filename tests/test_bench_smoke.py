@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from devtools.bench.scenarios import SMOKE
+from devtools.bench.scenarios import SMOKE, accounted
 from devtools.bench.stats import percentile, summarize_ms
 from devtools.browser import CHROMIUM
 from devtools.processes import REPO_ROOT
@@ -99,12 +99,18 @@ def test_drains_send_each_email_once_also_through_kills_and_a_redis_restart(smok
     assert chaos["redis_restarts"] == 1 and chaos["kills"] >= 1
 
 
-def test_every_publish_and_change_reaches_the_socket_and_the_poller_sees_them(smoke):
+def test_every_publish_and_change_is_accounted_for_and_none_is_lost(smoke):
     _, configs, _ = smoke
     push = configs["postgres"]["scenarios"]["push"]
-    assert push["publishes"] == push["publish_frames"] == SMOKE.pushes
-    assert push["changes"] == push["change_frames"] == SMOKE.pushes
-    assert push["polls"] > 0 and push["change_to_poll_ms"]["count"] == SMOKE.pushes
+    parts = {key: push[key] for key in ("publish_frame", "change_frame", "change_poll")}
+    for key, part in parts.items():
+        assert part["sent"] == SMOKE.pushes, key
+        assert part["delivered"] + part["superseded"] + part["lost"] == part["sent"], key
+        assert part["lost"] == 0, key
+        assert part["ms"]["count"] == part["delivered"] + part["superseded"], key
+    # Nothing re-reads the published card newer than its publishes: each shows as itself.
+    assert parts["publish_frame"]["delivered"] == SMOKE.pushes
+    assert push["polls"] > 0
     assert push["background"]["answer_ms"]["count"] > 0
 
 
@@ -115,7 +121,9 @@ def test_publishes_reach_the_dom_in_chromium(smoke):
             pytest.fail(f"{CHROMIUM} is missing")
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
     dom = configs["postgres"]["scenarios"]["push"]["dom"]
-    assert dom["publishes"] == dom["shown"] == SMOKE.doms
+    assert dom["sent"] == SMOKE.doms
+    assert dom["delivered"] + dom["superseded"] + dom["lost"] == dom["sent"]
+    assert dom["lost"] == 0
 
 
 def test_one_daphne_opens_every_socket_and_delivers_a_frame_to_each(smoke):
@@ -132,3 +140,14 @@ def test_percentiles_interpolate_between_ranks():
     assert summary["count"] == 3
     assert summary["p50"] == pytest.approx(2.0)
     assert summarize_ms([]) == {"count": 0}
+
+
+def test_each_version_sent_is_delivered_superseded_or_lost_once():
+    sent = {1: 10.0, 2: 10.1, 3: 10.2, 4: 10.3}
+    # 1 shows as itself; 2 never does, 3 shows first (2 superseded, shown then); 4 never.
+    part = accounted(sent, [(1, 10.01), (3, 10.25), (2, 10.3), (None, 10.4)])
+    assert {k: part[k] for k in ("sent", "delivered", "superseded", "lost")} == {
+        "sent": 4, "delivered": 2, "superseded": 1, "lost": 1
+    }  # fmt: skip
+    assert part["ms"]["count"] == 3
+    assert part["ms"]["max"] == pytest.approx(150.0)

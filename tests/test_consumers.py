@@ -1,4 +1,8 @@
+import asyncio
+import threading
+
 import pytest
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.routing import URLRouter
@@ -105,6 +109,31 @@ async def test_an_older_update_never_overwrites_a_newer_one():
     await layer.group_send(group, status_event(html="<p>stale</p>", version=2, final=False))
     await layer.group_send(group, status_event(html="<p>newer</p>", version=5, final=False))
     assert await status_frame(ws) == "<p>newer</p>"
+    await ws.disconnect()
+
+
+async def test_a_frame_is_forwarded_while_the_database_thread_is_busy():
+    """Forwarding a published frame needs no database, so it never waits behind database work.
+
+    Channels gives all of a process's database work one thread (every watch
+    read, every re-read); under load it is busy for seconds. Held here until
+    the frame has arrived: a frame that queued for that thread would not come.
+    """
+    feedback = await make_feedback(version=3)
+    ws = communicator(feedback_token(feedback.pk))
+    await ws.connect()
+    await status_frame(ws)  # snapshot at version 3
+    release = threading.Event()
+    busy = asyncio.ensure_future(sync_to_async(release.wait)())  # the one database thread
+    try:
+        group = services.status_group(feedback.pk)
+        await get_channel_layer().group_send(
+            group, status_event(html="<p>newer</p>", version=4, final=False)
+        )
+        assert await status_frame(ws) == "<p>newer</p>"
+    finally:
+        release.set()
+        await busy
     await ws.disconnect()
 
 

@@ -12,7 +12,8 @@ opened, then notes when each gets its next frame, until stdin closes.
 
 ``probe``: one page socket watching the tokens given, noting every frame's
 time and version, and one poller asking for a token's status at the app's
-polling interval, until stdin closes.
+polling interval; says "delivered" once the last versions named on stdin
+(one JSON line) showed, and stops when stdin closes.
 
 Every mode prints one JSON object on stdout (``hold`` prints a line first).
 """
@@ -215,9 +216,23 @@ async def probe(args: argparse.Namespace) -> dict:
                 polls.append([time.time(), frame_version(page.text)])
                 await asyncio.sleep(max(0.0, args.poll_interval - (time.monotonic() - asked)))
 
+    def caught_up(wanted: dict) -> bool:
+        newest: dict[str, int] = {}
+        for _, fid, version in frames:
+            newest[fid] = max(newest.get(fid, -1), version or -1)
+        return all(newest.get(fid, -1) >= v for fid, v in wanted["frames"].items()) and any(
+            (version or -1) >= wanted["poll"] for _, version in polls
+        )
+
     tasks = [asyncio.create_task(read()), asyncio.create_task(poll())]
     print("ready", flush=True)
-    await stdin_closed()
+    # The bench then names the last versions (a JSON line); "delivered" once they all showed.
+    wanted = json.loads(await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline))
+    closed = asyncio.create_task(stdin_closed())
+    while not closed.done() and not caught_up(wanted):
+        await asyncio.sleep(0.05)
+    print("delivered", flush=True)
+    await closed
     for task in tasks:
         task.cancel()
     ws.transport.abort()
