@@ -6,6 +6,8 @@ published update only a hint.
 """
 
 import logging
+import os
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -13,7 +15,7 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
@@ -92,7 +94,7 @@ def feedback_move(
         if Status.QUEUED in move.source:
             # The line changed: one queue-wide event, from which every queued
             # page computes its own place (never one publish per watcher).
-            transaction.on_commit(feedback_publish_queue, robust=True)
+            transaction.on_commit(feedback_queue_changed, robust=True)
     return feedback
 
 
@@ -107,6 +109,63 @@ def feedback_publish(*, feedback: Feedback) -> bool:
 
 def feedback_publish_queue() -> bool:
     return broadcast(group=QUEUE_GROUP, html=queue_render())
+
+
+# At most one queue-wide event per this many seconds from one process. Each
+# event reads and renders the whole line, so one per claim made a drain of N
+# quadratic; a person reading "N ahead of you" sees no difference at this pace.
+QUEUE_EVENT_INTERVAL = 0.25
+
+
+class _QueueEvents:
+    """Publishes the queue-wide event after a change of the line, coalescing a burst.
+
+    The first change after a quiet interval is published at once; changes
+    within QUEUE_EVENT_INTERVAL of the last event are published together,
+    once, when the interval ends (on a short-lived thread), so the last event
+    always shows the line as it is after the last change.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = float("-inf")
+        self._due: threading.Timer | None = None
+
+    def changed(self) -> None:
+        with self._lock:
+            if self._due is not None:
+                return  # an event is due: it will read the line as it is then
+            wait = self._last + QUEUE_EVENT_INTERVAL - time.monotonic()
+            if wait > 0:
+                self._due = threading.Timer(wait, self._publish_due)
+                self._due.daemon = True
+                self._due.start()
+                return
+            self._last = time.monotonic()
+        feedback_publish_queue()
+
+    def _publish_due(self) -> None:
+        with self._lock:
+            self._due, self._last = None, time.monotonic()
+        try:
+            feedback_publish_queue()
+        except Exception:  # a hint: the next change publishes again
+            logger.warning("Could not publish the queue-wide event", exc_info=True)
+        finally:
+            connections.close_all()  # this thread's own connections end with it
+
+    def forget(self) -> None:
+        """In a forked child (Celery's prefork pool): no timer runs there."""
+        self.__init__()
+
+
+_queue_events = _QueueEvents()
+os.register_at_fork(after_in_child=_queue_events.forget)
+
+
+def feedback_queue_changed() -> None:
+    """The line changed (a row left or joined it): tell its watchers, at a bounded rate."""
+    _queue_events.changed()
 
 
 def _enqueue(feedback_id: uuid.UUID | str, countdown: float = 0) -> None:

@@ -13,7 +13,7 @@ import smtplib
 import socket
 import ssl
 import unicodedata
-from email.headerregistry import Address
+from email.headerregistry import Address, HeaderRegistry
 
 import idna
 from django.conf import settings
@@ -61,6 +61,31 @@ def header_address(address: str, display_name: str = "") -> Address:
     return Address(display_name=display_name, username=local, domain=domain)
 
 
+class _HeaderClasses(HeaderRegistry):
+    """The standard library's header factory, with each header's class made once.
+
+    HeaderRegistry builds a new class (``type(...)``) for every header it
+    parses, a couple of dozen per confirmation: about a third of building
+    the message. The classes hold no state, so one per header name serves.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = super().__getitem__(key)
+        return cls
+
+
+_HEADER_CLASSES = _HeaderClasses()
+SMTP_POLICY = email.policy.SMTP.clone(header_factory=_HEADER_CLASSES)
+SMTPUTF8_POLICY = email.policy.SMTPUTF8.clone(header_factory=_HEADER_CLASSES)
+
+
 class EmailBackend(smtp.EmailBackend):
     @property
     def connection_class(self):
@@ -83,7 +108,7 @@ class EmailBackend(smtp.EmailBackend):
         to = [envelope_address(_addr_spec(recipient)) for recipient in recipients]
         connection.ehlo_or_helo_if_needed()
         mail_options = []
-        policy = email.policy.SMTP
+        policy = SMTP_POLICY
         if not all(address.isascii() for address in (sender, *to)):
             if not connection.has_extn("smtputf8"):
                 raise SmtpUtf8Unsupported(
@@ -91,7 +116,7 @@ class EmailBackend(smtp.EmailBackend):
                     "does not offer SMTPUTF8"
                 )
             mail_options.append("SMTPUTF8")
-            policy = email.policy.SMTPUTF8
+            policy = SMTPUTF8_POLICY
         message = email_message.message(policy=policy)
         if _has_8bit_parts(message):
             if connection.has_extn("8bitmime"):

@@ -134,5 +134,5 @@ def is_publish(callback) -> bool:
     # A status to its watchers, or the queue-wide event when a row leaves the line.
     return (
         getattr(callback, "func", None) is services.feedback_publish
-        or callback is services.feedback_publish_queue
+        or callback is services.feedback_queue_changed
     )
