@@ -116,7 +116,6 @@ MIDDLEWARE = [
     # Before the early error answers (413, 400), so they speak the person's language
     # too; it reads the language cookie and Accept-Language, not the session.
     "django.middleware.locale.LocaleMiddleware",
-    "django_celery.time_zone.TimeZoneMiddleware",
     "django_celery.errors.RequestSizeLimitMiddleware",
     "django_celery.errors.RequestEncodingMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -126,6 +125,12 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, and sync-only on purpose: under ASGI Django switches from async to sync once, at
+    # the innermost sync-only middleware, and runs everything above it in the request's one
+    # thread. Below a sync-only one in the middle, Django's own middleware would run in async
+    # mode: one thread hop per process_request and process_response, about ten a request.
+    # tests/test_settings.py checks that the chain is adapted here only.
+    "django_celery.time_zone.TimeZoneMiddleware",
 ]
 
 # Database sessions, with one write where Django's makes two when the key changes.

@@ -28,6 +28,11 @@ QUEUE_GROUP = "feedback.queue"
 QUEUE_PARTIAL = "feedback/detail.html#queue"
 # How many of the latest sends the mean is taken over.
 MEASURED_SENDS = 20
+# A rendered status (the answer to a submission, a watcher's snapshot or re-read) may
+# use a pace this many seconds old, read at most once per interval per process: two
+# queries and a Redis read that every queued status paid. The place (how many are
+# ahead) is always counted afresh, and the queue-wide event reads the pace afresh.
+PACE_MAX_AGE = 1.0
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -82,18 +87,39 @@ def queue_pace() -> Pace:
     return Pace(workers=workers, busy=busy, send_seconds=measured_send_seconds())
 
 
+_recent_pace: tuple[float, Pace] | None = None  # (time.monotonic() when read, pace)
+
+
+def queue_pace_recent(*, max_age: float) -> Pace:
+    """The pace, read again only if the one this process read last is older than max_age s."""
+    global _recent_pace
+    now = time.monotonic()
+    recent = _recent_pace  # one read: another thread may replace it meanwhile
+    if recent is not None and 0 <= now - recent[0] < max_age:
+        return recent[1]
+    pace = queue_pace()
+    _recent_pace = (now, pace)
+    return pace
+
+
 def whole_seconds(seconds: float | None) -> int | None:
     return None if seconds is None else math.ceil(seconds)
 
 
-def feedback_place(*, feedback: Feedback, now: datetime | None = None) -> Place | None:
-    """Where a queued feedback stands in the line; None when it is not queued."""
+def feedback_place(
+    *, feedback: Feedback, now: datetime | None = None, pace_max_age: float = 0
+) -> Place | None:
+    """Where a queued feedback stands in the line; None when it is not queued.
+
+    `pace_max_age`: seconds the start estimate's pace may be old (0: read now).
+    """
     if feedback.status != Status.QUEUED:
         return None
     now = now or timezone.now()
     ahead = Feedback.objects.filter(status=Status.QUEUED, created_at__lt=feedback.created_at)
     count = ahead.count()
-    starts_in = queue_pace().starts_in(ahead=count)
+    pace = queue_pace_recent(max_age=pace_max_age) if pace_max_age > 0 else queue_pace()
+    starts_in = pace.starts_in(ahead=count)
     if starts_in is not None and feedback.undo_until is not None:
         starts_in = max(starts_in, (feedback.undo_until - now).total_seconds())
     return Place(ahead=count, starts_in=whole_seconds(starts_in))

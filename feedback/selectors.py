@@ -17,7 +17,7 @@ from django.utils import timezone
 from realtime.watch import Snapshot
 
 from .models import Feedback, Status
-from .queue import QUEUE_GROUP, epoch_ms, feedback_place
+from .queue import PACE_MAX_AGE, QUEUE_GROUP, epoch_ms, feedback_place
 from .submissions import submissions_recent_ids
 from .timeline import feedback_timeline
 from .tokens import feedback_id_from_token, feedback_token
@@ -45,7 +45,7 @@ def feedback_status_context(*, feedback: Feedback) -> dict[str, Any]:
         "feedback": feedback,
         "final": is_final(feedback.status),
         "timeline": feedback_timeline(feedback=feedback),
-        "place": feedback_place(feedback=feedback),
+        "place": feedback_place(feedback=feedback, pace_max_age=PACE_MAX_AGE),
         "queued_at_ms": epoch_ms(feedback.created_at),
         "rendered_at_ms": epoch_ms(timezone.now()),
         "undo_left": undo_left,
@@ -77,22 +77,28 @@ def feedback_group_for_token(token: str, *, session: Mapping[str, Any]) -> str |
     return None if feedback_id is None else status_group(feedback_id)
 
 
-def feedback_snapshot(token: str, *, session: Mapping[str, Any]) -> Snapshot | None:
+def feedback_snapshot(
+    token: str, *, session: Mapping[str, Any], newer_than: int = -1
+) -> Snapshot | None:
     """The current state for a watch token, or None if the token is not valid
-    (forged, expired, or not issued to this session) or its feedback is gone."""
+    (forged, expired, or not issued to this session) or its feedback is gone.
+
+    `newer_than`: the version the watcher already shows. A state no newer is not
+    rendered (its `html` is empty): the watcher would drop it unsent.
+    """
     feedback_id = feedback_id_from_token(token, session=session)
     if feedback_id is None:
         return None
     feedback = Feedback.objects.filter(pk=feedback_id).first()
     if feedback is None:
         return None
-    return feedback_status_snapshot(feedback=feedback)
+    return feedback_status_snapshot(feedback=feedback, render=feedback.version > newer_than)
 
 
-def feedback_status_snapshot(*, feedback: Feedback) -> Snapshot:
+def feedback_status_snapshot(*, feedback: Feedback, render: bool = True) -> Snapshot:
     return Snapshot(
         group=status_group(feedback.pk),
-        html=feedback_render_status(feedback=feedback),
+        html=feedback_render_status(feedback=feedback) if render else "",
         version=feedback.version,
         final=is_final(feedback.status),
         # A queued watcher also hears the queue-wide event, to count its place down.

@@ -1,9 +1,13 @@
+from functools import lru_cache
 from http import HTTPStatus
 
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, render
-from django.urls import reverse
+from django.template.loader import render_to_string
+from django.urls import get_script_prefix, reverse
 from django.utils import timezone, translation
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import ngettext
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
@@ -61,7 +65,7 @@ def take_submission(request: HtmxHttpRequest) -> HttpResponse:
         return with_server_timing(HttpResponseRedirect(url, status=HTTPStatus.SEE_OTHER), answered)
     context = {
         **feedback_status_context(feedback=feedback),
-        "form": FeedbackForm(),
+        "empty_form": empty_form(request),
         "token": token,
         "mode": mode,
         "SendMode": SendMode,
@@ -72,9 +76,27 @@ def take_submission(request: HtmxHttpRequest) -> HttpResponse:
     return with_server_timing(response, answered)
 
 
+FORM_PARTIAL = "feedback/index.html#form"
+# Stands in for the request's CSRF token in the empty form rendered once (empty_form).
+CSRF_STAND_IN = "csrf-token-of-the-request"
+
+
+def empty_form(request: HttpRequest) -> SafeString:
+    """The form partial with an empty form, as every submission's answer ends: rendered
+    once per language per process; only the CSRF token is the request's own."""
+    html = _empty_form_html(translation.get_language(), get_script_prefix())
+    return mark_safe(html.replace(CSRF_STAND_IN, get_token(request)))
+
+
+@lru_cache(maxsize=8)
+def _empty_form_html(language: str, script_prefix: str) -> str:
+    # The arguments are the cache's key: both are active while it renders.
+    return render_to_string(FORM_PARTIAL, {"form": FeedbackForm(), "csrf_token": CSRF_STAND_IN})
+
+
 def render_form(request: HtmxHttpRequest, form: FeedbackForm) -> HttpResponse:
     if request.htmx:
-        return render(request, "feedback/index.html#form", {"form": form})
+        return render(request, FORM_PARTIAL, {"form": form})
     context = {
         "form": form,
         "answers": answers_recent(request.session),

@@ -187,8 +187,12 @@ class WatchingConsumer(AsyncWebsocketConsumer):
 
     async def snapshot(self, watched: Watched) -> watch.Snapshot | None:
         # The session (from asgi.py's SessionMiddlewareStack) says who is asking.
+        # Only a state newer than the one it shows is rendered (a re-read rarely finds one).
         return await database_sync_to_async(watch.resolve)(
-            watched.kind, watched.token, session=self.scope.get("session")
+            watched.kind,
+            watched.token,
+            session=self.scope.get("session"),
+            newer_than=watched.version,
         )
 
     async def resync(self) -> None:

@@ -26,7 +26,10 @@ class Snapshot:
 
 
 class Resolver(Protocol):
-    def __call__(self, token: str, *, session: Mapping[str, Any]) -> Snapshot | None: ...
+    # newer_than: only given when the watcher already shows a version (see resolve).
+    def __call__(
+        self, token: str, *, session: Mapping[str, Any], newer_than: int = -1
+    ) -> Snapshot | None: ...
 
 
 class GroupResolver(Protocol):
@@ -56,9 +59,18 @@ def group_for(kind: str, token: str, *, session: Mapping[str, Any] | None) -> st
     return watchable.group(token, session=NO_SESSION if session is None else session)
 
 
-def resolve(kind: str, token: str, *, session: Mapping[str, Any] | None) -> Snapshot | None:
-    """Blocking (the resolver may read the database and the session store)."""
+def resolve(
+    kind: str, token: str, *, session: Mapping[str, Any] | None, newer_than: int = -1
+) -> Snapshot | None:
+    """Blocking (the resolver may read the database and the session store).
+
+    `newer_than`: the version the watcher already shows (a re-read). The resolver
+    may then leave `html` empty for a state that is not newer: it is not sent.
+    """
     watchable = _kinds.get(kind)
     if watchable is None:
         return None
-    return watchable.snapshot(token, session=NO_SESSION if session is None else session)
+    session = NO_SESSION if session is None else session
+    if newer_than < 0:  # a first read: every resolver takes this call
+        return watchable.snapshot(token, session=session)
+    return watchable.snapshot(token, session=session, newer_than=newer_than)

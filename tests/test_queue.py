@@ -69,6 +69,23 @@ def test_place_counts_the_queued_before_and_the_estimate_uses_measured_sends():
     assert context["line"].split() == [str(queue.epoch_ms(row.created_at)) for row in rows]
 
 
+@pytest.mark.django_db
+def test_a_rendered_status_reuses_a_recent_pace_and_counts_its_place_afresh():
+    capacity._redis().delete(*capacity._keys())
+    first = Feedback.objects.create(email="first@example.com", message="Hi")
+    queue.queue_pace_recent(max_age=0)  # read now, and kept
+    capacity.workers_announce(node="test@here", processes=3)
+    try:
+        second = Feedback.objects.create(email="second@example.com", message="Hi")
+        assert queue.queue_pace_recent(max_age=60).workers == 1  # the kept one
+        assert queue.feedback_place(feedback=second, pace_max_age=60).ahead == 1
+        assert queue.queue_pace_recent(max_age=0).workers == 3  # too old: read again
+        assert queue.queue_pace().workers == 3  # and the queue-wide event reads it now
+        assert queue.feedback_place(feedback=first, pace_max_age=60).ahead == 0
+    finally:
+        capacity.workers_forget(node="test@here")
+
+
 def test_seven_submissions_while_both_workers_are_busy_count_their_place_down(
     browser_page, start_daphne, start_worker, smtp_server
 ):

@@ -91,6 +91,23 @@ def test_snapshot_of_a_valid_token_renders_the_current_state():
     assert services.feedback_snapshot("forged:token", session=session) is None
 
 
+def test_a_re_read_renders_only_a_state_newer_than_the_watchers():
+    from feedback.tokens import feedback_token
+    from realtime import watch
+
+    feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
+    session = {}
+    token = feedback_token(feedback.pk, session=session)
+    shown = watch.resolve("feedback", token, session=session)
+    unchanged = watch.resolve("feedback", token, session=session, newer_than=shown.version)
+    assert unchanged.html == "" and unchanged.version == shown.version
+    assert unchanged.group == shown.group and unchanged.final is False
+    services.feedback_claim(feedback_id=feedback.pk)
+    newer = watch.resolve("feedback", token, session=session, newer_than=shown.version)
+    assert newer.version > shown.version and 'data-status="sending"' in newer.html
+    assert watch.resolve("feedback", "forged:token", session=session, newer_than=0) is None
+
+
 def test_confirmation_email_quotes_the_message():
     feedback = Feedback.objects.create(email="ada@example.com", message="Line one\nLine two")
     email = services.build_confirmation_email(feedback=feedback)

@@ -79,3 +79,15 @@ def test_production_switches_on_https_and_secure_cookies():
         "shell", "--no-imports", "-c", code, **PRODUCTION, DJANGO_SECURE_SSL_REDIRECT="0"
     )
     assert result.stdout.split()[0] == "False"
+
+
+def test_under_asgi_the_middleware_chain_changes_to_sync_once_at_its_innermost(settings, caplog):
+    """Every middleware then runs in the request's thread, with no thread hop per hook
+    (Django's MiddlewareMixin in async mode hops to a thread for each one)."""
+    from django.core.handlers.asgi import ASGIHandler
+
+    settings.DEBUG = True  # Django logs each adaptation only in debug
+    with caplog.at_level("DEBUG", logger="django.request"):
+        ASGIHandler().load_middleware(is_async=True)
+    adapted = {r.getMessage() for r in caplog.records if "adapted" in r.getMessage()}
+    assert adapted == {f"Asynchronous handler adapted for middleware {settings.MIDDLEWARE[-1]}."}

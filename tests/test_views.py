@@ -11,6 +11,7 @@ from feedback.tokens import feedback_id_from_token, feedback_token
 pytestmark = pytest.mark.django_db
 
 HTMX = {"HX-Request": "true"}
+CSRF = r'name="csrfmiddlewaretoken" value="([^"]+)"'
 
 
 def watch_token(client, feedback) -> str:
@@ -47,6 +48,23 @@ def test_htmx_submit_stores_the_row_and_answers_with_a_queued_status(client):
     assert feedback_id_from_token(token, session=client.session) == feedback.pk
     assert 'hx-swap-oob="afterbegin:#submissions"' in html
     assert f"/feedback/{feedback.pk}/" not in html  # never a bare id in a URL
+
+
+@pytest.mark.parametrize("language", ["en", "pt-br"])
+def test_the_answers_empty_form_is_the_forms_own_with_this_requests_csrf_token(language):
+    """It is rendered once per language and reused: the next submission must pass CSRF."""
+    client = Client(enforce_csrf_checks=True, HTTP_ACCEPT_LANGUAGE=f"{language},en;q=0.5")
+    token = re.search(CSRF, client.get("/").content.decode()).group(1)
+    for n in range(2):
+        data = {"email": f"ada{n}@example.com", "message": "Hi", "csrfmiddlewaretoken": token}
+        answer = client.post("/", data, headers=HTMX).content.decode()
+        form = answer[answer.index('<form id="feedback-form"') : answer.index("</form>") + 7]
+        token = re.search(CSRF, form).group(1)
+        # The same markup as the form partial renders for htmx, in the page's language.
+        fresh = client.get("/", headers=HTMX).content.decode().strip()
+        assert re.sub(CSRF, "", form) == re.sub(CSRF, "", fresh)
+        assert f'<html lang="{language}">' in client.get("/").content.decode()
+    assert Feedback.objects.count() == 2
 
 
 def test_htmx_submit_with_bad_input_shows_errors_in_place_and_stores_nothing(client):
