@@ -91,7 +91,8 @@ _recent_pace: tuple[float, Pace] | None = None  # (time.monotonic() when read, p
 
 
 def queue_pace_recent(*, max_age: float) -> Pace:
-    """The pace, read again only if the one this process read last is older than max_age s."""
+    """The pace, read again only if the one this process read last is older than max_age s
+    (0: always read now)."""
     global _recent_pace
     now = time.monotonic()
     recent = _recent_pace  # one read: another thread may replace it meanwhile
@@ -118,8 +119,7 @@ def feedback_place(
     now = now or timezone.now()
     ahead = Feedback.objects.filter(status=Status.QUEUED, created_at__lt=feedback.created_at)
     count = ahead.count()
-    pace = queue_pace_recent(max_age=pace_max_age) if pace_max_age > 0 else queue_pace()
-    starts_in = pace.starts_in(ahead=count)
+    starts_in = queue_pace_recent(max_age=pace_max_age).starts_in(ahead=count)
     if starts_in is not None and feedback.undo_until is not None:
         starts_in = max(starts_in, (feedback.undo_until - now).total_seconds())
     return Place(ahead=count, starts_in=whole_seconds(starts_in))

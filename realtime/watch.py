@@ -26,7 +26,7 @@ class Snapshot:
 
 
 class Resolver(Protocol):
-    # newer_than: only given when the watcher already shows a version (see resolve).
+    # newer_than: the version the watcher already shows, -1 for a first read (see resolve).
     def __call__(
         self, token: str, *, session: Mapping[str, Any], newer_than: int = -1
     ) -> Snapshot | None: ...
@@ -71,6 +71,4 @@ def resolve(
     if watchable is None:
         return None
     session = NO_SESSION if session is None else session
-    if newer_than < 0:  # a first read: every resolver takes this call
-        return watchable.snapshot(token, session=session)
     return watchable.snapshot(token, session=session, newer_than=newer_than)

@@ -166,8 +166,8 @@ async def test_a_change_published_while_a_watcher_reads_its_snapshot_reaches_it_
     settings.REALTIME_RESYNC_SECONDS = 60
     feedback = await make_feedback()
 
-    def snapshot_then_a_change(token, *, session):
-        snapshot = selectors.feedback_snapshot(token, session=session)
+    def snapshot_then_a_change(token, *, session, newer_than=-1):
+        snapshot = selectors.feedback_snapshot(token, session=session, newer_than=newer_than)
         services.feedback_claim(feedback_id=feedback.pk)  # published at once: no transaction
         return snapshot
 
