@@ -110,6 +110,8 @@ class WatchingConsumer(AsyncWebsocketConsumer):
     first, then every newer one, and a heartbeat while it is open."""
 
     resyncing: asyncio.Task | None = None
+    # True once the scope's session is in memory (session_load): reading it blocks no more.
+    session_loaded = False
     # Watches not final yet in this process, for spreading the re-reads (see resync_delay).
     live: set[Watched] = set()  # noqa: RUF012
 
@@ -148,7 +150,12 @@ class WatchingConsumer(AsyncWebsocketConsumer):
     async def add_watch(self, kind: str, token: str) -> bool:
         """Start watching; False if this session may not watch it (nothing sent then)."""
         session = self.scope.get("session")
-        group = await database_sync_to_async(watch.group_for)(kind, token, session=session)
+        if self.session_loaded:
+            # In memory already: naming the group reads nothing, so the one trip to
+            # the database thread per watch is the snapshot's.
+            group = watch.group_for(kind, token, session=session)
+        else:
+            group = await database_sync_to_async(watch.group_for)(kind, token, session=session)
         if group is None:
             return False
         # Join first, read second: a change published in between is then
@@ -309,6 +316,8 @@ class PageConsumer(WatchingConsumer):
         )
         if self.session_changed:
             await self.close(code=CLOSE_SESSION_CHANGED)
+        else:
+            self.session_loaded = True
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.session_changed:

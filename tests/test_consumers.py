@@ -10,7 +10,7 @@ from channels.testing import WebsocketCommunicator
 
 from feedback import selectors, services, tokens
 from feedback.models import Feedback
-from realtime import watch
+from realtime import consumers, watch
 from realtime.consumers import HEARTBEAT, heartbeat
 from realtime.publish import status_event
 from realtime.routing import websocket_urlpatterns
@@ -154,14 +154,16 @@ async def test_an_update_lost_on_the_way_is_caught_up_by_re_reading_the_row(sett
     assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 1000}
 
 
+@pytest.mark.parametrize("socket", ["status", "page"])
 async def test_a_change_published_while_a_watcher_reads_its_snapshot_reaches_it_at_once(
-    settings, monkeypatch
+    settings, monkeypatch, socket
 ):
     """The connect race: the consumer joins the group before it reads, so nothing falls between.
 
     The snapshot is read, then the row changes and the change is published,
     then the (now stale) snapshot is sent: the change must follow at once,
-    not at the next re-read (set far away here).
+    not at the next re-read (set far away here). The page socket names the
+    group without the database thread, the status socket on it: both join first.
     """
     settings.REALTIME_RESYNC_SECONDS = 60
     feedback = await make_feedback()
@@ -175,9 +177,14 @@ async def test_a_change_published_while_a_watcher_reads_its_snapshot_reaches_it_
         group=selectors.feedback_group_for_token, snapshot=snapshot_then_a_change
     )
     monkeypatch.setitem(watch._kinds, "feedback-racing", racing)
-    ws = WebsocketCommunicator(application, f"/ws/feedback-racing/{feedback_token(feedback.pk)}/")
-    connected, _ = await ws.connect()
-    assert connected
+    token = feedback_token(feedback.pk)
+    if socket == "status":
+        ws = WebsocketCommunicator(application, f"/ws/feedback-racing/{token}/")
+        connected, _ = await ws.connect()
+        assert connected
+    else:
+        ws = await open_page_socket()
+        await ws.send_to(text_data=f"watch feedback-racing/{token}")
     assert 'data-status="queued"' in await status_frame(ws)
     assert 'data-status="sending"' in await status_frame(ws)
     await ws.disconnect()
@@ -235,6 +242,28 @@ async def test_one_page_socket_watches_each_card_it_names_and_stays_open_past_a_
     third = await make_feedback()
     await ws.send_to(text_data=f"watch feedback/{feedback_token(third.pk)}")
     assert f'id="status-{third.pk}"' in await status_frame(ws)
+    await ws.disconnect()
+
+
+async def test_a_page_socket_goes_to_the_database_thread_once_per_watch(settings, monkeypatch):
+    """That thread is the process's one for all database work: the session is loaded
+    there once, at the handshake, then each watch is one trip (its snapshot)."""
+    settings.REALTIME_RESYNC_SECONDS = 60  # no re-read during the test
+    trips: list[str] = []
+
+    def counted(function):
+        trips.append(function.__name__)
+        return database_sync_to_async(function)
+
+    monkeypatch.setattr(consumers, "database_sync_to_async", counted)
+    cards = [await make_feedback() for _ in range(2)]
+    ws = await open_page_socket()
+    for card in cards:
+        await ws.send_to(text_data=f"watch feedback/{feedback_token(card.pk)}")
+        assert f'id="status-{card.pk}"' in await status_frame(ws)
+    await ws.send_to(text_data="watch feedback/forged")  # refused without a trip
+    assert await status_frame(ws) == "refused feedback/forged"
+    assert trips == ["session_load", "resolve", "resolve"]
     await ws.disconnect()
 
 
