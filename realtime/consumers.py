@@ -105,6 +105,19 @@ def session_load(session: Any) -> bool:
     return session.session_key is not None
 
 
+def resolve_all(asked: list[tuple[str, str, int]], *, session: Any) -> list[watch.Snapshot | None]:
+    """Blocking: for each (kind, token, version shown), its state if newer (watch.resolve).
+
+    A socket's re-reads go to the database thread together, once per round, not
+    once per watch: each trip there costs a thread switch and a database
+    connection taken from the pool and given back.
+    """
+    return [
+        watch.resolve(kind, token, session=session, newer_than=version)
+        for kind, token, version in asked
+    ]
+
+
 class WatchingConsumer(AsyncWebsocketConsumer):
     """Pushes the rendered state of what a socket watches: the current state
     first, then every newer one, and a heartbeat while it is open."""
@@ -211,8 +224,14 @@ class WatchingConsumer(AsyncWebsocketConsumer):
         """
         while any(not watched.final for watched in self.watches.values()):
             await asyncio.sleep(self.resync_delay())
-            for watched in [w for w in self.watches.values() if not w.final]:
-                snapshot = await self.snapshot(watched)
+            watching = [w for w in self.watches.values() if not w.final]
+            asked = [(w.kind, w.token, w.version) for w in watching]
+            snapshots = await database_sync_to_async(resolve_all)(
+                asked, session=self.scope.get("session")
+            )
+            for watched, snapshot in zip(watching, snapshots, strict=True):
+                if self.watches.get(watched.name) is not watched:
+                    continue  # dropped while it was read (final, or the socket closing)
                 if snapshot is None:  # the token expired meanwhile
                     await self.refused(watched)
                     continue

@@ -267,6 +267,32 @@ async def test_a_page_socket_goes_to_the_database_thread_once_per_watch(settings
     await ws.disconnect()
 
 
+async def test_a_page_socket_re_reads_all_its_watches_in_one_trip(settings, monkeypatch):
+    settings.REALTIME_RESYNC_SECONDS = 0.2
+    trips: list[str] = []
+
+    def counted(function):
+        trips.append(function.__name__)
+        return database_sync_to_async(function)
+
+    monkeypatch.setattr(consumers, "database_sync_to_async", counted)
+    cards = [await make_feedback(status=Feedback.Status.SENDING, version=3) for _ in range(2)]
+    ws = await open_page_socket()
+    for card in cards:
+        await ws.send_to(text_data=f"watch feedback/{feedback_token(card.pk)}")
+        assert 'data-status="sending"' in await status_frame(ws)
+    # Both change, unpublished (as if the updates were lost): the re-reads find them.
+    await database_sync_to_async(Feedback.objects.filter(pk__in=[c.pk for c in cards]).update)(
+        status=Feedback.Status.SENT, version=4
+    )
+    frames = "".join([await status_frame(ws) for _ in cards])
+    assert frames.count('data-status="sent"') == len(cards)
+    assert all(f'id="status-{card.pk}"' in frames for card in cards)
+    assert trips[:3] == ["session_load", "resolve", "resolve"]
+    assert trips[3:] and set(trips[3:]) == {"resolve_all"}  # a round: one trip, both watches
+    await ws.disconnect()
+
+
 async def test_a_page_socket_refuses_a_bad_token_by_name_and_ignores_other_frames():
     feedback = await make_feedback()
     ws = await open_page_socket()
