@@ -18,8 +18,12 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_SESSION_CHANGED = 4401
 CLOSE_DONE = 1000
 
-# What a page sends on its socket to watch one more thing: "watch <kind>/<token>".
+# What a page sends on its socket to watch one more thing: "watch <kind>/<token>",
+# or "watch <kind>/<token> <version>" with the version it shows already (a card
+# the submission's answer just rendered): then only a newer state is rendered and sent.
 WATCH_COMMAND = "watch"
+# Longer is no version a row reaches: read as none given.
+VERSION_DIGITS = 18
 # What the server answers when it will not watch it (a forged, expired or
 # another session's token, or too many on one socket): "refused <kind>/<token>".
 REFUSED = "refused"
@@ -160,8 +164,12 @@ class WatchingConsumer(AsyncWebsocketConsumer):
         heartbeat.leave(self)  # nothing more to say, even before the disconnect arrives
         await super().close(code, reason)
 
-    async def add_watch(self, kind: str, token: str) -> bool:
-        """Start watching; False if this session may not watch it (nothing sent then)."""
+    async def add_watch(self, kind: str, token: str, *, shown: int = -1) -> bool:
+        """Start watching; False if this session may not watch it (nothing sent then).
+
+        `shown`: the version the watcher shows already (-1: none); the current
+        state is sent only if newer.
+        """
         session = self.scope.get("session")
         if self.session_loaded:
             # In memory already: naming the group reads nothing, so the one trip to
@@ -173,7 +181,7 @@ class WatchingConsumer(AsyncWebsocketConsumer):
             return False
         # Join first, read second: a change published in between is then
         # delivered after the snapshot (and dropped if the snapshot has it).
-        watched = Watched(kind=kind, token=token, group=group)
+        watched = Watched(kind=kind, token=token, group=group, version=shown)
         self.watches[watched.name] = watched
         self.by_group[group] = watched
         await self.channel_layer.group_add(group, self.channel_name)
@@ -182,6 +190,9 @@ class WatchingConsumer(AsyncWebsocketConsumer):
             await self.drop_watch(watched)
             return False
         await self.forward(watched, snapshot.html, snapshot.version, snapshot.final)
+        if snapshot.final and not watched.final:  # it shows the final state already
+            await self.drop_watch(watched)
+            return True
         if not watched.final:
             for shared in snapshot.also:
                 if shared not in self.shared:
@@ -314,7 +325,8 @@ class StatusConsumer(WatchingConsumer):
 
 class PageConsumer(WatchingConsumer):
     """One socket for a whole page (/ws/watch/): the page sends "watch <kind>/<token>"
-    for each thing it shows, now or later, and gets each one's state over it.
+    (and the version it shows) for each thing it shows, now or later, and gets each
+    one's state over it: the current one if newer than that, then every newer one.
 
     The socket stays open when one watch ends (final, refused): the page may
     add more. A frame that is not a watch command is ignored.
@@ -341,14 +353,17 @@ class PageConsumer(WatchingConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.session_changed:
             return  # closing: a frame sent before the close arrived gets no answer
-        command, _, name = (text_data or "").partition(" ")
+        command, _, watching = (text_data or "").partition(" ")
+        name, _, shown = watching.partition(" ")
         kind, _, token = name.partition("/")
         if command != WATCH_COMMAND or not kind or not token or name in self.watches:
             return
+        given = shown.isascii() and shown.isdigit() and len(shown) <= VERSION_DIGITS
+        version = int(shown) if given else -1
         if len(self.watches) >= settings.REALTIME_WATCHES_PER_SOCKET:
             await self.send(text_data=f"{REFUSED} {name}")
             return
-        if not await self.add_watch(kind, token):
+        if not await self.add_watch(kind, token, shown=version):
             await self.send(text_data=f"{REFUSED} {name}")
 
     async def refused(self, watched: Watched) -> None:

@@ -293,6 +293,43 @@ async def test_a_page_socket_re_reads_all_its_watches_in_one_trip(settings, monk
     await ws.disconnect()
 
 
+async def test_a_page_socket_sends_a_card_only_a_state_newer_than_the_version_it_shows():
+    """The submission's answer rendered the card: watching it, the page names its version."""
+    shown, older, garbled = [await make_feedback(version=2) for _ in range(3)]
+    ws = await open_page_socket()
+    await ws.send_to(text_data=f"watch feedback/{feedback_token(shown.pk)} 2")
+    await ws.send_to(text_data=f"watch feedback/{feedback_token(older.pk)} 1")
+    await ws.send_to(text_data=f"watch feedback/{feedback_token(garbled.pk)} 2x")
+    frames = "".join([await status_frame(ws) for _ in range(2)])  # newer than 1; none given
+    assert f'id="status-{older.pk}"' in frames and f'id="status-{garbled.pk}"' in frames
+    assert await ws.receive_nothing(timeout=0.3)  # the card at version 2 is not sent again
+
+    # Watched all the same: its group and the queue-wide event reach it.
+    claimed = await database_sync_to_async(services.feedback_claim)(feedback_id=shown.pk)
+    update = await status_frame(ws)
+    assert f'id="status-{shown.pk}"' in update and f'data-version="{claimed.version}"' in update
+    await database_sync_to_async(services.feedback_publish_queue)()
+    assert 'id="feedback-queue"' in await ws.receive_from(timeout=5)
+    await ws.disconnect()
+
+
+async def test_a_card_shown_final_is_not_sent_nor_watched_on(settings, monkeypatch):
+    settings.REALTIME_RESYNC_SECONDS = 0.1
+    trips: list[str] = []
+
+    def counted(function):
+        trips.append(function.__name__)
+        return database_sync_to_async(function)
+
+    monkeypatch.setattr(consumers, "database_sync_to_async", counted)
+    sent = await make_feedback(status=Feedback.Status.SENT, version=3)
+    ws = await open_page_socket()
+    await ws.send_to(text_data=f"watch feedback/{feedback_token(sent.pk)} 3")
+    assert await ws.receive_nothing(timeout=0.5)
+    assert trips == ["session_load", "resolve"]  # no re-reads: nothing left to watch
+    await ws.disconnect()
+
+
 async def test_a_page_socket_refuses_a_bad_token_by_name_and_ignores_other_frames():
     feedback = await make_feedback()
     ws = await open_page_socket()
