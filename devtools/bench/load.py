@@ -38,6 +38,12 @@ from devtools.http_client import CSRF_INPUT, watch_token
 HEARTBEAT = "<!--heartbeat-->"  # realtime.consumers.HEARTBEAT, without importing the app
 SESSION_CHANGED = 4401  # realtime.consumers.CLOSE_SESSION_CHANGED: reconnect with the new cookie
 SESSION_CHANGED_LIMIT = 5  # as static/js/live.js: then the page polls
+# The options a mode reads, with their defaults. spec (hold, probe): a JSON file with the
+# session's cookies, the tokens to watch and (probe) the one to poll. budget (hold): seconds
+# to open the sockets in, at most. until_stdin_closes (submit): a background load.
+OPTIONS = {"rate": 50, "seconds": 10, "sessions": 50, "seed": 0, "tag": "s", "watch": False,
+           "linger": 0.5, "until_stdin_closes": False, "spec": None, "concurrency": 100,
+           "budget": 600, "poll_interval": 2.0}  # fmt: skip
 
 
 def frame_version(html: str) -> int | None:
@@ -290,27 +296,13 @@ async def probe(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m devtools.bench.load")
-    parser.add_argument("mode", choices=("submit", "hold", "probe"))
-    parser.add_argument("url")
-    parser.add_argument("--rate", type=float, default=50)
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--sessions", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tag", default="s")
-    parser.add_argument("--watch", action="store_true")
-    parser.add_argument("--linger", type=float, default=0.5)
-    parser.add_argument("--until-stdin-closes", action="store_true")
-    parser.add_argument("--spec", help="JSON: cookies, tokens (hold, probe), poll (probe)")
-    parser.add_argument("--concurrency", type=int, default=100)
-    parser.add_argument("--budget", type=float, default=600, help="hold: seconds to open, at most")
-    parser.add_argument("--poll-interval", type=float, default=2.0)
-    args = parser.parse_args()
+    """``python -m devtools.bench.load MODE URL '{"rate": 50, ...}'`` (OPTIONS below)."""
+    mode, url, given = sys.argv[1], sys.argv[2], json.loads(sys.argv[3] if sys.argv[3:] else "{}")
+    args = argparse.Namespace(url=url, **{**OPTIONS, **given})
     from devtools.bench.stack import raise_nofile_limit
 
     raise_nofile_limit()
-    mode = {"submit": submit, "hold": hold, "probe": probe}[args.mode]
-    print(json.dumps(asyncio.run(mode(args))))
+    print(json.dumps(asyncio.run({"submit": submit, "hold": hold, "probe": probe}[mode](args))))
 
 
 if __name__ == "__main__":
