@@ -43,7 +43,8 @@ SESSION_CHANGED_LIMIT = 5  # as static/js/live.js: then the page polls
 # to open the sockets in, at most. until_stdin_closes (submit): a background load.
 OPTIONS = {"rate": 50, "seconds": 10, "sessions": 50, "seed": 0, "tag": "s", "watch": False,
            "linger": 0.5, "until_stdin_closes": False, "spec": None, "concurrency": 100,
-           "budget": 600, "poll_interval": 2.0}  # fmt: skip
+           "budget": 600}  # fmt: skip
+POLL_INTERVAL = 2.0  # seconds: as the status page polls (templates/feedback/detail.html)
 
 
 def frame_version(html: str) -> int | None:
@@ -70,13 +71,10 @@ class Visitor:
         self.base_url, self.watch = base_url, watch
         limits = httpx.Limits(max_connections=1)
         self.http = httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits)
-        self.csrf, self.socket, self.frames, self.refused = "", None, 0, 0
-        # Watches not final yet, token -> feedback id: sent again on a new socket.
-        self.pending: dict[str, str | None] = {}
+        self.csrf, self.socket, self.reader, self.frames, self.refused = "", None, None, 0, 0
+        self.pending: dict[str, str | None] = {}  # token -> id, not final: sent again on reconnect
         self.reconnects, self.session_changes, self.turned_away = 0, 0, False
-        self.reader: asyncio.Task | None = None
-        self.socket_errors: Counter = Counter()
-        self.opening = asyncio.Lock()
+        self.socket_errors, self.opening = Counter(), asyncio.Lock()
 
     async def open_form(self) -> None:
         page = await self.http.get("/")
@@ -90,15 +88,11 @@ class Visitor:
                 elif message != HEARTBEAT:
                     self.frames += 1
                     self.session_changes = 0
-                    if 'data-final="true"' in message:
-                        self.forget(frame_id(message))
+                    if 'data-final="true"' in message:  # that card needs no watch again
+                        done = frame_id(message)
+                        self.pending = {t: i for t, i in self.pending.items() if i != done}
         if socket.close_code == SESSION_CHANGED:
             await self.reconnect()
-
-    def forget(self, feedback_id: str | None) -> None:
-        for token, watched in list(self.pending.items()):
-            if watched == feedback_id:
-                del self.pending[token]
 
     async def open_socket(self) -> None:
         self.socket = await page_socket(self.base_url, dict(self.http.cookies.items()))
@@ -128,9 +122,8 @@ class Visitor:
         data = {"csrfmiddlewaretoken": self.csrf, "email": email, "message": "Open loop."}
         response = await self.http.post("/", data=data, headers={"HX-Request": "true"})
         if response.status_code == 200 and self.watch:
-            asyncio.create_task(
-                self.watch_card(watch_token(response.text), frame_id(response.text))
-            )
+            asyncio.create_task(self.watch_card(watch_token(response.text),
+                                                frame_id(response.text)))  # fmt: skip
         return response.status_code
 
     async def watch_card(self, token: str, feedback_id: str | None) -> None:
@@ -270,7 +263,7 @@ async def probe(args: argparse.Namespace) -> dict:
                 asked = time.monotonic()
                 page = await http.get(f"/feedback/{spec['poll']}/", headers={"HX-Request": "true"})
                 polls.append([time.time(), frame_version(page.text)])
-                await asyncio.sleep(max(0.0, args.poll_interval - (time.monotonic() - asked)))
+                await asyncio.sleep(max(0.0, POLL_INTERVAL - (time.monotonic() - asked)))
 
     def caught_up(wanted: dict) -> bool:
         newest: dict[str, int] = {}
