@@ -82,11 +82,8 @@ def machine() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m devtools.bench",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = argparse.ArgumentParser(prog="python -m devtools.bench", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--size", choices=tuple(SIZES), default="full")
     parser.add_argument("--quick", action="store_const", dest="size", const="quick")
     parser.add_argument("--configs", default=",".join(CONFIGS))
@@ -120,9 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                          *["--no-browser"] * args.no_browser]  # fmt: skip
                 code = subprocess.run(child, cwd=REPO_ROOT).returncode
                 text = Path(part.name).read_text()
-                results["configs"].append(
-                    json.loads(text) if text else {"name": name, "errors": {"all": f"exit {code}"}}
-                )
+                failed = {"name": name, "errors": {"all": f"exit {code}"}}
+                results["configs"].append(json.loads(text) if text else failed)
         results["machine"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
         results["seconds"] = time.monotonic() - started
         Path(args.json).write_text(json.dumps(results, default=str))

@@ -198,6 +198,15 @@ async def stdin_closed() -> None:
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
 
+async def note_frames(ws, into: list, *, first: bool = False) -> None:
+    """[time, feedback id, version] of each status frame on ``ws`` (the first only: ``first``)."""
+    async for message in ws:
+        if message != HEARTBEAT and not message.startswith("refused"):
+            into.append([time.time(), frame_id(message), frame_version(message)])
+            if first:
+                return
+
+
 async def hold(args: argparse.Namespace) -> dict:
     spec = json.loads(Path(args.spec).read_text())
     gate = asyncio.Semaphore(args.concurrency)
@@ -218,20 +227,12 @@ async def hold(args: argparse.Namespace) -> dict:
 
     started = time.perf_counter()
     with contextlib.suppress(TimeoutError):  # what opened within the budget is what counts
-        await asyncio.wait_for(
-            asyncio.gather(*(open_one(token) for token in spec["tokens"])), args.budget
-        )
+        await asyncio.wait_for(asyncio.gather(*(open_one(token) for token in spec["tokens"])),
+                               args.budget)  # fmt: skip
     print(json.dumps({"opened": len(sockets), "seconds": time.perf_counter() - started,
                       "errors": errors}), flush=True)  # fmt: skip
     arrivals: list[list] = []
-
-    async def next_frame(ws) -> None:
-        async for message in ws:
-            if message != HEARTBEAT and not message.startswith("refused"):
-                arrivals.append([time.time(), frame_id(message), frame_version(message)])
-                return
-
-    readers = [asyncio.create_task(next_frame(ws)) for ws in sockets]
+    readers = [asyncio.create_task(note_frames(ws, arrivals, first=True)) for ws in sockets]
     await asyncio.wait([asyncio.create_task(stdin_closed()), asyncio.gather(*readers)],
                        return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
     print("delivered", flush=True)  # every socket has its frame (or the bench stopped us)
@@ -251,11 +252,6 @@ async def probe(args: argparse.Namespace) -> dict:
     frames: list[list] = []
     polls: list[list] = []
 
-    async def read() -> None:
-        async for message in ws:
-            if message != HEARTBEAT and not message.startswith("refused"):
-                frames.append([time.time(), frame_id(message), frame_version(message)])
-
     async def poll() -> None:
         """What the page does while its socket is down: GET the status every interval."""
         async with httpx.AsyncClient(base_url=args.url, cookies=spec["cookies"]) as http:
@@ -270,10 +266,9 @@ async def probe(args: argparse.Namespace) -> dict:
         for _, fid, version in frames:
             newest[fid] = max(newest.get(fid, -1), version or -1)
         return all(newest.get(fid, -1) >= v for fid, v in wanted["frames"].items()) and any(
-            (version or -1) >= wanted["poll"] for _, version in polls
-        )
+            (version or -1) >= wanted["poll"] for _, version in polls)  # fmt: skip
 
-    tasks = [asyncio.create_task(read()), asyncio.create_task(poll())]
+    tasks = [asyncio.create_task(note_frames(ws, frames)), asyncio.create_task(poll())]
     print("ready", flush=True)
     # The bench then names the last versions (a JSON line); "delivered" once they all showed.
     wanted = json.loads(await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline))

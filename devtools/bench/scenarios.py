@@ -272,10 +272,9 @@ def scenario_push(stack: BenchStack, url: str, sizes: Sizes, *, browser: bool) -
     from realtime.publish import publish
 
     stack.fresh_queue()
-    spec = watchables(3, tag="p", path=stack.dir / "push.json")
-    published_id, changed_id, dom_id = spec["ids"]
-    spec.update(tokens=spec["tokens"][:2], poll=spec["tokens"][1])
-    (stack.dir / "push.json").write_text(json.dumps(spec))
+    spec = watchables(2, tag="p", path=stack.dir / "push.json")
+    published_id, changed_id = spec["ids"]
+    (stack.dir / "push.json").write_text(json.dumps({**spec, "poll": spec["tokens"][1]}))
     background = load("submit", url, background=True, rate=sizes.rate, seconds=600,
                       sessions=sizes.sessions, seed=99, tag="pb", watch=True,
                       until_stdin_closes=True, linger=0)  # fmt: skip
@@ -313,7 +312,7 @@ def scenario_push(stack: BenchStack, url: str, sizes: Sizes, *, browser: bool) -
         "change_poll": accounted(t_change, [(v, at) for at, v in seen["polls"]]),
         "polls": len(seen["polls"]),
     }
-    result["dom"] = dom(url, dom_id, sizes) if browser else None
+    result["dom"] = dom(stack, url, sizes) if browser else None
     result["background"] = {"answer_ms": summarize_ms(
         [s[1] for s in finish(background)["samples"] if s[2] == 200])}  # fmt: skip
     return result
@@ -331,23 +330,18 @@ OBSERVE = """(id) => {
 }"""
 
 
-def dom(url: str, feedback_id: str, sizes: Sizes) -> dict:
+def dom(stack: BenchStack, url: str, sizes: Sizes) -> dict:
     """Publish -> the page's DOM shows it, in Chromium (a status page, its one socket)."""
-    from importlib import import_module
-
-    from django.conf import settings
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     from devtools.browser import CHROMIUM, CHROMIUM_ARGS
     from feedback.models import Feedback
     from feedback.selectors import feedback_render_status, status_group
-    from feedback.tokens import feedback_token
     from realtime.publish import publish
 
-    session = import_module(settings.SESSION_ENGINE).SessionStore()
-    token = feedback_token(Feedback.objects.get(pk=feedback_id).pk, session=session)
-    session.save()
+    spec = watchables(1, tag="dom", path=stack.dir / "dom.json")
+    (feedback_id,), (token,) = spec["ids"], spec["tokens"]
     shown, t_publish, frames = Feedback.objects.get(pk=feedback_id), {}, []
     for n in range(sizes.doms):  # rendered beforehand: Playwright's loop forbids the ORM
         shown.version = 1000 + n
@@ -363,8 +357,8 @@ def dom(url: str, feedback_id: str, sizes: Sizes) -> dict:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context()
-        context.add_cookies([{"name": settings.SESSION_COOKIE_NAME,
-                              "value": session.session_key, "url": url}])  # fmt: skip
+        context.add_cookies([{"name": name, "value": value, "url": url}
+                             for name, value in spec["cookies"].items()])  # fmt: skip
         page = context.new_page()
         page.goto(f"{url}/feedback/{token}/")
         page.locator("#live[data-state='live']").wait_for(timeout=30_000)
