@@ -1,10 +1,10 @@
-"""The bench's clients, in their own process: ``python -m devtools.bench.load MODE ...``.
+"""The bench's clients, in their own process: ``python -m devtools.bench.load MODE URL OPTIONS``.
 
 ``submit``: open-loop submissions. Arrival times are a Poisson process drawn in
-advance from a seed; each is sent at its intended time by one of ``--sessions``
+advance from a seed; each is sent at its intended time by one of ``sessions``
 visitors (own cookies, one connection, as a browser tab) and timed from that
 intended time, so a stall counts against every request it delays. With
-``--watch`` each visitor's page opens its one status socket (/ws/watch/) and
+``watch`` each visitor's page opens its one status socket (/ws/watch/) and
 sends "watch feedback/<token>" for every submission, as static/js/live.js does.
 
 ``hold``: one page socket per token, each watching it; says how fast they
@@ -15,7 +15,8 @@ time and version, and one poller asking for a token's status at the app's
 polling interval; says "delivered" once the last versions named on stdin
 (one JSON line) showed, and stops when stdin closes.
 
-Every mode prints one JSON object on stdout (``hold`` prints a line first).
+OPTIONS is one JSON object (the keys of ``OPTIONS`` below). Every mode prints one JSON
+object on stdout (``hold`` and ``probe`` print a line first).
 """
 
 import argparse
