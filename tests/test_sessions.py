@@ -1,13 +1,19 @@
 """Sessions: a new key on every submission, written once; the old key loads as it was for a
 short grace, then is absent (django_celery/sessions.py)."""
 
+import datetime
+import os
+import subprocess
+import sys
+
 import pytest
+from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from django_celery.sessions import SessionStore, grace
+from django_celery.sessions import SessionStore, grace, sessions_clear_expired
 
 pytestmark = [pytest.mark.django_db, pytest.mark.engines]  # datetime comparisons in SQL
 
@@ -125,3 +131,32 @@ def test_a_taken_key_is_never_overwritten(monkeypatch):
     second.save()
     assert second.session_key == "b" * 32
     assert SessionStore(first.session_key)["owner"] == "first"
+
+
+def test_the_beat_job_deletes_the_rows_past_their_end():
+    live, ended = SessionStore(), SessionStore()
+    live.save(), ended.save()
+    Session.objects.filter(session_key=ended.session_key).update(
+        expire_date=timezone.now() - datetime.timedelta(seconds=1)
+    )
+    sessions_clear_expired()  # its body, in process
+    assert set(Session.objects.values_list("session_key", flat=True)) == {live.session_key}
+
+
+# A fresh process (this one imported the module already): what a worker registers.
+WORKER_TASKS = """
+import django; django.setup()
+from django.conf import settings
+from django_celery.celery import app
+app.loader.import_default_modules()
+print(*[entry["task"] in app.tasks for entry in settings.CELERY_BEAT_SCHEDULE.values()])
+"""
+
+
+def test_a_worker_knows_every_task_beat_sends():
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "django_celery.settings"}
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER_TASKS], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True"] * len(settings.CELERY_BEAT_SCHEDULE)
