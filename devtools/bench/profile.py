@@ -31,13 +31,16 @@ GROUPS = {
     "logging": ("logging/",),
     "event loop and threads": ("asyncio/", "selectors.py", "threading.py", "concurrent/"),
 }  # fmt: skip
-# The trunk every sample of a process runs through (entry points, loops, thread and pool
-# bootstraps): left out of the functions' table, where they would all read ~100 %.
+# The trunk samples run through (entry points, loops, thread and pool bootstraps, the
+# middleware and decorators around every view): left out of the inclusive table, where each
+# would repeat the share of what it wraps.
 TRUNK = re.compile(
     r"<frozen runpy>|click/|celery/(__main__|bin/|bootsteps|worker/worker\.py|"
     r"concurrency/)|billiard/(process|popen_fork|pool|context)\.py|threading\.py|"
     r"concurrent/futures/|asyncio/(base_events|events)\.py|daphne/(cli|server|"
-    r"__main__)\.py|twisted/internet/asyncioreactor\.py|asgiref/"
+    r"__main__)\.py|twisted/internet/asyncioreactor\.py|twisted/python/(log|context)\.py|"
+    r"asgiref/|Middleware(Mixin)?\.__call__|convert_exception_to_response|"
+    r"django/views/decorators/"
 )
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^():]*)(?::\d+)?\)$")
 
@@ -60,7 +63,8 @@ def group(stack: list[tuple[str, str]]) -> str:
 
 def summarize(raw: str, top: int = 15) -> dict:
     """From py-spy's collapsed stacks ("frame;frame;... count" a line): the sample count,
-    the groups' shares and the ``top`` functions by inclusive share, with their self share."""
+    the groups' shares, the ``top`` functions by inclusive share with their self share, and
+    half as many by self share (``hot``): where the samples were at the top of the stack."""
     total, groups, inclusive, own = 0, Counter(), Counter(), Counter()
     for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
@@ -69,8 +73,7 @@ def summarize(raw: str, top: int = 15) -> dict:
         found, count = frames(stack), int(count)
         total += count
         groups[group(found)] += count
-        names = {f"{name} ({file})" for name, file in found if not TRUNK.search(file)}
-        for function in names:  # once a sample, even when recursive
+        for function in {f"{name} ({file})" for name, file in found}:  # once, even if recursive
             inclusive[function] += count
         if found:
             own["{} ({})".format(*found[-1])] += count
@@ -78,7 +81,12 @@ def summarize(raw: str, top: int = 15) -> dict:
     return {
         "samples": total,
         "groups": [(name, share(n)) for name, n in groups.most_common()],
-        "functions": [(name, share(n), share(own[name])) for name, n in inclusive.most_common(top)],
+        "functions": [
+            (name, share(n), share(own[name]))
+            for name, n in inclusive.most_common()
+            if not TRUNK.search(name)
+        ][:top],
+        "hot": [(name, share(inclusive[name]), share(n)) for name, n in own.most_common(top // 2)],
     }
 
 
