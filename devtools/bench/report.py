@@ -30,6 +30,11 @@ def met(good) -> str:
 
 
 @register.filter
+def loads(values: list[float]) -> str:
+    return ", ".join(f"{value:.2f}" for value in values or [])
+
+
+@register.filter
 def total(counts: dict) -> int:
     return sum(counts.values())
 
@@ -91,10 +96,8 @@ def config(c: dict, rate: float) -> dict:
 def render_results(results: dict) -> str:
     configs = [config(c, results["sizes"]["rate"]) for c in results["configs"]]
     pg = next((c for c in configs if c["name"] == "postgres"), {})
-    machine = {k: ", ".join(f"{x:.2f}" for x in v) if isinstance(v, list) else v
-               for k, v in results["machine"].items()}  # fmt: skip
     errors = [f"{c['name']} {key}: `{error.strip().splitlines()[-1]}`"
               for c in results["configs"] for key, error in c["errors"].items()]  # fmt: skip
-    return render("report.md", {**results, "machine": machine, "configs": configs, "pg": pg,
+    return render("report.md", {**results, "configs": configs, "pg": pg,
                                 "minutes": results.get("seconds", 0) / 60, "errors": errors,
                                 "command": results.get("command", "make bench")})  # fmt: skip
