@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
@@ -43,7 +43,8 @@ from .transitions import HELD, MOVES, NOW, WAITING, claimable, is_final
 logger = logging.getLogger(__name__)
 
 # What the page shows while the (simulated) slow mail service works. Stored on
-# the row as text, in the feedback's language (see feedback_in_language).
+# the row as text, in the feedback's language (see feedback_in_language and
+# in_row_language).
 SEND_STEPS = (
     _("Preparing your confirmation"),
     _("Connecting to the mail server"),
@@ -227,6 +228,21 @@ def feedback_in_language(*, feedback_id: uuid.UUID | str) -> translation.overrid
     return translation.override(language or settings.LANGUAGE_CODE)
 
 
+def in_row_language(text: str) -> Case:
+    """`text` (a lazy translation) in the language of the row it is written to.
+
+    The database picks the translation, so a write in the person's language
+    (the claim's first step) needs no read of the row before it. A language
+    this site does not speak gets LANGUAGE_CODE's, as feedback_in_language does.
+    """
+    spoken = []
+    for code, _name in settings.LANGUAGES:
+        with translation.override(code):
+            spoken.append(When(language=code, then=Value(str(text))))
+    with translation.override(settings.LANGUAGE_CODE):
+        return Case(*spoken, default=Value(str(text)))
+
+
 def feedback_create(
     *,
     email: str,
@@ -313,7 +329,7 @@ def feedback_claim(*, feedback_id: uuid.UUID | str, worker: str = "") -> Feedbac
         "claim",
         feedback_id=feedback_id,
         where=claimable(lease_ended_before=lease, now=now),
-        step=str(SEND_STEPS[0]),
+        step=in_row_language(SEND_STEPS[0]),
         claimed_by=worker,
     )
 
@@ -360,8 +376,10 @@ def feedback_deliver(*, feedback_id: uuid.UUID | str, worker: str = "") -> Feedb
         if wait > 0:  # delivered early (a redelivery, the sweeper): not yet
             raise TooEarly(wait)
         return None
-    feedback_send_email(feedback=feedback)
-    return feedback_mark_sent(feedback=feedback)
+    # Its steps and a failure's reason in the person's language: the claimed row says which.
+    with translation.override(feedback.language or settings.LANGUAGE_CODE):
+        feedback_send_email(feedback=feedback)
+        return feedback_mark_sent(feedback=feedback)
 
 
 def feedback_mark_sent(*, feedback: Feedback) -> Feedback:
