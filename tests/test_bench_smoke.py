@@ -13,8 +13,9 @@ import sys
 
 import pytest
 
-from devtools.bench.scenarios import SMOKE, accounted
-from devtools.bench.stats import percentile, summarize_ms
+from devtools.bench.profile import summarize
+from devtools.bench.report import render
+from devtools.bench.scenarios import SMOKE, accounted, percentile, summarize_ms
 from devtools.browser import CHROMIUM
 from devtools.processes import REPO_ROOT
 
@@ -151,3 +152,33 @@ def test_each_version_sent_is_delivered_superseded_or_lost_once():
     }  # fmt: skip
     assert part["ms"]["count"] == 3
     assert part["ms"]["max"] == pytest.approx(150.0)
+
+
+def test_the_profile_summary_counts_samples_by_function_and_group():
+    raw = "\n".join([
+        'process 1:"daphne";_run_module_as_main (<frozen runpy>:198);'
+        "run (twisted/internet/base.py:10);render (django/template/base.py:5);"
+        "execute (django/db/backends/utils.py:7) 6",
+        'process 1:"daphne";run (twisted/internet/base.py:10);render (django/template/base.py:5) 3',
+        'process 1:"daphne";run (twisted/internet/base.py:12);loads (json/decoder.py:3) 1',
+        "not a stack line",
+    ])  # fmt: skip
+    summary = summarize(raw, top=3)
+    assert summary["samples"] == 10
+    # Innermost frame that names a group: the query inside the template is the database's.
+    assert summary["groups"] == [
+        ("database", 60.0), ("template rendering", 30.0), ("websocket / ASGI server", 10.0)
+    ]  # fmt: skip
+    # Lines are folded: run's two call sites are one function, inclusive 100 %, self 0; the
+    # trunk (here runpy's entry point) is left out of this table.
+    assert summary["functions"] == [
+        ("run (twisted/internet/base.py)", 100.0, 0.0),
+        ("render (django/template/base.py)", 90.0, 30.0),
+        ("execute (django/db/backends/utils.py)", 60.0, 60.0),
+    ]
+    assert summary["hot"] == [("execute (django/db/backends/utils.py)", 60.0, 60.0)]
+    daphne = {"role": "daphne", "ms": 2.5, "per": (4, "answer"), **summary}
+    page = render("profile.md", {"processes": [daphne], "machine": {}, "sizes": {}})
+    assert "## daphne: 2.5 CPU-ms per answer (10 samples)" in page
+    assert "| database | 60.0 % |" in page
+    assert "| `render (django/template/base.py)` | 90.0 | 30.0 |" in page
