@@ -1,6 +1,7 @@
 """docs/benchmarks.md from a run's results: report.md (a string.Template) filled with tables."""
 
 import math
+from collections import Counter
 from pathlib import Path
 from string import Template
 
@@ -172,24 +173,34 @@ def push_table(push: dict) -> str:
 
 
 def drain_table(pg: dict) -> str:
+    drains = [d for d in (pg.get("drain"), pg.get("drain_chaos")) if d]
     rows = [[("with kills and a Redis restart" if d["chaos"] else "plain"), d["addresses"],
-             d["emails"], d["lost"], d["duplicates"], d["seconds"], d["emails_per_s"],
-             d["worker_ms_per_email"], d["kills"]]
-            for d in (pg.get("drain"), pg.get("drain_chaos")) if d]  # fmt: skip
-    return table(
-        [
-            "Drain",
-            "Queued",
-            "Emails",
-            "Not arrived",
-            "Duplicates",
-            "First → last s",
-            "Emails/s",
-            "worker CPU-ms / email",
-            "Pool kills",
-        ],
-        rows,
-    )
+             d["emails"], d["lost"], d["duplicates"],
+             at_count(d["not_once"]) if "not_once" in d else "not recorded",
+             d["seconds"], d["emails_per_s"], d["worker_ms_per_email"], d["kills"],
+             d.get("set_aside", {}).get("cancelled", "–")]
+            for d in drains]  # fmt: skip
+    out = table(["Drain", "Queued", "Emails", "Not arrived", "Duplicates",
+                 "Rows not sent once, at the count", "First → last s", "Emails/s",
+                 "worker CPU-ms / email", "Pool kills", "Earlier rows cancelled"],
+                rows)  # fmt: skip
+    notes = [not_once_note(row, "chaos" if d["chaos"] else "plain")
+             for d in drains for row in (d.get("not_once") or [])[:20]]  # fmt: skip
+    return out + ("\n\n" + "\n".join(notes) if notes else "")
+
+
+def not_once_note(row: dict, drain: str) -> str:
+    """One address not sent exactly once, as its row was at the count."""
+    note = (f"- {row['address']} ({drain}): {row['emails']} emails; `{row['status']}`, "
+            f"{row['attempts']} attempts, untouched {row['untouched_s']:.0f} s; "
+            f"{' → '.join(row['timeline'])}")  # fmt: skip
+    return note + (f"; {row['failure_reason']}" if row["failure_reason"] else "")
+
+
+def at_count(rows: list[dict]) -> str:
+    """The statuses of the rows not sent exactly once, e.g. "sending × 2" ("–" when none)."""
+    statuses = Counter(f"{row['status']} ({row['emails']} emails)" for row in rows)
+    return ", ".join(f"{status} × {n}" for status, n in sorted(statuses.items())) or "–"
 
 
 def sockets_table(s: dict | None) -> str:
