@@ -136,6 +136,10 @@ MIDDLEWARE = [
 
 # Database sessions, with one write where Django's makes two when the key changes.
 SESSION_ENGINE = "django_celery.sessions"
+# A key rotated away (each submission gives the session a new one) still loads, as it was,
+# for this many seconds: requests already on their way with it (another tab, a page socket's
+# handshake) keep their watch rights. 0 deletes it at once (django_celery/sessions.py).
+SESSION_ROTATED_GRACE_SECONDS = float(os.environ.get("SESSION_ROTATED_GRACE_SECONDS", "60"))
 
 ROOT_URLCONF = "django_celery.urls"
 WSGI_APPLICATION = "django_celery.wsgi.application"
@@ -306,7 +310,15 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": FEEDBACK_SWEEP_INTERVAL,
         "options": {"expires": FEEDBACK_SWEEP_INTERVAL, "queue": FEEDBACK_SWEEP_QUEUE},
     },
+    # Session rows past their end: rotated keys after their grace, abandoned sessions.
+    "sessions-clear-expired": {
+        "task": "django_celery.sessions.sessions_clear_expired",
+        "schedule": 300.0,
+        "options": {"expires": 300.0},
+    },
 }
+# The worker registers the tasks of the project package too (autodiscovery covers the apps).
+CELERY_IMPORTS = ("django_celery.sessions",)
 # Beat's state file lives outside the repository, one per checkout.
 CELERY_BEAT_SCHEDULE_FILENAME = os.environ.get(
     "CELERY_BEAT_SCHEDULE_FILENAME",

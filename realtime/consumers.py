@@ -91,7 +91,8 @@ class Watched:
 
 def session_load(session: Any) -> bool:
     """Load the scope's lazy session now (blocking); False if the key presented
-    is no longer in the store (rotated away, expired, or never there).
+    is no longer in the store (rotated away longer ago than the store's grace,
+    expired, or never there).
 
     The session is read once per socket and then kept: loaded at once, its
     watch rights are those of the key the handshake carried, not of whatever
@@ -297,7 +298,8 @@ class PageConsumer(WatchingConsumer):
     async def connect(self) -> None:
         # The session key may rotate (a submission from another tab) between
         # this handshake and the first watch; loaded now, the window is the
-        # handshake alone. A key already gone cannot watch anything: the page
+        # handshake alone, and a key rotated moments ago still loads as it was
+        # (SESSION_ROTATED_GRACE_SECONDS). A key already gone cannot watch anything: the page
         # is told to reconnect with its current cookie, instead of having each
         # watch refused. A stale or planted key gains nothing either way.
         # Accepted first: a busy database thread must not hold the handshake

@@ -7,8 +7,10 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.contrib.sessions.models import Session
 from django.core import signing
 from django.test import Client
+from django.utils import timezone
 
 from django_celery.asgi import application
 from feedback.models import Feedback
@@ -115,9 +117,10 @@ async def test_on_the_page_socket_only_the_submitting_browser_gets_its_card():
 
 
 # -- The session key rotates under an open page socket --------------------------------
-# Each submission gives the session a new key and deletes the old row at once
-# (django_celery/sessions.py); the watcher key inside survives. A page socket
-# whose handshake carried the old key must still watch, or be told to come back.
+# Each submission gives the session a new key; the old row stays, as it was, for
+# SESSION_ROTATED_GRACE_SECONDS (django_celery/sessions.py), and the watcher key
+# inside survives in both. A page socket whose handshake carried the old key
+# still watches within the grace; with a key truly gone it is told to come back.
 
 
 @sync_to_async
@@ -126,19 +129,54 @@ def submit_again(client: Client) -> str:
     response = client.post(
         "/", {"email": "ada@example.com", "message": "Again"}, headers={"HX-Request": "true"}
     )
+    assert response.status_code == 200
     return re.search(r'data-watch="(feedback/[^"]+)"', response.content.decode()).group(1)
+
+
+@sync_to_async
+def grace_over(cookie: str) -> None:
+    """Moves the clock past the grace for one rotated key (its row's end, in the past)."""
+    key = cookie.partition("=")[2]
+    assert Session.objects.filter(session_key=key).update(expire_date=timezone.now()) == 1
+
+
+def browser_with(cookie: str) -> Client:
+    """Another tab of the same browser: the cookie it was sent with."""
+    tab = Client()
+    tab.cookies[settings.SESSION_COOKIE_NAME] = cookie.partition("=")[2]
+    return tab
+
+
+async def watches(cookie: str, *names: str) -> None:
+    ws = socket("/ws/watch/", cookie=cookie)
+    connected, _ = await ws.connect(timeout=5)
+    assert connected
+    for name in names:
+        await ws.send_to(text_data=f"watch {name}")
+        assert 'data-status="queued"' in await ws.receive_from(timeout=5), name
+    await ws.disconnect()
 
 
 async def test_a_page_socket_opened_before_the_key_rotates_still_watches_the_first_card():
     client, path = await submit()
     name = path.removeprefix("/ws/").rstrip("/")
-    ws = socket("/ws/watch/", cookie=cookie_of(client))
+    presented = cookie_of(client)
+    ws = socket("/ws/watch/", cookie=presented)
     connected, _ = await ws.connect(timeout=5)
     assert connected
-    await submit_again(client)  # the key the socket presented is gone from the store now
-    await ws.send_to(text_data=f"watch {name}")
+    await submit_again(client)  # the key the socket presented is in its grace now
+    await grace_over(presented)  # and then gone
+    await ws.send_to(text_data=f"watch {name}")  # loaded at connect: the end changes nothing
     assert 'data-status="queued"' in await ws.receive_from(timeout=5)
     await ws.disconnect()
+
+
+async def test_a_page_socket_with_a_key_rotated_just_before_its_handshake_watches_every_card():
+    client, path = await submit()
+    first = path.removeprefix("/ws/").rstrip("/")
+    rotated = cookie_of(client)
+    second = await submit_again(client)  # this handshake raced the second submission
+    await watches(rotated, first, second)  # the same watcher key: no 4401, nothing refused
 
 
 async def assert_closed_with_4401(ws: WebsocketCommunicator, *, watch: str) -> None:
@@ -149,17 +187,32 @@ async def assert_closed_with_4401(ws: WebsocketCommunicator, *, watch: str) -> N
     assert await ws.receive_nothing(timeout=0.2)  # no card, not even a "refused"
 
 
-async def test_a_page_socket_with_a_key_rotated_away_is_told_to_reconnect_and_then_watches():
+async def test_a_page_socket_with_a_key_past_its_grace_is_told_to_reconnect_and_then_watches():
     client, path = await submit()
     name = path.removeprefix("/ws/").rstrip("/")
     rotated_away = cookie_of(client)
-    await submit_again(client)  # this handshake raced the second submission, and lost
+    await submit_again(client)
+    await grace_over(rotated_away)  # this handshake was late: the old key is gone
     await assert_closed_with_4401(socket("/ws/watch/", cookie=rotated_away), watch=name)
-    ws = socket("/ws/watch/", cookie=cookie_of(client))  # the browser's cookie now
-    await ws.connect(timeout=5)
-    await ws.send_to(text_data=f"watch {name}")
-    assert 'data-status="queued"' in await ws.receive_from(timeout=5)
-    await ws.disconnect()
+    await watches(cookie_of(client), name)  # the browser's cookie now
+
+
+async def test_two_tabs_submitting_with_the_same_key_keep_every_card_live():
+    """Tab A's submission rotates the key; tab B's, sent with the old key at the same
+    instant, is answered from the old row and rotates it to a key of its own. Whichever
+    cookie the browser keeps, both cards' tokens are its own."""
+    client, path = await submit()
+    earlier = path.removeprefix("/ws/").rstrip("/")
+    old = cookie_of(client)
+    tab_a, tab_b = browser_with(old), browser_with(old)
+    card_a = await submit_again(tab_a)
+    card_b = await submit_again(tab_b)
+    assert len({old, cookie_of(tab_a), cookie_of(tab_b)}) == 3
+    for final in (cookie_of(tab_a), cookie_of(tab_b)):  # the last Set-Cookie wins
+        await watches(final, earlier, card_a, card_b)
+        for card in (card_a, card_b):
+            status = await sync_to_async(browser_with(final).get)(f"/{card}/")
+            assert status.status_code == 200
 
 
 async def test_a_planted_or_stale_key_gains_no_watch_rights():
@@ -167,6 +220,7 @@ async def test_a_planted_or_stale_key_gains_no_watch_rights():
     name = path.removeprefix("/ws/").rstrip("/")
     stale = cookie_of(client)
     await submit_again(client)
+    await grace_over(stale)
     planted = f"{settings.SESSION_COOKIE_NAME}={'x' * 32}"  # a key the store never had
     for cookie in (stale, planted, stale):  # coming back with it changes nothing
         await assert_closed_with_4401(socket("/ws/watch/", cookie=cookie), watch=name)

@@ -265,6 +265,14 @@ def test_the_session_key_changes_when_watch_rights_are_bound_to_it(client):
     attacker = Client()
     attacker.cookies[settings.SESSION_COOKIE_NAME] = planted.session_key
     assert attacker.get(f"/feedback/{token}/").status_code == 404
+    # Within its grace the planted key still loads, as it was before the submission only:
+    # it lists nothing of the victim's, and the victim's next submission is not in it either.
+    index = attacker.get("/").content.decode()
+    assert "data-watch" not in index and token not in index
+    again = client.post("/", {"email": "ada@example.com", "message": "More"}, headers=HTMX)
+    assert attacker.get(f"/feedback/{watch_token(again.content.decode())}/").status_code == 404
+    assert "data-watch" not in attacker.get("/").content.decode()
+    assert client.get("/").content.decode().count("data-watch") == 2  # the victim's page
 
 
 @pytest.mark.django_db

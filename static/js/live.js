@@ -14,10 +14,10 @@
 // and reconnects, as after a close. When the tab becomes visible again or the
 // browser comes back online, each card re-reads its state over HTTP at once.
 //
-// A submission gives the session a new key. A socket whose handshake carried
-// the old one (another tab submitted, or two quick submissions) is closed with
-// 4401: the page reconnects at once with its current cookie and watches its
-// cards again. Closed that way again at once, it backs off as after any close
+// A submission gives the session a new key; the old one still works for a
+// short grace (SESSION_ROTATED_GRACE_SECONDS). A socket whose handshake carried
+// a key already gone (rotated longer ago, expired) is closed with 4401: the
+// page reconnects at once with its current cookie and watches its cards again. Closed that way again at once, it backs off as after any close
 // (the new cookie may still be on its way), and after a few it polls.
 (function () {
   "use strict";
