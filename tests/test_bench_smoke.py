@@ -13,9 +13,9 @@ import sys
 
 import pytest
 
-from devtools.bench.report import drain_table
-from devtools.bench.scenarios import SMOKE, accounted
-from devtools.bench.stats import percentile, summarize_ms
+from devtools.bench.profile import summarize
+from devtools.bench.report import render, render_results
+from devtools.bench.scenarios import SMOKE, accounted, percentile, summarize_ms
 from devtools.browser import CHROMIUM
 from devtools.processes import REPO_ROOT
 
@@ -115,13 +115,21 @@ def test_the_drain_table_says_what_became_of_each_email_not_sent_once():
     drain = {"chaos": True, "addresses": 10, "emails": 10, "lost": 1, "duplicates": 1,
              "seconds": 1.0, "emails_per_s": 9.0, "worker_ms_per_email": 1.0, "kills": 2,
              "not_once": [stuck, twice], "set_aside": {"cancelled": 3, "sending": 0}}  # fmt: skip
-    text = drain_table({"drain_chaos": drain})
+
+    def drain_section(drain: dict) -> str:
+        results = {"size": "smoke", "machine": {}, "sizes": {"rate": 1},
+                   "configs": [{"name": "postgres", "errors": {},
+                                "scenarios": {"drain_chaos": drain}}]}  # fmt: skip
+        report = render_results(results)
+        return report[report.index("## 3.") : report.index("## 4.")]
+
+    text = drain_section(drain)
     assert "| sending (0 emails) × 1, sent (2 emails) × 1 |" in text
     assert "- k-7@bench.test (chaos): 0 emails; `sending`, 1 attempts, untouched 80 s; " \
            "queued → sending" in text  # fmt: skip
     assert "- k-9@bench.test (chaos): 2 emails; `sent`, 2 attempts" in text
     older = {key: value for key, value in drain.items() if key not in ("not_once", "set_aside")}
-    assert "| not recorded |" in drain_table({"drain_chaos": older})  # a run from before
+    assert "| not recorded |" in drain_section(older)  # a run from before
 
 
 def test_every_publish_and_change_is_accounted_for_and_none_is_lost(smoke):
@@ -176,3 +184,33 @@ def test_each_version_sent_is_delivered_superseded_or_lost_once():
     }  # fmt: skip
     assert part["ms"]["count"] == 3
     assert part["ms"]["max"] == pytest.approx(150.0)
+
+
+def test_the_profile_summary_counts_samples_by_function_and_group():
+    raw = "\n".join([
+        'process 1:"daphne";_run_module_as_main (<frozen runpy>:198);'
+        "run (twisted/internet/base.py:10);render (django/template/base.py:5);"
+        "execute (django/db/backends/utils.py:7) 6",
+        'process 1:"daphne";run (twisted/internet/base.py:10);render (django/template/base.py:5) 3',
+        'process 1:"daphne";run (twisted/internet/base.py:12);loads (json/decoder.py:3) 1',
+        "not a stack line",
+    ])  # fmt: skip
+    summary = summarize(raw, top=3)
+    assert summary["samples"] == 10
+    # Innermost frame that names a group: the query inside the template is the database's.
+    assert summary["groups"] == [
+        ("database", 60.0), ("template rendering", 30.0), ("websocket / ASGI server", 10.0)
+    ]  # fmt: skip
+    # Lines are folded: run's two call sites are one function, inclusive 100 %, self 0; the
+    # trunk (here runpy's entry point) is left out of this table.
+    assert summary["functions"] == [
+        ("run (twisted/internet/base.py)", 100.0, 0.0),
+        ("render (django/template/base.py)", 90.0, 30.0),
+        ("execute (django/db/backends/utils.py)", 60.0, 60.0),
+    ]
+    assert summary["hot"] == [("execute (django/db/backends/utils.py)", 60.0, 60.0)]
+    daphne = {"role": "daphne", "ms": 2.5, "per": (4, "answer"), **summary}
+    page = render("profile.md", {"processes": [daphne], "machine": {}, "sizes": {}})
+    assert "## daphne: 2.5 CPU-ms per answer (10 samples)" in page
+    assert "| database | 60.0 % |" in page
+    assert "| `render (django/template/base.py)` | 90.0 | 30.0 |" in page

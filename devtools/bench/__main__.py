@@ -4,7 +4,7 @@
     python -m devtools.bench --quick         # the same, shorter runs (minutes)
     python -m devtools.bench --size smoke    # tiny counts, for tests/test_bench_smoke.py
     python -m devtools.bench --configs sqlite --scenarios 1
-    python -m devtools.bench --profile /tmp/profiles   # py-spy only: writes no figures
+    python -m devtools.bench --profile /tmp/profiles   # py-spy, and docs/profile.md: no figures
 
 Each configuration (engine, web and worker nodes) runs in its own process with
 its own stack. Exit status 1 when a scenario failed (its error is in the JSON).
@@ -21,7 +21,7 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from devtools.bench import report, scenarios
+from devtools.bench import profile, report, scenarios
 from devtools.processes import REPO_ROOT
 
 # name: (database, web and worker nodes, scenarios run there)
@@ -81,35 +81,9 @@ def machine() -> dict:
     }  # fmt: skip
 
 
-def profile(directory: Path, sizes: scenarios.Sizes) -> int:
-    """py-spy on daphne and the worker during scenario 1's load: profiles only, no figures."""
-    from devtools.bench.stack import BenchStack
-
-    directory.mkdir(parents=True, exist_ok=True)
-    py_spy = str(Path(sys.executable).parent / "py-spy")
-    with BenchStack(database="postgres") as stack:
-        url = stack.start_web(1)
-        stack.start_workers(1)
-        spies = [
-            subprocess.Popen([py_spy, "record", "--pid", str(proc.pid), "--subprocesses",
-                              "--nonblocking", "--output", str(directory / f"{role}.svg")])
-            for role, proc in (("daphne", stack.daphnes[0]), ("worker", stack.workers[0]))
-        ]  # fmt: skip
-        scenarios.load("submit", url, rate=sizes.rate, seconds=sizes.seconds, watch=True,
-                       sessions=sizes.sessions, tag="prof")  # fmt: skip
-        for spy in spies:
-            spy.send_signal(2)  # SIGINT: py-spy writes its flame graph
-            spy.wait(60)
-    print(f"bench: profiles in {directory}", file=sys.stderr)
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m devtools.bench",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = argparse.ArgumentParser(prog="python -m devtools.bench", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--size", choices=tuple(SIZES), default="full")
     parser.add_argument("--quick", action="store_const", dest="size", const="quick")
     parser.add_argument("--configs", default=",".join(CONFIGS))
@@ -120,10 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--render", action="store_true", help="no run: the report from --json")
     parser.add_argument("--profile", metavar="DIR", help="a separate, unmeasured py-spy run")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     sizes, wanted = SIZES[args.size], set(args.scenarios.split(","))
+    command = os.environ.get("BENCH_COMMAND", " ".join(["python -m devtools.bench", *argv]))
     if args.profile:
-        return profile(Path(args.profile), sizes)
+        return profile.profile(Path(args.profile), sizes, command, machine())
     if args.child:  # one configuration, in this process: Django's settings load once per process
         result = run_config(args.child, sizes, wanted, browser=not args.no_browser)
         Path(args.json).write_text(json.dumps(result))
@@ -133,35 +109,20 @@ def main(argv: list[str] | None = None) -> int:
     else:
         started = time.monotonic()
         results = {"size": args.size, "machine": machine(), "sizes": vars(sizes), "configs": []}
-        results["command"] = os.environ.get(
-            "BENCH_COMMAND", " ".join(["python -m devtools.bench", *(argv or sys.argv[1:])])
-        )
+        results["command"] = command
         for name in args.configs.split(","):
             with tempfile.NamedTemporaryFile(suffix=".json") as part:
-                child = [
-                    sys.executable,
-                    "-m",
-                    "devtools.bench",
-                    "--child",
-                    name,
-                    "--size",
-                    args.size,
-                    "--scenarios",
-                    args.scenarios,
-                    "--json",
-                    part.name,
-                ]
-                if args.no_browser:
-                    child.append("--no-browser")  # fmt: skip
+                child = [sys.executable, "-m", "devtools.bench", "--child", name, "--size",
+                         args.size, "--scenarios", args.scenarios, "--json", part.name,
+                         *["--no-browser"] * args.no_browser]  # fmt: skip
                 code = subprocess.run(child, cwd=REPO_ROOT).returncode
                 text = Path(part.name).read_text()
-                results["configs"].append(
-                    json.loads(text) if text else {"name": name, "errors": {"all": f"exit {code}"}}
-                )
+                failed = {"name": name, "errors": {"all": f"exit {code}"}}
+                results["configs"].append(json.loads(text) if text else failed)
         results["machine"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
         results["seconds"] = time.monotonic() - started
         Path(args.json).write_text(json.dumps(results, default=str))
-    Path(args.out).write_text(report.render(results))
+    Path(args.out).write_text(report.render_results(results))
     print(f"bench: wrote {args.out} and {args.json}", file=sys.stderr)
     return 1 if any(config["errors"] for config in results["configs"]) else 0
 

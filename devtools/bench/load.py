@@ -1,10 +1,10 @@
-"""The bench's clients, in their own process: ``python -m devtools.bench.load MODE ...``.
+"""The bench's clients, in their own process: ``python -m devtools.bench.load MODE URL OPTIONS``.
 
 ``submit``: open-loop submissions. Arrival times are a Poisson process drawn in
-advance from a seed; each is sent at its intended time by one of ``--sessions``
+advance from a seed; each is sent at its intended time by one of ``sessions``
 visitors (own cookies, one connection, as a browser tab) and timed from that
 intended time, so a stall counts against every request it delays. With
-``--watch`` each visitor's page opens its one status socket (/ws/watch/) and
+``watch`` each visitor's page opens its one status socket (/ws/watch/) and
 sends "watch feedback/<token>" for every submission, as static/js/live.js does.
 
 ``hold``: one page socket per token, each watching it; says how fast they
@@ -15,7 +15,8 @@ time and version, and one poller asking for a token's status at the app's
 polling interval; says "delivered" once the last versions named on stdin
 (one JSON line) showed, and stops when stdin closes.
 
-Every mode prints one JSON object on stdout (``hold`` prints a line first).
+OPTIONS is one JSON object (the keys of ``OPTIONS`` below). Every mode prints one JSON
+object on stdout (``hold`` and ``probe`` print a line first).
 """
 
 import argparse
@@ -38,6 +39,13 @@ from devtools.http_client import CSRF_INPUT, watch_token
 HEARTBEAT = "<!--heartbeat-->"  # realtime.consumers.HEARTBEAT, without importing the app
 SESSION_CHANGED = 4401  # realtime.consumers.CLOSE_SESSION_CHANGED: reconnect with the new cookie
 SESSION_CHANGED_LIMIT = 5  # as static/js/live.js: then the page polls
+# The options a mode reads, with their defaults. spec (hold, probe): a JSON file with the
+# session's cookies, the tokens to watch and (probe) the one to poll. budget (hold): seconds
+# to open the sockets in, at most. until_stdin_closes (submit): a background load.
+OPTIONS = {"rate": 50, "seconds": 10, "sessions": 50, "seed": 0, "tag": "s", "watch": False,
+           "linger": 0.5, "until_stdin_closes": False, "spec": None, "concurrency": 100,
+           "budget": 600}  # fmt: skip
+POLL_INTERVAL = 2.0  # seconds: as the status page polls (templates/feedback/detail.html)
 
 
 def frame_version(html: str) -> int | None:
@@ -64,13 +72,10 @@ class Visitor:
         self.base_url, self.watch = base_url, watch
         limits = httpx.Limits(max_connections=1)
         self.http = httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits)
-        self.csrf, self.socket, self.frames, self.refused = "", None, 0, 0
-        # Watches not final yet, token -> feedback id: sent again on a new socket.
-        self.pending: dict[str, str | None] = {}
+        self.csrf, self.socket, self.reader, self.frames, self.refused = "", None, None, 0, 0
+        self.pending: dict[str, str | None] = {}  # token -> id, not final: sent again on reconnect
         self.reconnects, self.session_changes, self.turned_away = 0, 0, False
-        self.reader: asyncio.Task | None = None
-        self.socket_errors: Counter = Counter()
-        self.opening = asyncio.Lock()
+        self.socket_errors, self.opening = Counter(), asyncio.Lock()
 
     async def open_form(self) -> None:
         page = await self.http.get("/")
@@ -84,15 +89,11 @@ class Visitor:
                 elif message != HEARTBEAT:
                     self.frames += 1
                     self.session_changes = 0
-                    if 'data-final="true"' in message:
-                        self.forget(frame_id(message))
+                    if 'data-final="true"' in message:  # that card needs no watch again
+                        done = frame_id(message)
+                        self.pending = {t: i for t, i in self.pending.items() if i != done}
         if socket.close_code == SESSION_CHANGED:
             await self.reconnect()
-
-    def forget(self, feedback_id: str | None) -> None:
-        for token, watched in list(self.pending.items()):
-            if watched == feedback_id:
-                del self.pending[token]
 
     async def open_socket(self) -> None:
         self.socket = await page_socket(self.base_url, dict(self.http.cookies.items()))
@@ -122,9 +123,8 @@ class Visitor:
         data = {"csrfmiddlewaretoken": self.csrf, "email": email, "message": "Open loop."}
         response = await self.http.post("/", data=data, headers={"HX-Request": "true"})
         if response.status_code == 200 and self.watch:
-            asyncio.create_task(
-                self.watch_card(watch_token(response.text), frame_id(response.text))
-            )
+            asyncio.create_task(self.watch_card(watch_token(response.text),
+                                                frame_id(response.text)))  # fmt: skip
         return response.status_code
 
     async def watch_card(self, token: str, feedback_id: str | None) -> None:
@@ -199,6 +199,15 @@ async def stdin_closed() -> None:
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
 
+async def note_frames(ws, into: list, *, first: bool = False) -> None:
+    """[time, feedback id, version] of each status frame on ``ws`` (the first only: ``first``)."""
+    async for message in ws:
+        if message != HEARTBEAT and not message.startswith("refused"):
+            into.append([time.time(), frame_id(message), frame_version(message)])
+            if first:
+                return
+
+
 async def hold(args: argparse.Namespace) -> dict:
     spec = json.loads(Path(args.spec).read_text())
     gate = asyncio.Semaphore(args.concurrency)
@@ -219,20 +228,12 @@ async def hold(args: argparse.Namespace) -> dict:
 
     started = time.perf_counter()
     with contextlib.suppress(TimeoutError):  # what opened within the budget is what counts
-        await asyncio.wait_for(
-            asyncio.gather(*(open_one(token) for token in spec["tokens"])), args.budget
-        )
+        await asyncio.wait_for(asyncio.gather(*(open_one(token) for token in spec["tokens"])),
+                               args.budget)  # fmt: skip
     print(json.dumps({"opened": len(sockets), "seconds": time.perf_counter() - started,
                       "errors": errors}), flush=True)  # fmt: skip
     arrivals: list[list] = []
-
-    async def next_frame(ws) -> None:
-        async for message in ws:
-            if message != HEARTBEAT and not message.startswith("refused"):
-                arrivals.append([time.time(), frame_id(message), frame_version(message)])
-                return
-
-    readers = [asyncio.create_task(next_frame(ws)) for ws in sockets]
+    readers = [asyncio.create_task(note_frames(ws, arrivals, first=True)) for ws in sockets]
     await asyncio.wait([asyncio.create_task(stdin_closed()), asyncio.gather(*readers)],
                        return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
     print("delivered", flush=True)  # every socket has its frame (or the bench stopped us)
@@ -252,11 +253,6 @@ async def probe(args: argparse.Namespace) -> dict:
     frames: list[list] = []
     polls: list[list] = []
 
-    async def read() -> None:
-        async for message in ws:
-            if message != HEARTBEAT and not message.startswith("refused"):
-                frames.append([time.time(), frame_id(message), frame_version(message)])
-
     async def poll() -> None:
         """What the page does while its socket is down: GET the status every interval."""
         async with httpx.AsyncClient(base_url=args.url, cookies=spec["cookies"]) as http:
@@ -264,17 +260,16 @@ async def probe(args: argparse.Namespace) -> dict:
                 asked = time.monotonic()
                 page = await http.get(f"/feedback/{spec['poll']}/", headers={"HX-Request": "true"})
                 polls.append([time.time(), frame_version(page.text)])
-                await asyncio.sleep(max(0.0, args.poll_interval - (time.monotonic() - asked)))
+                await asyncio.sleep(max(0.0, POLL_INTERVAL - (time.monotonic() - asked)))
 
     def caught_up(wanted: dict) -> bool:
         newest: dict[str, int] = {}
         for _, fid, version in frames:
             newest[fid] = max(newest.get(fid, -1), version or -1)
         return all(newest.get(fid, -1) >= v for fid, v in wanted["frames"].items()) and any(
-            (version or -1) >= wanted["poll"] for _, version in polls
-        )
+            (version or -1) >= wanted["poll"] for _, version in polls)  # fmt: skip
 
-    tasks = [asyncio.create_task(read()), asyncio.create_task(poll())]
+    tasks = [asyncio.create_task(note_frames(ws, frames)), asyncio.create_task(poll())]
     print("ready", flush=True)
     # The bench then names the last versions (a JSON line); "delivered" once they all showed.
     wanted = json.loads(await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline))
@@ -290,27 +285,13 @@ async def probe(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m devtools.bench.load")
-    parser.add_argument("mode", choices=("submit", "hold", "probe"))
-    parser.add_argument("url")
-    parser.add_argument("--rate", type=float, default=50)
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--sessions", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tag", default="s")
-    parser.add_argument("--watch", action="store_true")
-    parser.add_argument("--linger", type=float, default=0.5)
-    parser.add_argument("--until-stdin-closes", action="store_true")
-    parser.add_argument("--spec", help="JSON: cookies, tokens (hold, probe), poll (probe)")
-    parser.add_argument("--concurrency", type=int, default=100)
-    parser.add_argument("--budget", type=float, default=600, help="hold: seconds to open, at most")
-    parser.add_argument("--poll-interval", type=float, default=2.0)
-    args = parser.parse_args()
+    """``python -m devtools.bench.load MODE URL '{"rate": 50, ...}'`` (OPTIONS below)."""
+    mode, url, given = sys.argv[1], sys.argv[2], json.loads(sys.argv[3] if sys.argv[3:] else "{}")
+    args = argparse.Namespace(url=url, **{**OPTIONS, **given})
     from devtools.bench.stack import raise_nofile_limit
 
     raise_nofile_limit()
-    mode = {"submit": submit, "hold": hold, "probe": probe}[args.mode]
-    print(json.dumps(asyncio.run(mode(args))))
+    print(json.dumps(asyncio.run({"submit": submit, "hold": hold, "probe": probe}[mode](args))))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ bounded in count and time and returns a JSON-able dict; nothing is asserted.
 
 import contextlib
 import json
+import math
 import os
 import select
 import signal
@@ -18,7 +19,6 @@ from collections import Counter
 from dataclasses import dataclass
 
 from devtools.bench.stack import BenchStack, cpu_seconds, rss_bytes
-from devtools.bench.stats import summarize_ms
 from devtools.processes import REPO_ROOT
 
 
@@ -49,18 +49,32 @@ SMOKE = Sizes(
 )  # fmt: skip
 
 
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if not sorted_values:
+        return math.nan
+    position = (len(sorted_values) - 1) * fraction
+    low = math.floor(position)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
+
+
+def summarize_ms(seconds: list[float]) -> dict[str, float | int]:
+    """count, p50/p95/p99, max and mean of latencies in seconds, in milliseconds."""
+    values = sorted(value * 1000 for value in seconds)
+    if not values:
+        return {"count": 0}
+    return {"count": len(values), "max": values[-1], "mean": sum(values) / len(values),
+            **{f"p{n}": percentile(values, n / 100) for n in (50, 95, 99)}}  # fmt: skip
+
+
 def load(mode: str, url: str, *, background: bool = False, **options) -> dict | subprocess.Popen:
-    argv = [sys.executable, "-m", "devtools.bench.load", mode, url]
-    for key, value in options.items():
-        if value is True:
-            argv.append(f"--{key.replace('_', '-')}")
-        elif value is not False:
-            argv += [f"--{key.replace('_', '-')}", str(value)]
+    """A client process (devtools/bench/load.py): its JSON, or the process when ``background``."""
+    argv = [sys.executable, "-m", "devtools.bench.load", mode, url,
+            json.dumps(options, default=str)]  # fmt: skip
     proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True)  # fmt: skip
-    if background:
-        return proc
-    return finish(proc)
+    return proc if background else finish(proc)
 
 
 def finish(proc: subprocess.Popen) -> dict:
@@ -85,10 +99,8 @@ def watchables(count: int, *, tag: str, path) -> dict:
 
     session = import_module(settings.SESSION_ENGINE).SessionStore()
     with transaction.atomic():
-        rows = [
-            feedback_create(email=f"{tag}-{n}@bench.test", message="Watching.", enqueue=False)
-            for n in range(count)
-        ]
+        rows = [feedback_create(email=f"{tag}-{n}@bench.test", message="Watching.", enqueue=False)
+                for n in range(count)]  # fmt: skip
     spec = {"tokens": [feedback_token(row.pk, session=session) for row in rows]}
     session.save()
     spec.update(cookies={settings.SESSION_COOKIE_NAME: session.session_key}, poll=spec["tokens"][0])
@@ -109,12 +121,9 @@ def wait_for_emails(stack: BenchStack, tag: str, expected: int, budget: float) -
 
 def delivery(stack: BenchStack, tag: str, addresses: set[str]) -> dict:
     counts = Counter(rcpt for _, rcpt in emails(stack, tag))
-    return {
-        "addresses": len(addresses),
-        "emails": sum(counts.values()),
-        "lost": len(addresses - set(counts)),
-        "duplicates": sum(n - 1 for n in counts.values()),
-    }
+    return {"addresses": len(addresses), "emails": sum(counts.values()),
+            "lost": len(addresses - set(counts)),
+            "duplicates": sum(counts.values()) - len(counts)}  # fmt: skip
 
 
 def cpu_delta(before: dict, after: dict) -> dict:
@@ -131,18 +140,16 @@ def submit_runs(stack: BenchStack, url: str, sizes: Sizes, *, rate: float, secon
         dropped = stack.fresh_queue()  # each run starts with an empty queue
         before, run_tag, arrived_before = stack.cpu(), f"{tag}{repeat}", len(stack.sink.arrivals())
         result = load("submit", url, seconds=seconds, seed=repeat, tag=run_tag, **common)
-        ok = [s for s in result["samples"] if s[2] == 200]
-        addresses = {f"{run_tag}-{s[3]}@bench.test" for s in ok}
-        wait_for_emails(stack, run_tag, len(addresses), email_budget)
+        ok = {f"{run_tag}-{s[3]}@bench.test": s for s in result["samples"] if s[2] == 200}
+        wait_for_emails(stack, run_tag, len(ok), email_budget)
         cpu = cpu_delta(before, stack.cpu())
         arrived = {rcpt: at for at, rcpt in reversed(emails(stack, run_tag))}  # the first one
-        to_email = [arrived[f"{run_tag}-{s[3]}@bench.test"] - s[0] for s in ok
-                    if f"{run_tag}-{s[3]}@bench.test" in arrived]  # fmt: skip
-        counts = delivery(stack, run_tag, addresses)
+        to_email = [arrived[address] - s[0] for address, s in ok.items() if address in arrived]
+        counts = delivery(stack, run_tag, set(ok))
         runs.append({
             "sent": len(result["samples"]), "ok": len(ok),
             "codes": dict(Counter(str(s[2]) for s in result["samples"])),
-            "answer_ms": summarize_ms([s[1] for s in ok]),
+            "answer_ms": summarize_ms([s[1] for s in ok.values()]),
             "submit_to_email_ms": summarize_ms(to_email), **counts,
             "frames": result["frames"], "refused": result["refused"], "sockets": result["sockets"],
             "socket_errors": result["socket_errors"], "backlog_dropped": dropped,
@@ -302,10 +309,9 @@ def scenario_push(stack: BenchStack, url: str, sizes: Sizes, *, browser: bool) -
     from realtime.publish import publish
 
     stack.fresh_queue()
-    spec = watchables(3, tag="p", path=stack.dir / "push.json")
-    published_id, changed_id, dom_id = spec["ids"]
-    spec.update(tokens=spec["tokens"][:2], poll=spec["tokens"][1])
-    (stack.dir / "push.json").write_text(json.dumps(spec))
+    spec = watchables(2, tag="p", path=stack.dir / "push.json")
+    published_id, changed_id = spec["ids"]
+    (stack.dir / "push.json").write_text(json.dumps({**spec, "poll": spec["tokens"][1]}))
     background = load("submit", url, background=True, rate=sizes.rate, seconds=600,
                       sessions=sizes.sessions, seed=99, tag="pb", watch=True,
                       until_stdin_closes=True, linger=0)  # fmt: skip
@@ -343,7 +349,7 @@ def scenario_push(stack: BenchStack, url: str, sizes: Sizes, *, browser: bool) -
         "change_poll": accounted(t_change, [(v, at) for at, v in seen["polls"]]),
         "polls": len(seen["polls"]),
     }
-    result["dom"] = dom(url, dom_id, sizes) if browser else None
+    result["dom"] = dom(stack, url, sizes) if browser else None
     result["background"] = {"answer_ms": summarize_ms(
         [s[1] for s in finish(background)["samples"] if s[2] == 200])}  # fmt: skip
     return result
@@ -361,23 +367,18 @@ OBSERVE = """(id) => {
 }"""
 
 
-def dom(url: str, feedback_id: str, sizes: Sizes) -> dict:
+def dom(stack: BenchStack, url: str, sizes: Sizes) -> dict:
     """Publish -> the page's DOM shows it, in Chromium (a status page, its one socket)."""
-    from importlib import import_module
-
-    from django.conf import settings
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     from devtools.browser import CHROMIUM, CHROMIUM_ARGS
     from feedback.models import Feedback
     from feedback.selectors import feedback_render_status, status_group
-    from feedback.tokens import feedback_token
     from realtime.publish import publish
 
-    session = import_module(settings.SESSION_ENGINE).SessionStore()
-    token = feedback_token(Feedback.objects.get(pk=feedback_id).pk, session=session)
-    session.save()
+    spec = watchables(1, tag="dom", path=stack.dir / "dom.json")
+    (feedback_id,), (token,) = spec["ids"], spec["tokens"]
     shown, t_publish, frames = Feedback.objects.get(pk=feedback_id), {}, []
     for n in range(sizes.doms):  # rendered beforehand: Playwright's loop forbids the ORM
         shown.version = 1000 + n
@@ -393,8 +394,8 @@ def dom(url: str, feedback_id: str, sizes: Sizes) -> dict:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context()
-        context.add_cookies([{"name": settings.SESSION_COOKIE_NAME,
-                              "value": session.session_key, "url": url}])  # fmt: skip
+        context.add_cookies([{"name": name, "value": value, "url": url}
+                             for name, value in spec["cookies"].items()])  # fmt: skip
         page = context.new_page()
         page.goto(f"{url}/feedback/{token}/")
         page.locator("#live[data-state='live']").wait_for(timeout=30_000)
