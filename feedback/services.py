@@ -423,7 +423,6 @@ def feedback_requeue_stuck(*, now: datetime | None = None) -> list[uuid.UUID]:
     """
     now = now or timezone.now()
     stuck = now - timedelta(seconds=settings.FEEDBACK_STUCK_AFTER)
-    lease = now - timedelta(seconds=settings.FEEDBACK_SENDING_LEASE)
     requeued: list[uuid.UUID] = []
 
     waiting = Feedback.objects.filter(
@@ -439,7 +438,24 @@ def feedback_requeue_stuck(*, now: datetime | None = None) -> list[uuid.UUID]:
         ).update(updated_at=now)
         if touched:
             requeued.append(feedback_id)
+    for feedback_id in requeued:
+        _enqueue_on_commit(feedback_id)
+    if requeued:
+        logger.info("Re-enqueued %d stuck feedback: %s", len(requeued), requeued)
+    return requeued + feedback_take_back_abandoned(now=now)
 
+
+def feedback_take_back_abandoned(*, now: datetime | None = None) -> list[uuid.UUID]:
+    """The `sending` part of feedback_requeue_stuck alone: rows whose lease ended or whose
+    worker node is dead turn `retrying` (or `failed`, attempts used up) and are enqueued.
+
+    Beat also runs it on a queue of its own (settings.FEEDBACK_SWEEP_QUEUE): behind
+    a backlog on the sending queue a sweep expires before it runs, and a row a killed
+    pool process left `sending` would wait for the whole backlog to drain.
+    """
+    now = now or timezone.now()
+    lease = now - timedelta(seconds=settings.FEEDBACK_SENDING_LEASE)
+    requeued: list[uuid.UUID] = []
     held_by = Feedback.objects.filter(status=HELD).exclude(claimed_by="")
     dead = dead_workers(held_by.values_list("claimed_by", flat=True).distinct())
     abandoned = Feedback.objects.filter(
@@ -464,7 +480,7 @@ def feedback_requeue_stuck(*, now: datetime | None = None) -> list[uuid.UUID]:
     for feedback_id in requeued:
         _enqueue_on_commit(feedback_id)
     if requeued:
-        logger.info("Re-enqueued %d stuck feedback: %s", len(requeued), requeued)
+        logger.info("Took back %d abandoned feedback: %s", len(requeued), requeued)
     return requeued
 
 

@@ -89,6 +89,12 @@ def requeue_stuck_feedback() -> int:
     return len(services.feedback_requeue_stuck())
 
 
+@shared_task
+def take_back_abandoned_feedback() -> int:
+    """The sweeper's `sending` part, run by beat on its own queue (FEEDBACK_SWEEP_QUEUE)."""
+    return len(services.feedback_take_back_abandoned())
+
+
 # -- How many processes consume (feedback/capacity.py): wiring of the worker's own timer.
 
 
