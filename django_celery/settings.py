@@ -17,6 +17,7 @@ import idna
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 from django.utils.translation import gettext_lazy as _
+from kombu import Exchange, Queue
 
 from django_celery.redis_prefix import ALLOWED as REDIS_PREFIX_ALLOWED
 from django_celery.redis_prefix import checkout_prefix
@@ -284,12 +285,30 @@ FEEDBACK_STUCK_AFTER = float(os.environ.get("FEEDBACK_STUCK_AFTER", "30"))
 # and the sweeper takes back its `sending` rows without waiting for their lease.
 WORKER_HEARTBEAT_SECONDS = float(os.environ.get("WORKER_HEARTBEAT_SECONDS", "2"))
 
+# The sends' queue, and the sweeper's own, which every worker also consumes (no -Q):
+# behind a backlog of sends longer than a sweep's expiry, every sweep on the sends'
+# queue expires unrun, so a row a killed pool process left `sending` waited for the
+# whole backlog. Its take-back runs on the sweeper's queue, served between two sends.
+# Re-enqueuing waiting rows stays behind the sends: while a backlog lasts, their
+# messages are in it, and sending them again every STUCK_AFTER would only grow it.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+FEEDBACK_SWEEP_QUEUE = "feedback-sweeps"
+CELERY_TASK_QUEUES = (
+    Queue(CELERY_TASK_DEFAULT_QUEUE, Exchange(CELERY_TASK_DEFAULT_QUEUE),
+          routing_key=CELERY_TASK_DEFAULT_QUEUE),
+    Queue(FEEDBACK_SWEEP_QUEUE, Exchange(FEEDBACK_SWEEP_QUEUE), routing_key=FEEDBACK_SWEEP_QUEUE),
+)  # fmt: skip
 CELERY_BEAT_SCHEDULE = {
     "feedback-requeue-stuck": {
         "task": "feedback.tasks.requeue_stuck_feedback",
         "schedule": FEEDBACK_SWEEP_INTERVAL,
         # A sweep that could not run in time is replaced by the next one.
         "options": {"expires": FEEDBACK_SWEEP_INTERVAL},
+    },
+    "feedback-take-back-abandoned": {
+        "task": "feedback.tasks.take_back_abandoned_feedback",
+        "schedule": FEEDBACK_SWEEP_INTERVAL,
+        "options": {"expires": FEEDBACK_SWEEP_INTERVAL, "queue": FEEDBACK_SWEEP_QUEUE},
     },
     # Session rows past their end: rotated keys after their grace, abandoned sessions.
     "sessions-clear-expired": {

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
@@ -43,7 +43,8 @@ from .transitions import HELD, MOVES, NOW, WAITING, claimable, is_final
 logger = logging.getLogger(__name__)
 
 # What the page shows while the (simulated) slow mail service works. Stored on
-# the row as text, in the feedback's language (see feedback_in_language).
+# the row as text, in the feedback's language (see feedback_in_language and
+# in_row_language).
 SEND_STEPS = (
     _("Preparing your confirmation"),
     _("Connecting to the mail server"),
@@ -81,12 +82,17 @@ def feedback_move(
     now = timezone.now()
     sets = {field: now if value is NOW else value for field, value in move.sets.items()}
     with transaction.atomic():
-        changed = Feedback.objects.filter(where or Q(), pk=feedback_id, status__in=move.source)
-        if not changed.update(
-            **sets, **given, status=move.target, version=F("version") + 1, updated_at=now
-        ):
+        feedback = _update_returning(
+            Feedback.objects.filter(where or Q(), status__in=move.source),
+            feedback_id=feedback_id,
+            **sets,
+            **given,
+            status=move.target,
+            version=F("version") + 1,
+            updated_at=now,
+        )
+        if feedback is None:
             return None
-        feedback = Feedback.objects.get(pk=feedback_id)
         if move.records_event:
             FeedbackEvent.objects.create(feedback=feedback, status=feedback.status, at=now)
         # robust: the move is committed whatever happens to its publishing (a hint).
@@ -96,6 +102,31 @@ def feedback_move(
             # page computes its own place (never one publish per watcher).
             transaction.on_commit(feedback_queue_changed, robust=True)
     return feedback
+
+
+# Every column, in the order Model.from_db takes them.
+_ROW = Feedback._meta.concrete_fields
+
+
+def _update_returning(
+    changed: QuerySet[Feedback], *, feedback_id: uuid.UUID | str, **values: Any
+) -> Feedback | None:
+    """`changed.update(**values)` on the one row `feedback_id`, returning it as it is after.
+
+    One statement, ``UPDATE … RETURNING`` (PostgreSQL, SQLite), where update()
+    and a read after it were two: the read was a third of a move's SQL.
+    Django's update() returns only a count; QuerySet._update is what
+    Model.save() uses for the same (fields as (field, model, value) triples;
+    the returned columns come back with their converters applied). A backend
+    without RETURNING gets empty rows back: the row is then read after.
+    """
+    fields = [(Feedback._meta.get_field(name), None, value) for name, value in values.items()]
+    rows = changed.filter(pk=feedback_id)._update(fields, returning_fields=_ROW)
+    if not rows:
+        return None
+    if not rows[0]:
+        return Feedback.objects.get(pk=feedback_id)
+    return Feedback.from_db(changed.db, [field.attname for field in _ROW], rows[0])
 
 
 def feedback_publish(*, feedback: Feedback) -> bool:
@@ -197,6 +228,21 @@ def feedback_in_language(*, feedback_id: uuid.UUID | str) -> translation.overrid
     return translation.override(language or settings.LANGUAGE_CODE)
 
 
+def in_row_language(text: str) -> Case:
+    """`text` (a lazy translation) in the language of the row it is written to.
+
+    The database picks the translation, so a write in the person's language
+    (the claim's first step) needs no read of the row before it. A language
+    this site does not speak gets LANGUAGE_CODE's, as feedback_in_language does.
+    """
+    spoken = []
+    for code, _name in settings.LANGUAGES:
+        with translation.override(code):
+            spoken.append(When(language=code, then=Value(str(text))))
+    with translation.override(settings.LANGUAGE_CODE):
+        return Case(*spoken, default=Value(str(text)))
+
+
 def feedback_create(
     *,
     email: str,
@@ -283,7 +329,7 @@ def feedback_claim(*, feedback_id: uuid.UUID | str, worker: str = "") -> Feedbac
         "claim",
         feedback_id=feedback_id,
         where=claimable(lease_ended_before=lease, now=now),
-        step=str(SEND_STEPS[0]),
+        step=in_row_language(SEND_STEPS[0]),
         claimed_by=worker,
     )
 
@@ -330,8 +376,10 @@ def feedback_deliver(*, feedback_id: uuid.UUID | str, worker: str = "") -> Feedb
         if wait > 0:  # delivered early (a redelivery, the sweeper): not yet
             raise TooEarly(wait)
         return None
-    feedback_send_email(feedback=feedback)
-    return feedback_mark_sent(feedback=feedback)
+    # Its steps and a failure's reason in the person's language: the claimed row says which.
+    with translation.override(feedback.language or settings.LANGUAGE_CODE):
+        feedback_send_email(feedback=feedback)
+        return feedback_mark_sent(feedback=feedback)
 
 
 def feedback_mark_sent(*, feedback: Feedback) -> Feedback:
@@ -375,7 +423,6 @@ def feedback_requeue_stuck(*, now: datetime | None = None) -> list[uuid.UUID]:
     """
     now = now or timezone.now()
     stuck = now - timedelta(seconds=settings.FEEDBACK_STUCK_AFTER)
-    lease = now - timedelta(seconds=settings.FEEDBACK_SENDING_LEASE)
     requeued: list[uuid.UUID] = []
 
     waiting = Feedback.objects.filter(
@@ -391,7 +438,24 @@ def feedback_requeue_stuck(*, now: datetime | None = None) -> list[uuid.UUID]:
         ).update(updated_at=now)
         if touched:
             requeued.append(feedback_id)
+    for feedback_id in requeued:
+        _enqueue_on_commit(feedback_id)
+    if requeued:
+        logger.info("Re-enqueued %d stuck feedback: %s", len(requeued), requeued)
+    return requeued + feedback_take_back_abandoned(now=now)
 
+
+def feedback_take_back_abandoned(*, now: datetime | None = None) -> list[uuid.UUID]:
+    """The `sending` part of feedback_requeue_stuck alone: rows whose lease ended or whose
+    worker node is dead turn `retrying` (or `failed`, attempts used up) and are enqueued.
+
+    Beat also runs it on a queue of its own (settings.FEEDBACK_SWEEP_QUEUE): behind
+    a backlog on the sending queue a sweep expires before it runs, and a row a killed
+    pool process left `sending` would wait for the whole backlog to drain.
+    """
+    now = now or timezone.now()
+    lease = now - timedelta(seconds=settings.FEEDBACK_SENDING_LEASE)
+    requeued: list[uuid.UUID] = []
     held_by = Feedback.objects.filter(status=HELD).exclude(claimed_by="")
     dead = dead_workers(held_by.values_list("claimed_by", flat=True).distinct())
     abandoned = Feedback.objects.filter(
@@ -416,7 +480,7 @@ def feedback_requeue_stuck(*, now: datetime | None = None) -> list[uuid.UUID]:
     for feedback_id in requeued:
         _enqueue_on_commit(feedback_id)
     if requeued:
-        logger.info("Re-enqueued %d stuck feedback: %s", len(requeued), requeued)
+        logger.info("Took back %d abandoned feedback: %s", len(requeued), requeued)
     return requeued
 
 

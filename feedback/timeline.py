@@ -33,11 +33,11 @@ class TimelineStep:
             return pgettext("timeline", "gave up")
         if self.status == Status.CANCELLED:
             return pgettext("timeline", "taken back")
-        return {
-            "done": pgettext("timeline", "done"),
-            "current": pgettext("timeline", "now"),
-            "next": pgettext("timeline", "next"),
-        }[self.state]
+        if self.state == "done":  # one lookup, not one per state: it runs for every step shown
+            return pgettext("timeline", "done")
+        if self.state == "current":
+            return pgettext("timeline", "now")
+        return pgettext("timeline", "next")
 
 
 def format_offset(offset: timedelta) -> str:

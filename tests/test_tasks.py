@@ -1,13 +1,16 @@
 """The task called directly (Celery's testing guide), sending over a real SMTP server."""
 
+import re
 import socket
 import time
 
 import pytest
 from celery.exceptions import Retry
-from django.utils import timezone
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone, translation
 
-from feedback import tasks
+from feedback import services, tasks
 from feedback.models import Feedback
 from feedback.tasks import send_feedback_email
 
@@ -164,3 +167,76 @@ def test_a_hung_mail_server_times_out_and_is_retried(settings):
     assert feedback.failure_reason == (
         "The mail server did not answer in time. This is temporary: it will be tried again."
     )
+
+
+# -- What one email costs the database -------------------------------------------
+
+TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT")
+
+
+def statements(captured: CaptureQueriesContext) -> list[str]:
+    """Each statement run as "VERB table" (transaction control left out)."""
+    shapes = []
+    for query in captured.captured_queries:
+        sql = query["sql"]
+        if sql.startswith(TRANSACTION_CONTROL):
+            continue
+        table = re.search(r'(?:FROM|INTO|UPDATE) "(\w+)"', sql)
+        shapes.append(f"{sql.split()[0]} {table.group(1) if table else '?'}")
+    return shapes
+
+
+@pytest.mark.django_db(transaction=True)  # real commits: what runs once committed counts too
+def test_one_email_takes_six_statements_and_the_queue_event_three(
+    smtp_settings, smtp_server, monkeypatch
+):
+    """Per move, UPDATE … RETURNING (no read of the row after it), its event, and the
+    status partial's timeline once committed; no read of the language before the claim.
+    The claim also changes the line: the queue-wide event (published at once here;
+    coalesced to a few per second in a drain) reads it."""
+    monkeypatch.setattr(services, "QUEUE_EVENT_INTERVAL", 0)  # published now, on this thread
+    services._queue_events.forget()  # nothing left due from an earlier test
+    feedback = services.feedback_create(email="ada@example.com", message="Hi", enqueue=False)
+
+    with CaptureQueriesContext(connection) as captured:
+        send_feedback_email(str(feedback.pk))
+
+    assert len(smtp_server.wait_for(1, timeout=10)) == 1
+    move = ["UPDATE feedback_feedback", "INSERT feedback_feedbackevent"]
+    timeline = ["SELECT feedback_feedbackevent"]
+    line_and_pace = ["SELECT feedback_feedback"] * 3  # the line, sends under way, last sends
+    assert statements(captured) == [*move, *timeline, *line_and_pace, *move, *timeline]
+    feedback.refresh_from_db()
+    assert (feedback.status, feedback.version) == (Feedback.Status.SENT, 2)
+
+
+def test_the_task_speaks_the_feedbacks_language_without_reading_it_first(
+    smtp_settings, smtp_server
+):
+    """The claim's step is picked by the database in the row's language; a failure's
+    reason is written in it too, whatever the worker's language."""
+    smtp_server.fail_next(1, code=451, text="Try again later")
+    feedback = services.feedback_create(
+        email="ana@example.com.br", message="Oi", enqueue=False, language="pt-br"
+    )
+    english = services.feedback_create(email="ada@example.com", message="Hi", enqueue=False)
+    with translation.override("en"), pytest.raises(Retry):
+        send_feedback_email(str(feedback.pk))
+    feedback.refresh_from_db()
+    assert feedback.status == Feedback.Status.RETRYING
+    assert feedback.failure_reason.endswith("É temporário: vamos tentar de novo.")
+    with translation.override("en"):
+        assert services.feedback_claim(feedback_id=feedback.pk).step == "Preparando sua confirmação"
+    with translation.override("pt-br"):
+        claimed = services.feedback_claim(feedback_id=english.pk)
+    assert claimed.step == "Preparing your confirmation"
+
+
+def test_a_database_without_returning_still_gets_the_moved_row(monkeypatch):
+    monkeypatch.setattr(connection.features, "can_return_rows_from_update", False)
+    feedback = make_feedback()
+    with CaptureQueriesContext(connection) as captured:
+        claimed = services.feedback_claim(feedback_id=feedback.pk, worker="w@h/1")
+    assert (claimed.status, claimed.attempts, claimed.claimed_by) == ("sending", 1, "w@h/1")
+    assert "SELECT feedback_feedback" in statements(captured)  # read after the UPDATE
+    assert services.feedback_claim(feedback_id=feedback.pk) is None

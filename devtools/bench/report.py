@@ -2,6 +2,7 @@
 
 import math
 import re
+from collections import Counter
 from pathlib import Path
 
 from django.template import Context, Engine, Library
@@ -75,7 +76,7 @@ def config(c: dict, rate: float) -> dict:
         if d := found.get(key):
             fast = key == "drain_chaos" or (d["emails_per_s"] or 0) >= 300
             out[key] = {**d, "met": d["lost"] == d["duplicates"] == 0 and fast}
-            out.setdefault("drains", []).append(d)
+            out.setdefault("drains", []).append({**d, "at_count": at_count(d.get("not_once"))})
     if push := found.get("push"):
         parts = (("publish → frame", "publish_frame"), ("change → frame", "change_frame"),
                  ("change → poll (every 2 s, as the page polls)", "change_poll"),
@@ -91,6 +92,14 @@ def config(c: dict, rate: float) -> dict:
                                        within(s["kib_per_socket"], 30),
                                        within(s["opens_per_s"], 500, at_least=True)]}  # fmt: skip
     return out
+
+
+def at_count(rows: list[dict] | None) -> str:
+    """The statuses of a drain's rows not sent exactly once, e.g. "sending (0 emails) × 2"."""
+    if rows is None:
+        return "not recorded"  # a run from before they were
+    statuses = Counter(f"{row['status']} ({row['emails']} emails)" for row in rows)
+    return ", ".join(f"{status} × {n}" for status, n in sorted(statuses.items())) or "–"
 
 
 def render_results(results: dict) -> str:
