@@ -18,8 +18,12 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_SESSION_CHANGED = 4401
 CLOSE_DONE = 1000
 
-# What a page sends on its socket to watch one more thing: "watch <kind>/<token>".
+# What a page sends on its socket to watch one more thing: "watch <kind>/<token>",
+# or "watch <kind>/<token> <version>" with the version it shows already (a card
+# the submission's answer just rendered): then only a newer state is rendered and sent.
 WATCH_COMMAND = "watch"
+# Longer is no version a row reaches: read as none given.
+VERSION_DIGITS = 18
 # What the server answers when it will not watch it (a forged, expired or
 # another session's token, or too many on one socket): "refused <kind>/<token>".
 REFUSED = "refused"
@@ -106,11 +110,26 @@ def session_load(session: Any) -> bool:
     return session.session_key is not None
 
 
+def resolve_all(asked: list[tuple[str, str, int]], *, session: Any) -> list[watch.Snapshot | None]:
+    """Blocking: for each (kind, token, version shown), its state if newer (watch.resolve).
+
+    A socket's re-reads go to the database thread together, once per round, not
+    once per watch: each trip there costs a thread switch and a database
+    connection taken from the pool and given back.
+    """
+    return [
+        watch.resolve(kind, token, session=session, newer_than=version)
+        for kind, token, version in asked
+    ]
+
+
 class WatchingConsumer(AsyncWebsocketConsumer):
     """Pushes the rendered state of what a socket watches: the current state
     first, then every newer one, and a heartbeat while it is open."""
 
     resyncing: asyncio.Task | None = None
+    # True once the scope's session is in memory (session_load): reading it blocks no more.
+    session_loaded = False
     # Watches not final yet in this process, for spreading the re-reads (see resync_delay).
     live: set[Watched] = set()  # noqa: RUF012
 
@@ -146,15 +165,24 @@ class WatchingConsumer(AsyncWebsocketConsumer):
         heartbeat.leave(self)  # nothing more to say, even before the disconnect arrives
         await super().close(code, reason)
 
-    async def add_watch(self, kind: str, token: str) -> bool:
-        """Start watching; False if this session may not watch it (nothing sent then)."""
+    async def add_watch(self, kind: str, token: str, *, shown: int = -1) -> bool:
+        """Start watching; False if this session may not watch it (nothing sent then).
+
+        `shown`: the version the watcher shows already (-1: none); the current
+        state is sent only if newer.
+        """
         session = self.scope.get("session")
-        group = await database_sync_to_async(watch.group_for)(kind, token, session=session)
+        if self.session_loaded:
+            # In memory already: naming the group reads nothing, so the one trip to
+            # the database thread per watch is the snapshot's.
+            group = watch.group_for(kind, token, session=session)
+        else:
+            group = await database_sync_to_async(watch.group_for)(kind, token, session=session)
         if group is None:
             return False
         # Join first, read second: a change published in between is then
         # delivered after the snapshot (and dropped if the snapshot has it).
-        watched = Watched(kind=kind, token=token, group=group)
+        watched = Watched(kind=kind, token=token, group=group, version=shown)
         self.watches[watched.name] = watched
         self.by_group[group] = watched
         await self.channel_layer.group_add(group, self.channel_name)
@@ -163,6 +191,9 @@ class WatchingConsumer(AsyncWebsocketConsumer):
             await self.drop_watch(watched)
             return False
         await self.forward(watched, snapshot.html, snapshot.version, snapshot.final)
+        if snapshot.final and not watched.final:  # it shows the final state already
+            await self.drop_watch(watched)
+            return True
         if not watched.final:
             for shared in snapshot.also:
                 if shared not in self.shared:
@@ -205,8 +236,14 @@ class WatchingConsumer(AsyncWebsocketConsumer):
         """
         while any(not watched.final for watched in self.watches.values()):
             await asyncio.sleep(self.resync_delay())
-            for watched in [w for w in self.watches.values() if not w.final]:
-                snapshot = await self.snapshot(watched)
+            watching = [w for w in self.watches.values() if not w.final]
+            asked = [(w.kind, w.token, w.version) for w in watching]
+            snapshots = await database_sync_to_async(resolve_all)(
+                asked, session=self.scope.get("session")
+            )
+            for watched, snapshot in zip(watching, snapshots, strict=True):
+                if self.watches.get(watched.name) is not watched:
+                    continue  # dropped while it was read (final, or the socket closing)
                 if snapshot is None:  # the token expired meanwhile
                     await self.refused(watched)
                     continue
@@ -289,7 +326,8 @@ class StatusConsumer(WatchingConsumer):
 
 class PageConsumer(WatchingConsumer):
     """One socket for a whole page (/ws/watch/): the page sends "watch <kind>/<token>"
-    for each thing it shows, now or later, and gets each one's state over it.
+    (and the version it shows) for each thing it shows, now or later, and gets each
+    one's state over it: the current one if newer than that, then every newer one.
 
     The socket stays open when one watch ends (final, refused): the page may
     add more. A frame that is not a watch command is ignored.
@@ -311,18 +349,23 @@ class PageConsumer(WatchingConsumer):
         )
         if self.session_changed:
             await self.close(code=CLOSE_SESSION_CHANGED)
+        else:
+            self.session_loaded = True
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.session_changed:
             return  # closing: a frame sent before the close arrived gets no answer
-        command, _, name = (text_data or "").partition(" ")
+        command, _, watching = (text_data or "").partition(" ")
+        name, _, shown = watching.partition(" ")
         kind, _, token = name.partition("/")
         if command != WATCH_COMMAND or not kind or not token or name in self.watches:
             return
+        given = shown.isascii() and shown.isdigit() and len(shown) <= VERSION_DIGITS
+        version = int(shown) if given else -1
         if len(self.watches) >= settings.REALTIME_WATCHES_PER_SOCKET:
             await self.send(text_data=f"{REFUSED} {name}")
             return
-        if not await self.add_watch(kind, token):
+        if not await self.add_watch(kind, token, shown=version):
             await self.send(text_data=f"{REFUSED} {name}")
 
     async def refused(self, watched: Watched) -> None:

@@ -7,6 +7,11 @@ current state. Either answers None when that session may not watch. So the
 transport never needs to know what is being watched or how access is
 decided, and it can join the group before it reads: nothing published in
 between is missed.
+
+`group` reads nothing but the session (never the database): once the session
+is in memory it does not block, and a socket that loaded its session at the
+handshake names the group on its event loop, going to the database thread
+once per watch, for the snapshot.
 """
 
 from collections.abc import Mapping
@@ -52,7 +57,7 @@ def register(kind: str, *, group: GroupResolver, snapshot: Resolver) -> None:
 
 
 def group_for(kind: str, token: str, *, session: Mapping[str, Any] | None) -> str | None:
-    """Blocking (the session may be read from its store)."""
+    """Blocking only while the session is not loaded (it may be read from its store)."""
     watchable = _kinds.get(kind)
     if watchable is None:
         return None

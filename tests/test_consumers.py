@@ -10,7 +10,7 @@ from channels.testing import WebsocketCommunicator
 
 from feedback import selectors, services, tokens
 from feedback.models import Feedback
-from realtime import watch
+from realtime import consumers, watch
 from realtime.consumers import HEARTBEAT, heartbeat
 from realtime.publish import status_event
 from realtime.routing import websocket_urlpatterns
@@ -154,14 +154,16 @@ async def test_an_update_lost_on_the_way_is_caught_up_by_re_reading_the_row(sett
     assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 1000}
 
 
+@pytest.mark.parametrize("socket", ["status", "page"])
 async def test_a_change_published_while_a_watcher_reads_its_snapshot_reaches_it_at_once(
-    settings, monkeypatch
+    settings, monkeypatch, socket
 ):
     """The connect race: the consumer joins the group before it reads, so nothing falls between.
 
     The snapshot is read, then the row changes and the change is published,
     then the (now stale) snapshot is sent: the change must follow at once,
-    not at the next re-read (set far away here).
+    not at the next re-read (set far away here). The page socket names the
+    group without the database thread, the status socket on it: both join first.
     """
     settings.REALTIME_RESYNC_SECONDS = 60
     feedback = await make_feedback()
@@ -175,9 +177,14 @@ async def test_a_change_published_while_a_watcher_reads_its_snapshot_reaches_it_
         group=selectors.feedback_group_for_token, snapshot=snapshot_then_a_change
     )
     monkeypatch.setitem(watch._kinds, "feedback-racing", racing)
-    ws = WebsocketCommunicator(application, f"/ws/feedback-racing/{feedback_token(feedback.pk)}/")
-    connected, _ = await ws.connect()
-    assert connected
+    token = feedback_token(feedback.pk)
+    if socket == "status":
+        ws = WebsocketCommunicator(application, f"/ws/feedback-racing/{token}/")
+        connected, _ = await ws.connect()
+        assert connected
+    else:
+        ws = await open_page_socket()
+        await ws.send_to(text_data=f"watch feedback-racing/{token}")
     assert 'data-status="queued"' in await status_frame(ws)
     assert 'data-status="sending"' in await status_frame(ws)
     await ws.disconnect()
@@ -235,6 +242,91 @@ async def test_one_page_socket_watches_each_card_it_names_and_stays_open_past_a_
     third = await make_feedback()
     await ws.send_to(text_data=f"watch feedback/{feedback_token(third.pk)}")
     assert f'id="status-{third.pk}"' in await status_frame(ws)
+    await ws.disconnect()
+
+
+async def test_a_page_socket_goes_to_the_database_thread_once_per_watch(settings, monkeypatch):
+    """That thread is the process's one for all database work: the session is loaded
+    there once, at the handshake, then each watch is one trip (its snapshot)."""
+    settings.REALTIME_RESYNC_SECONDS = 60  # no re-read during the test
+    trips: list[str] = []
+
+    def counted(function):
+        trips.append(function.__name__)
+        return database_sync_to_async(function)
+
+    monkeypatch.setattr(consumers, "database_sync_to_async", counted)
+    cards = [await make_feedback() for _ in range(2)]
+    ws = await open_page_socket()
+    for card in cards:
+        await ws.send_to(text_data=f"watch feedback/{feedback_token(card.pk)}")
+        assert f'id="status-{card.pk}"' in await status_frame(ws)
+    await ws.send_to(text_data="watch feedback/forged")  # refused without a trip
+    assert await status_frame(ws) == "refused feedback/forged"
+    assert trips == ["session_load", "resolve", "resolve"]
+    await ws.disconnect()
+
+
+async def test_a_page_socket_re_reads_all_its_watches_in_one_trip(settings, monkeypatch):
+    settings.REALTIME_RESYNC_SECONDS = 0.2
+    trips: list[str] = []
+
+    def counted(function):
+        trips.append(function.__name__)
+        return database_sync_to_async(function)
+
+    monkeypatch.setattr(consumers, "database_sync_to_async", counted)
+    cards = [await make_feedback(status=Feedback.Status.SENDING, version=3) for _ in range(2)]
+    ws = await open_page_socket()
+    for card in cards:
+        await ws.send_to(text_data=f"watch feedback/{feedback_token(card.pk)}")
+        assert 'data-status="sending"' in await status_frame(ws)
+    # Both change, unpublished (as if the updates were lost): the re-reads find them.
+    await database_sync_to_async(Feedback.objects.filter(pk__in=[c.pk for c in cards]).update)(
+        status=Feedback.Status.SENT, version=4
+    )
+    frames = "".join([await status_frame(ws) for _ in cards])
+    assert frames.count('data-status="sent"') == len(cards)
+    assert all(f'id="status-{card.pk}"' in frames for card in cards)
+    assert trips[:3] == ["session_load", "resolve", "resolve"]
+    assert trips[3:] and set(trips[3:]) == {"resolve_all"}  # a round: one trip, both watches
+    await ws.disconnect()
+
+
+async def test_a_page_socket_sends_a_card_only_a_state_newer_than_the_version_it_shows():
+    """The submission's answer rendered the card: watching it, the page names its version."""
+    shown, older, garbled = [await make_feedback(version=2) for _ in range(3)]
+    ws = await open_page_socket()
+    await ws.send_to(text_data=f"watch feedback/{feedback_token(shown.pk)} 2")
+    await ws.send_to(text_data=f"watch feedback/{feedback_token(older.pk)} 1")
+    await ws.send_to(text_data=f"watch feedback/{feedback_token(garbled.pk)} 2x")
+    frames = "".join([await status_frame(ws) for _ in range(2)])  # newer than 1; none given
+    assert f'id="status-{older.pk}"' in frames and f'id="status-{garbled.pk}"' in frames
+    assert await ws.receive_nothing(timeout=0.3)  # the card at version 2 is not sent again
+
+    # Watched all the same: its group and the queue-wide event reach it.
+    claimed = await database_sync_to_async(services.feedback_claim)(feedback_id=shown.pk)
+    update = await status_frame(ws)
+    assert f'id="status-{shown.pk}"' in update and f'data-version="{claimed.version}"' in update
+    await database_sync_to_async(services.feedback_publish_queue)()
+    assert 'id="feedback-queue"' in await ws.receive_from(timeout=5)
+    await ws.disconnect()
+
+
+async def test_a_card_shown_final_is_not_sent_nor_watched_on(settings, monkeypatch):
+    settings.REALTIME_RESYNC_SECONDS = 0.1
+    trips: list[str] = []
+
+    def counted(function):
+        trips.append(function.__name__)
+        return database_sync_to_async(function)
+
+    monkeypatch.setattr(consumers, "database_sync_to_async", counted)
+    sent = await make_feedback(status=Feedback.Status.SENT, version=3)
+    ws = await open_page_socket()
+    await ws.send_to(text_data=f"watch feedback/{feedback_token(sent.pk)} 3")
+    assert await ws.receive_nothing(timeout=0.5)
+    assert trips == ["session_load", "resolve"]  # no re-reads: nothing left to watch
     await ws.disconnect()
 
 

@@ -5,7 +5,8 @@ advance from a seed; each is sent at its intended time by one of ``sessions``
 visitors (own cookies, one connection, as a browser tab) and timed from that
 intended time, so a stall counts against every request it delays. With
 ``watch`` each visitor's page opens its one status socket (/ws/watch/) and
-sends "watch feedback/<token>" for every submission, as static/js/live.js does.
+sends "watch feedback/<token> <version>" for every submission (the version its
+answer shows), as static/js/live.js does.
 
 ``hold``: one page socket per token, each watching it; says how fast they
 opened, then notes when each gets its next frame, until stdin closes.
@@ -114,7 +115,7 @@ class Visitor:
                 if self.session_changes > 1:
                     await asyncio.sleep(2 ** (self.session_changes - 2) * random.uniform(0.5, 1))
                 await self.open_socket()
-                for token in list(self.pending):
+                for token in list(self.pending):  # no version kept: the current state comes
                     await self.socket.send(f"watch feedback/{token}")
         except Exception as error:  # counted, never hidden
             self.socket_errors[type(error).__name__] += 1
@@ -123,11 +124,13 @@ class Visitor:
         data = {"csrfmiddlewaretoken": self.csrf, "email": email, "message": "Open loop."}
         response = await self.http.post("/", data=data, headers={"HX-Request": "true"})
         if response.status_code == 200 and self.watch:
-            asyncio.create_task(self.watch_card(watch_token(response.text),
-                                                frame_id(response.text)))  # fmt: skip
+            card = response.text
+            asyncio.create_task(
+                self.watch_card(watch_token(card), frame_id(card), frame_version(card))
+            )
         return response.status_code
 
-    async def watch_card(self, token: str, feedback_id: str | None) -> None:
+    async def watch_card(self, token: str, feedback_id: str | None, shown: int | None) -> None:
         """Apart from the answer's latency: the page watches its card after the swap."""
         if self.turned_away:
             return  # the page polls
@@ -139,7 +142,7 @@ class Visitor:
                 if self.socket is None:  # the page opens its socket with its first card
                     await self.open_socket()
                 socket = self.socket
-            await socket.send(f"watch feedback/{token}")
+            await socket.send(f"watch feedback/{token}" + ("" if shown is None else f" {shown}"))
         except ConnectionClosed as closed:
             if closed.rcvd is None or closed.rcvd.code != SESSION_CHANGED:
                 self.socket_errors[type(closed).__name__] += 1

@@ -1,9 +1,10 @@
 // One status socket per page, and a connection the page can trust.
 //
 // Every card with data-watch="<kind>/<token>" is watched over the page's one
-// websocket (data-live-path on #live): the page sends "watch <kind>/<token>"
-// for each card, those on the page at load and those htmx adds later, and the
-// server answers with the card's current state, then every newer one. A frame
+// websocket (data-live-path on #live): the page sends "watch <kind>/<token>
+// <version>" for each card, those on the page at load and those htmx adds later,
+// and the server answers with the card's current state if newer than the
+// version the card shows, then every newer one. A frame
 // is the status partial, swapped in by its id (an older data-version never
 // replaces a newer one).
 //
@@ -78,7 +79,9 @@
 
   function send(card) {
     if (socket && socket.readyState === WebSocket.OPEN && !isFinal(card)) {
-      socket.send("watch " + card.getAttribute("data-watch"));
+      // The version it shows: a card just rendered by the answer is not sent again.
+      var shown = versionOf(card.querySelector(STATUS));
+      socket.send("watch " + card.getAttribute("data-watch") + (shown === null ? "" : " " + shown));
     }
   }
 
