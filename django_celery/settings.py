@@ -514,6 +514,12 @@ FEEDBACK_SEND_DELAY = float(os.environ.get("FEEDBACK_SEND_DELAY", "3"))
 # Seconds after submitting (with Celery) during which the submitter may undo
 # and no worker sends; 0 switches the window off.
 FEEDBACK_UNDO_SECONDS = max(0.0, float(os.environ.get("FEEDBACK_UNDO_SECONDS", "5")))
+# How many queued feedback the queue-wide event lists by submit time (the head
+# of the line; feedback/queue.py): a page further back shows "at least this many
+# ahead". It bounds the event's size, which every queued watcher receives.
+FEEDBACK_QUEUE_LINE_MAX = int(os.environ.get("FEEDBACK_QUEUE_LINE_MAX", "100"))
+if FEEDBACK_QUEUE_LINE_MAX < 1:
+    raise ImproperlyConfigured("FEEDBACK_QUEUE_LINE_MAX must be 1 or more.")
 # Submissions per client address, django-ratelimit's syntax ("5/m", "100/h");
 # "off" (or empty) switches the limit off.
 FEEDBACK_RATE_LIMIT: str | None = os.environ.get("FEEDBACK_RATE_LIMIT", "5/m").strip()

@@ -10,6 +10,10 @@ feedback with `ahead` others before it starts in about
 seconds (`busy`: sends under way), and never before its undo window ends.
 Written as `base + ahead * step` so the page can recompute it from one
 queue-wide event (`queue_render`): the queue never publishes per watcher.
+The event lists only the head of the line (settings.FEEDBACK_QUEUE_LINE_MAX
+submit times, about 14 bytes each) and the count of all queued, so its size
+stays bounded however long the line is: a page further back knows only that at
+least that many are ahead of it.
 """
 
 import math
@@ -17,6 +21,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
+from django.db.models import Count, Window
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -126,15 +132,24 @@ def feedback_place(
 
 
 def queue_context() -> dict:
-    """The queue-wide event: every queued row's place in line (its submit time) and the pace."""
-    line = Feedback.objects.filter(status=Status.QUEUED).order_by("created_at")
+    """The queue-wide event: the head of the line (submit times), how many are queued, the pace."""
+    # One statement: the count of all queued rows rides along with the first few.
+    head = list(
+        Feedback.objects.filter(status=Status.QUEUED)
+        .order_by("created_at")
+        .annotate(queued=Window(Count("pk")))
+        .values_list("created_at", "queued")[: settings.FEEDBACK_QUEUE_LINE_MAX]
+    )
     pace = queue_pace()
     return {
-        "line": " ".join(str(epoch_ms(at)) for at in line.values_list("created_at", flat=True)),
+        "line": " ".join(str(epoch_ms(at)) for at, _ in head),
+        "count": head[0][1] if head else 0,
         "pace": pace,
         "at_ms": int(time.time() * 1000),
     }
 
 
-def queue_render() -> str:
-    return render_to_string(QUEUE_PARTIAL, queue_context())
+def queue_render() -> tuple[str, int]:
+    """The queue-wide event's HTML, and how many queued feedback it counts."""
+    context = queue_context()
+    return render_to_string(QUEUE_PARTIAL, context), context["count"]

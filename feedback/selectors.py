@@ -48,6 +48,9 @@ def feedback_status_context(*, feedback: Feedback) -> dict[str, Any]:
         "place": feedback_place(feedback=feedback, pace_max_age=PACE_MAX_AGE),
         "queued_at_ms": epoch_ms(feedback.created_at),
         "rendered_at_ms": epoch_ms(timezone.now()),
+        # Shown (by static/js/queue.js) instead of the place when the queue-wide
+        # event lists only the head of the line and this one is further back.
+        "queue_line_max": settings.FEEDBACK_QUEUE_LINE_MAX,
         "undo_left": undo_left,
         "undo_until_ms": epoch_ms(feedback.undo_until) if undo_left else None,
         "Status": Status,

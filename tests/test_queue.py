@@ -7,10 +7,13 @@ claim makes while a thousand queued feedback are watched.
 
 import asyncio
 import re
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.utils import timezone
 
 from feedback import capacity, queue, services
@@ -22,11 +25,13 @@ RECORDER = """() => {
   window.seen = [];
   const record = () => document.querySelectorAll(".status[data-status]").forEach((s) => {
     const eta = s.querySelector(".status__eta:not([hidden]) .status__eta-seconds");
-    const entry = [s.id, s.dataset.status, s.dataset.ahead ?? null, eta ? eta.textContent : null];
+    const entry = [s.id, s.dataset.status, s.dataset.ahead ?? null, eta ? eta.textContent : null,
+                   s.dataset.aheadAtLeast ?? null];
     const last = window.seen.filter((e) => e[1] === s.id).pop();
     if (!last || JSON.stringify(last.slice(1)) !== JSON.stringify(entry))
       window.seen.push([Date.now(), ...entry]);
   });
+
   new MutationObserver(record).observe(document.body,
     { subtree: true, childList: true, attributes: true, characterData: true });
 }"""
@@ -67,6 +72,82 @@ def test_place_counts_the_queued_before_and_the_estimate_uses_measured_sends():
     assert queue.feedback_place(feedback=rows[0]).ahead == 0
     context = queue.queue_context()
     assert context["line"].split() == [str(queue.epoch_ms(row.created_at)) for row in rows]
+    assert context["count"] == 4
+
+
+@pytest.mark.django_db
+@pytest.mark.engines  # the count rides along as a window function
+def test_the_event_lists_the_head_of_the_line_and_counts_it_whole(settings):
+    """Its size is bounded: a page further back is told only "at least" (static/js/queue.js);
+    its own status, rendered by the server, keeps its exact place."""
+    settings.FEEDBACK_QUEUE_LINE_MAX = 3
+    rows = [Feedback.objects.create(email=f"{n}@example.com", message="Hi") for n in range(5)]
+    Feedback.objects.create(email="busy@example.com", message="Hi", status=Status.SENDING)
+    context = queue.queue_context()
+    assert context["line"].split() == [str(queue.epoch_ms(row.created_at)) for row in rows[:3]]
+    assert context["count"] == 5
+    html, queued = queue.queue_render()
+    assert queued == 5 and 'data-count="5"' in html
+    status = services.feedback_render_status(feedback=rows[4])
+    assert 'data-ahead="4"' in status
+    assert re.search(
+        r'<span class="status__place-beyond" hidden>At least <span[^>]*>3</span>', status
+    )
+    Feedback.objects.filter(status=Status.QUEUED).update(status=Status.CANCELLED)
+    assert queue.queue_context()["count"] == 0
+
+
+def test_the_wait_between_events_grows_with_the_line_so_frames_per_second_stay_bounded():
+    assert services.queue_event_interval(queued=0) == services.QUEUE_EVENT_INTERVAL
+    assert services.queue_event_interval(queued=1000) == 1000 / services.QUEUE_EVENT_FANOUT
+    for queued in (1, 10, 100, 1000, 100_000):
+        interval = services.queue_event_interval(queued=queued)
+        assert interval >= services.QUEUE_EVENT_INTERVAL
+        # Each event goes to (at most) every queued watcher.
+        frames = queued / interval
+        assert frames <= max(services.QUEUE_EVENT_FANOUT, queued / services.QUEUE_EVENT_INTERVAL)
+        if queued >= services.QUEUE_EVENT_FANOUT * services.QUEUE_EVENT_INTERVAL:
+            assert frames <= services.QUEUE_EVENT_FANOUT
+
+
+@pytest.mark.django_db
+def test_after_an_event_counting_n_queued_the_next_is_not_due_before_n_over_fanout(monkeypatch):
+    queued = 1000
+    Feedback.objects.bulk_create(
+        Feedback(email=f"w{n}@example.com", message="Hi") for n in range(queued)
+    )
+    layer = get_channel_layer()
+    services.feedback_publish_queue()  # opens the layer's connection (see below)
+    sends: list[str] = []
+    original = layer.group_send
+
+    async def counting_group_send(group, message):
+        sends.append(group)
+        return await original(group, message)
+
+    monkeypatch.setattr(layer, "group_send", counting_group_send)
+    events = services._QueueEvents()
+    before = time.monotonic()
+    events.changed()  # the first change after a quiet while: published at once
+    assert sends == [queue.QUEUE_GROUP] and events._due is None
+    assert events._next >= before + queued / services.QUEUE_EVENT_FANOUT
+    try:
+        events.changed()  # within the interval: one event is due, none goes now
+        events.changed()
+        assert len(sends) == 1 and events._due is not None
+        first_timer = events._due
+        first_timer.cancel()
+        # A timer set while an event was being counted ends before the longer wait
+        # that event asks for: it sets itself again instead of publishing.
+        events._next = time.monotonic() + 60
+        timer_thread = threading.Thread(target=events._publish_due)  # as a timer runs it
+        timer_thread.start()
+        timer_thread.join()
+        assert len(sends) == 1 and events._due is not None and events._due is not first_timer
+        assert events._due.interval > 30
+    finally:
+        if events._due is not None:
+            events._due.cancel()
 
 
 @pytest.mark.django_db
@@ -92,8 +173,10 @@ def test_seven_submissions_while_both_workers_are_busy_count_their_place_down(
     from playwright.sync_api import expect
 
     send_delay = 3
-    start_worker(concurrency=2, FEEDBACK_SEND_DELAY=send_delay)
-    server = start_daphne(FEEDBACK_RATE_LIMIT="off")
+    start_worker(concurrency=2, FEEDBACK_SEND_DELAY=send_delay, FEEDBACK_QUEUE_LINE_MAX=1)
+    # The queue-wide event lists only the first in line: the last card, further back,
+    # shows "at least 1 ahead" until it is first.
+    server = start_daphne(FEEDBACK_RATE_LIMIT="off", FEEDBACK_QUEUE_LINE_MAX="1")
     page = browser_page
     page.goto(server.url)
     page.evaluate(RECORDER)
@@ -118,6 +201,14 @@ def test_seven_submissions_while_both_workers_are_busy_count_their_place_down(
     assert aheads and aheads[0] >= 2, seen
     assert aheads == sorted(aheads, reverse=True), seen  # only ever down
     assert aheads[-1] == 0, seen
+    # Told "at least 1 ahead" (and no exact count) only until it is first in line: with
+    # 3 or more ahead when it was rendered, the events of the next two claims list the
+    # one before it, not itself.
+    at_least = [i for i, entry in enumerate(seen) if entry[2] == "queued" and entry[5]]
+    assert all(seen[i][5] == "1" and seen[i][3] is None for i in at_least), seen
+    assert at_least or aheads[0] < 3, seen
+    exact_zero = [i for i, entry in enumerate(seen) if entry[2] == "queued" and entry[3] == "0"]
+    assert not at_least or max(at_least) < min(exact_zero), seen
     # Once sends were measured it also said about when it would start.
     assert any(entry[4] for entry in seen if entry[2] == "queued"), seen
     assert statuses.index("sending") > max(i for i, s in enumerate(statuses) if s == "queued")
@@ -126,7 +217,7 @@ def test_seven_submissions_while_both_workers_are_busy_count_their_place_down(
     # How close the estimates came: each shown estimate against when it really started.
     rows = {str(row.pk): row for row in Feedback.objects.all()}
     errors = []
-    for at_ms, element_id, status, _ahead, eta in page.evaluate("window.seen"):
+    for at_ms, element_id, status, _ahead, eta, _at_least in page.evaluate("window.seen"):
         row = rows[element_id.removeprefix("status-")]
         if status == "queued" and eta:
             started = row.claimed_at.timestamp() * 1000
@@ -146,8 +237,9 @@ def test_claims_publish_a_bounded_number_of_times_with_a_thousand_queued_watcher
 ):
     """1,000 queued rows, each watched (a channel of the real layer in the queue group):
     a burst of claims publishes each claimed one's status once and the queue-wide event
-    at most once per claim (coalesced: at most one per QUEUE_EVENT_INTERVAL), never per
-    watcher, and every watcher hears the line as it is after the last claim."""
+    at most once per claim (coalesced: the first at once, the rest when the line's
+    interval ends, queue_event_interval), never per watcher, and every watcher hears
+    the line as it is after the last claim, in an event of bounded size."""
     watchers, claims = 1000, 3
     now = timezone.now()
     Feedback.objects.bulk_create(
@@ -194,14 +286,18 @@ async def join(layer, watchers: int) -> list[str]:
 
 
 async def hear_all(layer, channels: list[str], *, line: int) -> int:
-    """How many channels heard a queue-wide event listing `line` queued rows (the latest)."""
+    """How many channels heard a queue-wide event counting `line` queued rows (the latest)."""
+    line_max = settings.FEEDBACK_QUEUE_LINE_MAX
 
     async def one(channel):
         while True:
             event = await asyncio.wait_for(layer.receive(channel), timeout=30)
             assert event["type"] == "watch.broadcast" and 'id="feedback-queue"' in event["html"]
             listed = re.search(r'data-line="([^"]*)"', event["html"]).group(1).split()
-            if len(listed) == line:
+            assert len(listed) == min(
+                line_max, int(re.search(r'data-count="(\d+)"', event["html"]).group(1))
+            )
+            if re.search(r'data-count="(\d+)"', event["html"]).group(1) == str(line):
                 return True
 
     return sum(await asyncio.gather(*(one(channel) for channel in channels)))

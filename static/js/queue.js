@@ -5,14 +5,19 @@
 //
 // The place comes from one queue-wide element, #feedback-queue, which the
 // page's socket swaps in at every change of the queue (templates/feedback/
-// detail.html#queue): data-line lists every queued feedback's submit time,
-// oldest first, so a status's place is the number of times before its own
-// data-queued-at; the start estimate is max(0, base + ahead * step) seconds.
+// detail.html#queue), at most a few times a second and less often the longer
+// the line: data-line lists the submit times of the first queued feedback,
+// oldest first, and data-count how many are queued in all. A status's place is
+// the number of times before its own data-queued-at; one further back than the
+// listed head shows "at least <listed> ahead" (its exact place is the server's,
+// when it renders). The start estimate is max(0, base + ahead * step) seconds,
+// counted down between events; until an event newer than the status arrives,
+// the estimate the server rendered (data-starts-in) counts down.
 (function () {
   "use strict";
 
   var QUEUED = '.status[data-queued-at]';
-  var queue = { at: 0, line: null, base: null, step: null, seen: 0 };
+  var queue = { at: 0, line: null, count: null, base: null, step: null, seen: 0 };
 
   function number(value) {
     var parsed = parseFloat(value);
@@ -28,14 +33,23 @@
     queue.seen = Date.now();
     queue.line = (element.getAttribute("data-line") || "").split(" ")
       .filter(Boolean).map(Number);
+    queue.count = number(element.getAttribute("data-count"));
     queue.base = number(element.getAttribute("data-eta-base"));
     queue.step = number(element.getAttribute("data-eta-step"));
   }
 
-  function aheadOf(queuedAt) {
+  // { ahead, atLeast } for a feedback submitted at queuedAt, or null when it is
+  // not in the line any more (its own update follows).
+  function placeOf(queuedAt) {
+    var line = queue.line;
+    var listedAll = queue.count === null || queue.count <= line.length;
+    if (!listedAll && line.length && queuedAt > line[line.length - 1]) {
+      return { ahead: line.length, atLeast: true };
+    }
+    if (line.indexOf(queuedAt) === -1) return null;
     var count = 0;
-    for (var i = 0; i < queue.line.length && queue.line[i] < queuedAt; i++) count++;
-    return count;
+    while (count < line.length && line[count] < queuedAt) count++;
+    return { ahead: count, atLeast: false };
   }
 
   // Deadlines are kept in this browser's clock: the server says "N s left"
@@ -63,25 +77,54 @@
     return left;
   }
 
+  function setText(element, text) {
+    if (element && element.textContent !== text) element.textContent = text;
+  }
+
+  function showPlace(status, place) {
+    var exact = status.querySelector(".status__place-exact");
+    var beyond = status.querySelector(".status__place-beyond");
+    if (exact) exact.hidden = place.atLeast;
+    if (beyond) beyond.hidden = !place.atLeast;
+    if (place.atLeast) {
+      status.removeAttribute("data-ahead");
+      status.setAttribute("data-ahead-at-least", String(place.ahead));
+      setText(status.querySelector(".status__ahead-at-least"), String(place.ahead));
+    } else {
+      status.removeAttribute("data-ahead-at-least");
+      status.setAttribute("data-ahead", String(place.ahead));
+      setText(status.querySelector(".status__ahead"), String(place.ahead));
+    }
+  }
+
+  // Seconds until it starts by the estimate the server rendered, counted down; null if none.
+  function renderedStartsIn(status) {
+    var rendered = number(status.getAttribute("data-starts-in"));
+    if (rendered === null) return null;
+    return (deadline(status, "start", rendered) - Date.now()) / 1000;
+  }
+
   function update(status) {
     var undo = undoLeft(status);
     var rendered = number(status.getAttribute("data-rendered-at"));
-    if (queue.line === null || rendered === null || queue.at <= rendered) return;
-    var queuedAt = number(status.getAttribute("data-queued-at"));
-    if (queue.line.indexOf(queuedAt) === -1) return; // it left the line: its own update follows
-    var ahead = aheadOf(queuedAt);
-    if (status.getAttribute("data-ahead") !== String(ahead)) {
-      status.setAttribute("data-ahead", String(ahead));
-      var count = status.querySelector(".status__ahead");
-      if (count) count.textContent = String(ahead);
+    if (rendered === null) return;
+    var startsIn = renderedStartsIn(status);
+    if (queue.line !== null && queue.at > rendered) {
+      var place = placeOf(number(status.getAttribute("data-queued-at")));
+      if (place === null) return; // it left the line: its own update follows
+      showPlace(status, place);
+      if (queue.base !== null && queue.step !== null) {
+        var fromEvent = Math.max(0, queue.base + place.ahead * queue.step) -
+          (Date.now() - queue.seen) / 1000;
+        // Further back than the listed head, the event gives a lower bound only: the
+        // server's estimate for its exact place, counted down, may well be later.
+        startsIn = place.atLeast && startsIn !== null ? Math.max(startsIn, fromEvent) : fromEvent;
+      }
     }
-    if (queue.base === null || queue.step === null) return;
-    var startsIn = Math.max(0, queue.base + ahead * queue.step) - (Date.now() - queue.seen) / 1000;
-    var seconds = Math.max(1, Math.ceil(startsIn), undo);
+    if (startsIn === null) return;
     var eta = status.querySelector(".status__eta");
-    var shownEta = status.querySelector(".status__eta-seconds");
     if (eta) eta.hidden = false;
-    if (shownEta && shownEta.textContent !== String(seconds)) shownEta.textContent = String(seconds);
+    setText(status.querySelector(".status__eta-seconds"), String(Math.max(1, Math.ceil(startsIn), undo)));
   }
 
   function tick() {
