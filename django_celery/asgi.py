@@ -1,3 +1,4 @@
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -45,3 +46,9 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# Everything loaded so far lives as long as the process: out of the collector's
+# sight, a full collection no longer walks it (in-process A/B of htmx POSTs on
+# PostgreSQL, with short-lived objects standing in for sockets: a full
+# collection ~100 ms of CPU before, ~20 ms after; as often).
+gc.freeze()

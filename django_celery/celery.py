@@ -1,7 +1,8 @@
+import gc
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "django_celery.settings")
 
@@ -26,3 +27,12 @@ def close_old_database_connections(**kwargs) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+# The app is loaded (a prefork child, or the worker's main process): what is
+# there now lives as long as the process, and a full collection need not walk
+# it again (django_celery/asgi.py does the same in daphne).
+@worker_process_init.connect
+@worker_ready.connect
+def freeze_loaded_objects(**kwargs) -> None:
+    gc.freeze()

@@ -529,9 +529,9 @@ elif not re.fullmatch(r"[1-9]\d*/\d*[smhd]", FEEDBACK_RATE_LIMIT):
     raise ImproperlyConfigured(
         f"FEEDBACK_RATE_LIMIT={FEEDBACK_RATE_LIMIT!r}: use a count per period, like 5/m or 100/h."
     )
-# The limit counts in the shared Redis cache (atomic INCR); if that cache is
-# unreachable the limit fails open, so a submission is still stored.
-RATELIMIT_FAIL_OPEN = True
+# The limit counts in the shared Redis cache, one round trip per submission
+# (feedback/limits.py); if that cache is unreachable the limit fails open, so a
+# submission is still stored.
 # How many proxies in front of daphne append to X-Forwarded-For: the client's
 # address (rate limit, socket caps) is the entry that many from the right.
 # 0: the connection's peer address (django_celery/client_address.py).

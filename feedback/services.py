@@ -288,6 +288,26 @@ def feedback_create(
     With `undo_seconds`, no worker may claim it before that many seconds have
     passed (the claim checks `undo_until`), and its task is only due then.
     """
+    feedback, _ = _feedback_store(
+        email=email,
+        message=message,
+        enqueue=enqueue,
+        undo_seconds=undo_seconds,
+        language=language,
+        time_zone=time_zone,
+    )
+    return feedback
+
+
+def _feedback_store(
+    *,
+    email: str,
+    message: str,
+    enqueue: bool,
+    undo_seconds: float,
+    language: str,
+    time_zone: str,
+) -> tuple[Feedback, FeedbackEvent]:
     now = timezone.now()
     undo_until = now + timedelta(seconds=undo_seconds) if undo_seconds > 0 else None
     with transaction.atomic():
@@ -298,12 +318,12 @@ def feedback_create(
             language=language,
             time_zone=time_zone,
         )
-        FeedbackEvent.objects.create(
+        event = FeedbackEvent.objects.create(
             feedback=feedback, status=feedback.status, at=feedback.created_at
         )
         if enqueue:
             _enqueue_on_commit(feedback.pk, countdown=undo_seconds)
-    return feedback
+    return feedback, event
 
 
 def feedback_submit(
@@ -319,10 +339,19 @@ def feedback_submit(
     The old way (`sync`) is the "before" of the demo: the very same delivery
     the worker runs, but inside the web request, so the person waits for the
     slow mail service. Only where the send runs differs.
+
+    The Celery way returns the row as stored, its one event prefetched (as
+    prefetch_related leaves it): the answer's timeline reads no row.
     """
     about = {"email": email, "message": message, "language": language, "time_zone": time_zone}
     if mode != SendMode.SYNC:
-        return feedback_create(**about, undo_seconds=settings.FEEDBACK_UNDO_SECONDS)
+        feedback, event = _feedback_store(
+            **about, enqueue=True, undo_seconds=settings.FEEDBACK_UNDO_SECONDS
+        )
+        events = feedback.events.all()
+        events._result_cache, events._prefetch_done = [event], True
+        feedback._prefetched_objects_cache = {"events": events}
+        return feedback
     feedback = feedback_create(**about, enqueue=False)
     return feedback_deliver_in_request(feedback_id=feedback.pk)
 

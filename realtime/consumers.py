@@ -157,9 +157,13 @@ class WatchingConsumer(AsyncWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
+    # Heartbeats from the accept on; PageConsumer starts them once its session has loaded.
+    beat_on_accept = True
+
     async def accept(self, subprotocol=None, headers=None) -> None:
         await super().accept(subprotocol, headers)
-        heartbeat.join(self)
+        if self.beat_on_accept:
+            heartbeat.join(self)
 
     async def close(self, code=None, reason=None) -> None:
         heartbeat.leave(self)  # nothing more to say, even before the disconnect arrives
@@ -333,6 +337,8 @@ class PageConsumer(WatchingConsumer):
     add more. A frame that is not a watch command is ignored.
     """
 
+    beat_on_accept = False
+
     async def connect(self) -> None:
         # The session key may rotate (a submission from another tab) between
         # this handshake and the first watch; loaded now, the window is the
@@ -351,6 +357,7 @@ class PageConsumer(WatchingConsumer):
             await self.close(code=CLOSE_SESSION_CHANGED)
         else:
             self.session_loaded = True
+            heartbeat.join(self)  # a page counts a heartbeat as a socket that held (live.js)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.session_changed:

@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from feedback.models import Feedback
+from realtime.consumers import HEARTBEAT
 from tests.support.stall_proxy import StallProxy
 
 CARDS = "#submissions [data-watch]"
@@ -244,5 +245,68 @@ def test_a_socket_whose_session_key_rotated_during_its_handshake_goes_live(
         assert not sockets[-1].is_closed()
         assert polls == []  # every state came over the socket
         assert statuses("Raced") == ["sent"]
+    finally:
+        proxy.stop()
+
+
+def test_a_page_whose_sockets_hold_between_session_changes_keeps_its_socket(
+    browser_page, start_daphne
+):
+    """4401 closes are counted only in a row: a socket that held in between (it heard a
+    heartbeat, though its card, watched with the version it shows, got no frame) starts
+    the count again. One more round than the page's limit (SESSION_CHANGED_LIMIT in
+    live.js, 5), each a reconnect whose handshake carries a key rotated meanwhile: the
+    page is still live, every time at once, and never falls back to polling."""
+    server = start_daphne(
+        SESSION_ROTATED_GRACE_SECONDS="0",
+        REALTIME_HEARTBEAT_SECONDS="1",
+        REALTIME_SILENCE_SECONDS="2",
+        FEEDBACK_RATE_LIMIT="off",
+    )
+    proxy = StallProxy(target_port=server.port).start()
+    try:
+        page = browser_page
+        sockets = watch_sockets(page)
+        heard: dict = {}  # socket -> heartbeats received
+
+        def count_heartbeats(socket) -> None:
+            def received(payload) -> None:
+                if payload == HEARTBEAT:
+                    heard[socket] = heard.get(socket, 0) + 1
+
+            socket.on("framereceived", received)
+
+        page.on("websocket", count_heartbeats)
+
+        def held_and_heard(sockets_opened: int) -> bool:
+            page.wait_for_timeout(50)  # Playwright delivers its events meanwhile
+            return len(sockets) == sockets_opened and bool(heard.get(sockets[-1]))
+
+        page.goto(proxy.url)
+        submit(page, "Kept")  # no worker: it stays queued, watched all along
+        card = page.locator(CARDS)
+        expect(card).to_have_attribute("data-socket", "open", timeout=15_000)
+        csrf = page.locator("input[name=csrfmiddlewaretoken]").first.input_value()
+
+        for held in range(1, 7):
+            opened = len(sockets)
+            proxy.hold_websocket_handshakes()
+            assert proxy.stall_websockets() == 1  # silent: the page reconnects, held here
+            wait_for(lambda n=held: proxy.held_handshakes == n, what=f"held handshake {held}")
+            other_tab = page.context.request.post(
+                proxy.url + "/",
+                form={"csrfmiddlewaretoken": csrf, "email": "ada@example.com", "message": "Tab"},
+                headers={"HX-Request": "true"},
+            )
+            assert other_tab.ok  # the key in the held handshake is gone (no grace)
+            proxy.release_websocket_handshakes()
+            # Closed with 4401, the next socket (new cookie) holds and hears a heartbeat.
+            wait_for(
+                lambda n=opened + 2: held_and_heard(n),
+                what=f"a socket that held after 4401 number {held}",
+            )
+            expect(card).to_have_attribute("data-socket", "open")
+        expect(page.locator("#live")).to_have_text("Live")
+        assert len(sockets) == 1 + 6 * 2  # each round: the reconnect closed with 4401, one more
     finally:
         proxy.stop()

@@ -4,8 +4,12 @@ import itertools
 import re
 
 import pytest
-from django.test import Client
+import redis
+from django.core.cache import cache
+from django.test import Client, RequestFactory
+from redis.connection import AbstractConnection
 
+from feedback.limits import submission_limit_take
 from feedback.models import Feedback
 
 pytestmark = pytest.mark.django_db
@@ -107,3 +111,33 @@ def test_with_redis_down_the_limit_lets_the_submission_through(
     assert re.search(r'data-status="queued"', response.content.decode())
     assert Feedback.objects.count() == 1
     assert "Submission limit not checked: the cache is unreachable" in caplog.text
+
+
+def test_one_round_trip_to_redis_per_submission_and_the_counter_ends_with_its_window(
+    limit, settings, redis_url, monkeypatch
+):
+    """Counted in one pipeline (django-ratelimit took up to three trips: SET NX, EXISTS,
+    INCR), and the counter is made with its expiry: it never outlives its window."""
+    address = next(_addresses)
+    request = RequestFactory().post("/", REMOTE_ADDR=address)
+    cache.get("warm")  # the pool's connection, made and greeted outside the count
+    trips: list[bytes] = []
+    send = AbstractConnection.send_packed_command
+
+    def counted(self, command, *args, **kwargs):
+        trips.append(command)
+        return send(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    taken = [submission_limit_take(request).exceeded for _ in range(4)]
+    monkeypatch.undo()
+
+    assert taken == [False, False, False, True]
+    assert len(trips) == 4
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        (key,) = client.scan_iter(match=f"{settings.REDIS_PREFIX}:*rl:*", count=1000)
+        assert int(client.get(key)) == 4
+        assert 3600 < client.ttl(key) <= 3600 + 5
+    finally:
+        client.close()

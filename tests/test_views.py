@@ -2,7 +2,9 @@ import re
 
 import pytest
 from django.core import signing
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import resolve, reverse
 
 from feedback.models import Feedback
@@ -209,3 +211,29 @@ def test_the_index_keeps_the_last_twenty_and_skips_a_deleted_one(client):
     html = client.get("/").content.decode()
     messages = re.findall(r'<blockquote class="submission__message"[^>]*>([^<]*)<', html)
     assert messages == [f"n{number}" for number in range(20, 1, -1)]
+
+
+def test_an_htmx_submission_costs_six_statements(settings):
+    """The row and its event, the session (read, its old key's end, the new key), and the
+    place in the queue. The answer's timeline reads no row: the event just made is used."""
+    settings.FEEDBACK_RATE_LIMIT = None
+    browser = Client()
+    data = {"email": "ada@example.com", "message": "First"}
+    assert browser.post("/", data, headers=HTMX).status_code == 200  # the session exists
+    with CaptureQueriesContext(connection) as captured:
+        response = browser.post("/", {**data, "message": "Second"}, headers=HTMX)
+    assert response.status_code == 200 and 'data-status="queued"' in response.content.decode()
+    statements = [
+        (query["sql"].split()[0], re.search(r"(?:FROM|INTO|UPDATE) (\w+)", sql)[1])
+        for query in captured.captured_queries
+        if not query["sql"].startswith(("SAVEPOINT", "RELEASE"))
+        for sql in [query["sql"].replace('"', "")]
+    ]
+    assert statements == [
+        ("INSERT", "feedback_feedback"),
+        ("INSERT", "feedback_feedbackevent"),
+        ("SELECT", "django_session"),
+        ("UPDATE", "django_session"),
+        ("SELECT", "feedback_feedback"),  # the place in the queue (data-ahead)
+        ("INSERT", "django_session"),
+    ]

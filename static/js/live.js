@@ -18,8 +18,10 @@
 // A submission gives the session a new key; the old one still works for a
 // short grace (SESSION_ROTATED_GRACE_SECONDS). A socket whose handshake carried
 // a key already gone (rotated longer ago, expired) is closed with 4401: the
-// page reconnects at once with its current cookie and watches its cards again. Closed that way again at once, it backs off as after any close
-// (the new cookie may still be on its way), and after a few it polls.
+// page reconnects at once with its current cookie and watches its cards again.
+// Closed that way again before a socket got any frame (a heartbeat counts), it
+// backs off as after any close (the new cookie may still be on its way), and
+// after a few in a row it polls.
 (function () {
   "use strict";
 
@@ -47,7 +49,10 @@
   var retries = 0;
   var retryTimer = null;
   var turnedAway = false;
-  var sessionChanges = 0; // 4401 closes since a socket last brought a card
+  // 4401 closes in a row: since a socket last got a frame. Any frame counts, the
+  // heartbeat too (daphne sends it once the socket's session has loaded): a watch
+  // naming the version its card shows gets no frame while nothing is newer.
+  var sessionChanges = 0;
 
   function cards() {
     return Array.prototype.slice.call(document.querySelectorAll("[data-watch]"));
@@ -104,10 +109,10 @@
     ws.onmessage = function (event) {
       if (ws !== socket) return;
       heardAt = Date.now();
+      sessionChanges = 0;
       var data = String(event.data);
       if (data === HEARTBEAT) return;
       if (data.indexOf(REFUSED) === 0) return refused(data.slice(REFUSED.length));
-      sessionChanges = 0;
       swap(data);
     };
     ws.onclose = function (event) {
