@@ -50,3 +50,8 @@ class SharedClientRedisCache(RedisCache):
             if client is None:
                 client = self._clients[key] = self._class(self._servers, **self._options)
             return client
+
+    def redis_client(self, key: str) -> redis.Redis:
+        """The redis-py client that writes `key` (made by make_and_validate_key), for
+        what the cache API lacks: a pipeline (feedback/limits.py)."""
+        return self._cache.get_client(key, write=True)

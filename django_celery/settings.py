@@ -520,7 +520,7 @@ FEEDBACK_UNDO_SECONDS = max(0.0, float(os.environ.get("FEEDBACK_UNDO_SECONDS", "
 FEEDBACK_QUEUE_LINE_MAX = int(os.environ.get("FEEDBACK_QUEUE_LINE_MAX", "100"))
 if FEEDBACK_QUEUE_LINE_MAX < 1:
     raise ImproperlyConfigured("FEEDBACK_QUEUE_LINE_MAX must be 1 or more.")
-# Submissions per client address, django-ratelimit's syntax ("5/m", "100/h");
+# Submissions per client address, a count per period ("5/m", "100/h", "10/30s");
 # "off" (or empty) switches the limit off.
 FEEDBACK_RATE_LIMIT: str | None = os.environ.get("FEEDBACK_RATE_LIMIT", "5/m").strip()
 if FEEDBACK_RATE_LIMIT.lower() in {"", "off", "0"}:
