@@ -485,3 +485,21 @@ def test_the_admin_speaks_portuguese_too(admin_client):
         follow=True,
     )
     assert "1 confirmação voltou para a fila." in answer.content.decode()
+
+
+def test_a_time_zone_cookie_is_checked_by_loading_that_zone_alone(monkeypatch):
+    """Never by listing the zone database (a second of CPU, once per process)."""
+    import zoneinfo
+
+    from django_celery.time_zone import time_zone_name
+
+    def listed():
+        raise AssertionError("the whole zone database was read")
+
+    monkeypatch.setattr(zoneinfo, "available_timezones", listed)
+    time_zone_name.cache_clear()
+    assert time_zone_name("America/Sao_Paulo") == "America/Sao_Paulo"
+    assert time_zone_name("America/Argentina/Buenos_Aires") == "America/Argentina/Buenos_Aires"
+    assert time_zone_name("Etc/GMT+3") == "Etc/GMT+3"
+    for not_a_zone in ("../../etc/passwd", "/etc/passwd", "America", "Foo/Bar", "", None, "x" * 65):
+        assert time_zone_name(not_a_zone) == ""
