@@ -288,26 +288,6 @@ def feedback_create(
     With `undo_seconds`, no worker may claim it before that many seconds have
     passed (the claim checks `undo_until`), and its task is only due then.
     """
-    feedback, _ = _feedback_store(
-        email=email,
-        message=message,
-        enqueue=enqueue,
-        undo_seconds=undo_seconds,
-        language=language,
-        time_zone=time_zone,
-    )
-    return feedback
-
-
-def _feedback_store(
-    *,
-    email: str,
-    message: str,
-    enqueue: bool,
-    undo_seconds: float,
-    language: str,
-    time_zone: str,
-) -> tuple[Feedback, FeedbackEvent]:
     now = timezone.now()
     undo_until = now + timedelta(seconds=undo_seconds) if undo_seconds > 0 else None
     with transaction.atomic():
@@ -318,12 +298,12 @@ def _feedback_store(
             language=language,
             time_zone=time_zone,
         )
-        event = FeedbackEvent.objects.create(
+        FeedbackEvent.objects.create(
             feedback=feedback, status=feedback.status, at=feedback.created_at
         )
         if enqueue:
             _enqueue_on_commit(feedback.pk, countdown=undo_seconds)
-    return feedback, event
+    return feedback
 
 
 def feedback_submit(
@@ -339,19 +319,10 @@ def feedback_submit(
     The old way (`sync`) is the "before" of the demo: the very same delivery
     the worker runs, but inside the web request, so the person waits for the
     slow mail service. Only where the send runs differs.
-
-    The Celery way returns the row as stored, its one event prefetched (as
-    prefetch_related leaves it): the answer's timeline reads no row.
     """
     about = {"email": email, "message": message, "language": language, "time_zone": time_zone}
     if mode != SendMode.SYNC:
-        feedback, event = _feedback_store(
-            **about, enqueue=True, undo_seconds=settings.FEEDBACK_UNDO_SECONDS
-        )
-        events = feedback.events.all()
-        events._result_cache, events._prefetch_done = [event], True
-        feedback._prefetched_objects_cache = {"events": events}
-        return feedback
+        return feedback_create(**about, undo_seconds=settings.FEEDBACK_UNDO_SECONDS)
     feedback = feedback_create(**about, enqueue=False)
     return feedback_deliver_in_request(feedback_id=feedback.pk)
 
@@ -498,10 +469,7 @@ def feedback_requeue_stuck(*, now: datetime | None = None) -> list[uuid.UUID]:
         ).update(updated_at=now)
         if touched:
             requeued.append(feedback_id)
-    for feedback_id in requeued:
-        _enqueue_on_commit(feedback_id)
-    if requeued:
-        logger.info("Re-enqueued %d stuck feedback: %s", len(requeued), requeued)
+    _enqueue_again(requeued, what="stuck")
     return requeued + feedback_take_back_abandoned(now=now)
 
 
@@ -537,11 +505,15 @@ def feedback_take_back_abandoned(*, now: datetime | None = None) -> list[uuid.UU
         ):
             requeued.append(feedback_id)
 
-    for feedback_id in requeued:
-        _enqueue_on_commit(feedback_id)
-    if requeued:
-        logger.info("Took back %d abandoned feedback: %s", len(requeued), requeued)
+    _enqueue_again(requeued, what="abandoned")
     return requeued
+
+
+def _enqueue_again(feedback_ids: list[uuid.UUID], *, what: str) -> None:
+    for feedback_id in feedback_ids:
+        _enqueue_on_commit(feedback_id)
+    if feedback_ids:
+        logger.info("Re-enqueued %d %s feedback: %s", len(feedback_ids), what, feedback_ids)
 
 
 def feedback_cancel(*, feedback_id: uuid.UUID | str) -> Feedback | None:
