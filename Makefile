@@ -14,7 +14,7 @@ help:
 	@echo "make admin  a login for the admin (development): creates or resets the user admin"
 	@echo "make test   set up .venv with the test requirements and run the whole suite (SQLite, then PostgreSQL)"
 	@echo "make test-fast  the suite without browser and multi-process tests (-m 'not slow')"
-	@echo "make bench  the open-loop benchmark on this machine, writes docs/benchmarks.md (~15 min)"
+	@echo "make bench  the open-loop benchmark on this machine, writes docs/benchmarks.md (18 to 40 min, after the machine)"
 	@echo "make lint   ruff check and format check"
 	@echo "make messages  update locale/*/django.po from the code and compile the .mo (needs gettext)"
 	@echo "make clean  remove .venv and caches"
