@@ -24,11 +24,16 @@ def statements(queries) -> list[str]:
     return [verb for verb in verbs if verb not in {"SAVEPOINT", "RELEASE"}]
 
 
+def saved_key(**data) -> str:
+    """The key of a new session row holding `data`."""
+    session = SessionStore()
+    session.update(data)
+    session.save()
+    return session.session_key
+
+
 def test_a_new_key_keeps_the_data_keeps_the_old_row_briefly_and_writes_the_new_one_once():
-    planted = SessionStore()
-    planted["feedback.watcher"] = "key"
-    planted.save()
-    old_key = planted.session_key
+    old_key = saved_key(**{"feedback.watcher": "key"})
 
     session = SessionStore(old_key)
     assert session["feedback.watcher"] == "key"  # loaded (one SELECT, not counted below)
@@ -54,10 +59,7 @@ def old_key_row(key: str) -> Session:
 
 
 def test_after_the_grace_the_old_key_is_absent():
-    session = SessionStore()
-    session["feedback.watcher"] = "key"
-    session.save()
-    old_key = session.session_key
+    old_key = saved_key(**{"feedback.watcher": "key"})
     session = SessionStore(old_key)
     session.cycle_key()
     session.save()
@@ -72,9 +74,7 @@ def test_after_the_grace_the_old_key_is_absent():
 
 def test_a_grace_of_zero_deletes_the_old_row_at_once(settings):
     settings.SESSION_ROTATED_GRACE_SECONDS = 0
-    session = SessionStore()
-    session.save()
-    old_key = session.session_key
+    old_key = saved_key()
     session = SessionStore(old_key)
     session.keys()  # loaded (one SELECT, not counted below)
     with CaptureQueriesContext(connection) as cycled:
@@ -87,10 +87,7 @@ def test_a_grace_of_zero_deletes_the_old_row_at_once(settings):
 def test_the_old_key_cycled_again_keeps_its_first_end_and_gives_each_request_its_own_key():
     """Two tabs submit with the same key: each gets a key of its own, both with the data the
     key held; the old row's end never moves later, whatever is done with it."""
-    first = SessionStore()
-    first["feedback.watcher"] = "key"
-    first.save()
-    old_key = first.session_key
+    old_key = saved_key(**{"feedback.watcher": "key"})
     tab_a, tab_b = SessionStore(old_key), SessionStore(old_key)
     tab_a.keys(), tab_b.keys()  # both loaded before either cycles
     tab_a.cycle_key()
