@@ -16,15 +16,21 @@ stays bounded however long the line is: a page further back knows only that at
 least that many are ahead of it.
 """
 
+import logging
 import math
+import os
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
+from django.db import connections
 from django.db.models import Count, Window
 from django.template.loader import render_to_string
 from django.utils import timezone
+
+from realtime.publish import broadcast
 
 from .capacity import workers_consuming
 from .models import Feedback, Status
@@ -153,3 +159,100 @@ def queue_render() -> tuple[str, int]:
     """The queue-wide event's HTML, and how many queued feedback it counts."""
     context = queue_context()
     return render_to_string(QUEUE_PARTIAL, context), context["count"]
+
+
+logger = logging.getLogger(__name__)
+
+
+def feedback_publish_queue() -> int:
+    """Publish the queue-wide event; return how many queued feedback it counted."""
+    html, queued = queue_render()
+    broadcast(group=QUEUE_GROUP, html=html)
+    return queued
+
+
+# At least this many seconds between two queue-wide events from one process. Each
+# event reads and renders the head of the line, so one per claim made a drain of N
+# quadratic; a person reading "N ahead of you" sees no difference at this pace.
+QUEUE_EVENT_INTERVAL = 0.25
+
+# Frames a second the queue-wide events of one process may send in all: each goes
+# to every queued watcher (a socket per page), so after an event that counted N
+# queued the next waits N / QUEUE_EVENT_FANOUT seconds if that is longer. With a
+# long line the numbers on a page move less often; its start estimate still counts
+# down between events (static/js/queue.js).
+QUEUE_EVENT_FANOUT = 200
+
+
+def queue_event_interval(*, queued: int) -> float:
+    """Seconds before the next queue-wide event, after one that counted `queued`."""
+    return max(QUEUE_EVENT_INTERVAL, queued / QUEUE_EVENT_FANOUT)
+
+
+class _QueueEvents:
+    """Publishes the queue-wide event after a change of the line, coalescing a burst.
+
+    The first change after a quiet interval (queue_event_interval) is published
+    at once; changes within it are published together, once, when it ends (on
+    a short-lived thread), so the last event always shows the line as it is
+    after the last change.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next = float("-inf")  # time.monotonic() from which the next event may go
+        self._due: threading.Timer | None = None
+
+    def changed(self) -> None:
+        with self._lock:
+            if self._due is not None:
+                return  # an event is due: it will read the line as it is then
+            if not self._may_publish_now():
+                return
+        self._publish()
+
+    def _may_publish_now(self) -> bool:
+        """With the lock held: True (and the next event held back) or a timer set for when."""
+        now = time.monotonic()
+        wait = self._next - now
+        if wait > 0:
+            self._due = threading.Timer(wait, self._publish_due)
+            self._due.daemon = True
+            self._due.start()
+            return False
+        # Until this event has counted the line, the shortest interval holds.
+        self._next = now + QUEUE_EVENT_INTERVAL
+        return True
+
+    def _publish(self) -> None:
+        started = time.monotonic()
+        queued = feedback_publish_queue()
+        with self._lock:
+            self._next = max(self._next, started + queue_event_interval(queued=queued))
+
+    def _publish_due(self) -> None:
+        try:
+            with self._lock:
+                self._due = None
+                # The event published meanwhile counted a longer line: wait longer.
+                if not self._may_publish_now():
+                    return
+            self._publish()
+        except Exception:  # a hint: the next change publishes again
+            logger.warning("Could not publish the queue-wide event", exc_info=True)
+        finally:
+            connections.close_all()  # this thread's own connections end with it
+
+    def forget(self) -> None:
+        """In a forked child (Celery's prefork pool): no timer runs there."""
+        self.__init__()
+
+
+_queue_events = _QueueEvents()
+
+os.register_at_fork(after_in_child=_queue_events.forget)
+
+
+def feedback_queue_changed() -> None:
+    """The line changed (a row left or joined it): tell its watchers, at a bounded rate."""
+    _queue_events.changed()

@@ -13,7 +13,7 @@ from django.utils.translation import ngettext
 
 from django_celery import worker_liveness
 
-from . import capacity, services
+from . import capacity, delivery, sweeping
 from .mail import DeliveryError, log_failed_attempt
 from .models import Feedback
 
@@ -41,8 +41,8 @@ def send_feedback_email(self: Task, feedback_id: str) -> None:
     # worker's: feedback_deliver speaks the claimed row's, _retry_or_fail too.
     try:
         worker = worker_liveness.claimer(self.request.hostname) if self.request.hostname else ""
-        services.feedback_deliver(feedback_id=feedback_id, worker=worker)
-    except services.TooEarly as early:
+        delivery.feedback_deliver(feedback_id=feedback_id, worker=worker)
+    except delivery.TooEarly as early:
         raise self.retry(countdown=early.wait) from None
     except SoftTimeLimitExceeded as timeout:
         _retry_or_fail(self, feedback_id, DeliveryError(
@@ -61,7 +61,7 @@ def _retry_or_fail(task: Task, feedback_id: str, error: DeliveryError) -> None:
     log_failed_attempt(feedback_id=feedback_id, error=error, attempt=attempts, retrying=retrying)
     with translation.override(language or settings.LANGUAGE_CODE):  # the reason is for the person
         if not error.transient:
-            services.feedback_mark_failed(
+            delivery.feedback_mark_failed(
                 feedback_id=feedback_id, reason=error.reason_for(retrying=False)
             )
             return
@@ -72,10 +72,10 @@ def _retry_or_fail(task: Task, feedback_id: str, error: DeliveryError) -> None:
                 attempts,
             )
             reason = gave_up % {"reason": error.reason, "attempts": attempts}
-            services.feedback_mark_failed(feedback_id=feedback_id, reason=reason)
+            delivery.feedback_mark_failed(feedback_id=feedback_id, reason=reason)
             return
         delay = retry_delay(attempts)
-        services.feedback_mark_retrying(
+        delivery.feedback_mark_retrying(
             feedback_id=feedback_id,
             reason=error.reason_for(retrying=True),
             next_retry_at=timezone.now() + timedelta(seconds=delay),
@@ -86,13 +86,13 @@ def _retry_or_fail(task: Task, feedback_id: str, error: DeliveryError) -> None:
 @shared_task
 def requeue_stuck_feedback() -> int:
     """The sweeper, run by beat every FEEDBACK_SWEEP_INTERVAL seconds."""
-    return len(services.feedback_requeue_stuck())
+    return len(sweeping.feedback_requeue_stuck())
 
 
 @shared_task
 def take_back_abandoned_feedback() -> int:
     """The sweeper's `sending` part, run by beat on its own queue (FEEDBACK_SWEEP_QUEUE)."""
-    return len(services.feedback_take_back_abandoned())
+    return len(sweeping.feedback_take_back_abandoned())
 
 
 # -- How many processes consume (feedback/capacity.py): wiring of the worker's own timer.

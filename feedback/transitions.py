@@ -1,7 +1,7 @@
 """The life of a feedback: the table of every allowed status change.
 
 Each move says which statuses it may leave, the status it arrives in, what it
-sets on the row and which values its caller must give. `services.feedback_move`
+sets on the row and which values its caller must give. `moves.feedback_move`
 is the one function that performs a move. Final statuses, what lies ahead on
 the timeline and which rows the claim and the sweeper may take are read from
 this table, never restated: a new status is a member of `models.Status` plus

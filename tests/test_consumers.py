@@ -8,7 +8,7 @@ from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
-from feedback import selectors, services, tokens
+from feedback import delivery, queue, selectors, tokens
 from feedback.models import Feedback
 from realtime import consumers, watch
 from realtime.consumers import HEARTBEAT, heartbeat
@@ -60,11 +60,11 @@ async def test_a_watcher_gets_the_current_state_at_once_then_updates():
     snapshot = await status_frame(ws)
     assert 'data-status="queued"' in snapshot
 
-    claimed = await database_sync_to_async(services.feedback_claim)(feedback_id=feedback.pk)
+    claimed = await database_sync_to_async(delivery.feedback_claim)(feedback_id=feedback.pk)
     update = await status_frame(ws)
     assert 'data-status="sending"' in update
 
-    await database_sync_to_async(services.feedback_mark_sent)(feedback=claimed)
+    await database_sync_to_async(delivery.feedback_mark_sent)(feedback=claimed)
     final = await status_frame(ws)
     assert 'data-status="sent"' in final
     # At a final state the server closes normally, so the browser stops listening.
@@ -105,7 +105,7 @@ async def test_an_older_update_never_overwrites_a_newer_one():
     await ws.connect()
     await status_frame(ws)  # snapshot at version 3
     layer = get_channel_layer()
-    group = services.status_group(feedback.pk)
+    group = selectors.status_group(feedback.pk)
     await layer.group_send(group, status_event(html="<p>stale</p>", version=2, final=False))
     await layer.group_send(group, status_event(html="<p>newer</p>", version=5, final=False))
     assert await status_frame(ws) == "<p>newer</p>"
@@ -126,7 +126,7 @@ async def test_a_frame_is_forwarded_while_the_database_thread_is_busy():
     release = threading.Event()
     busy = asyncio.ensure_future(sync_to_async(release.wait)())  # the one database thread
     try:
-        group = services.status_group(feedback.pk)
+        group = selectors.status_group(feedback.pk)
         await get_channel_layer().group_send(
             group, status_event(html="<p>newer</p>", version=4, final=False)
         )
@@ -170,7 +170,7 @@ async def test_a_change_published_while_a_watcher_reads_its_snapshot_reaches_it_
 
     def snapshot_then_a_change(token, *, session, newer_than=-1):
         snapshot = selectors.feedback_snapshot(token, session=session, newer_than=newer_than)
-        services.feedback_claim(feedback_id=feedback.pk)  # published at once: no transaction
+        delivery.feedback_claim(feedback_id=feedback.pk)  # published at once: no transaction
         return snapshot
 
     racing = watch.Watchable(
@@ -201,7 +201,7 @@ async def test_a_queued_watcher_hears_the_queue_wide_event_and_a_final_one_does_
     assert 'data-status="sent"' in await done.receive_from(timeout=5)
     assert (await done.receive_output(timeout=5))["type"] == "websocket.close"
 
-    await database_sync_to_async(services.feedback_publish_queue)()
+    await database_sync_to_async(queue.feedback_publish_queue)()
     frame = await waiting.receive_from(timeout=5)
     assert 'id="feedback-queue"' in frame
     assert 'data-line="' in frame
@@ -231,10 +231,10 @@ async def test_one_page_socket_watches_each_card_it_names_and_stays_open_past_a_
     assert f'id="status-{second.pk}"' in snapshot and 'data-status="sent"' in snapshot
 
     # Both updates come over the one socket, each told apart by its group.
-    claimed = await database_sync_to_async(services.feedback_claim)(feedback_id=first.pk)
+    claimed = await database_sync_to_async(delivery.feedback_claim)(feedback_id=first.pk)
     update = await status_frame(ws)
     assert f'id="status-{first.pk}"' in update and 'data-status="sending"' in update
-    await database_sync_to_async(services.feedback_mark_sent)(feedback=claimed)
+    await database_sync_to_async(delivery.feedback_mark_sent)(feedback=claimed)
     assert 'data-status="sent"' in await status_frame(ws)
     assert await ws.receive_nothing(timeout=0.3)  # still open: the page may add cards
 
@@ -305,10 +305,10 @@ async def test_a_page_socket_sends_a_card_only_a_state_newer_than_the_version_it
     assert await ws.receive_nothing(timeout=0.3)  # the card at version 2 is not sent again
 
     # Watched all the same: its group and the queue-wide event reach it.
-    claimed = await database_sync_to_async(services.feedback_claim)(feedback_id=shown.pk)
+    claimed = await database_sync_to_async(delivery.feedback_claim)(feedback_id=shown.pk)
     update = await status_frame(ws)
     assert f'id="status-{shown.pk}"' in update and f'data-version="{claimed.version}"' in update
-    await database_sync_to_async(services.feedback_publish_queue)()
+    await database_sync_to_async(queue.feedback_publish_queue)()
     assert 'id="feedback-queue"' in await ws.receive_from(timeout=5)
     await ws.disconnect()
 
@@ -383,7 +383,7 @@ async def test_a_page_socket_hears_the_queue_wide_event_once_however_many_queued
     for card in cards:
         await ws.send_to(text_data=f"watch feedback/{feedback_token(card.pk)}")
         assert f'id="status-{card.pk}"' in await ws.receive_from(timeout=5)
-    await database_sync_to_async(services.feedback_publish_queue)()
+    await database_sync_to_async(queue.feedback_publish_queue)()
     assert 'id="feedback-queue"' in await ws.receive_from(timeout=5)
     assert await ws.receive_nothing(timeout=0.5)  # one frame for the socket, not one per card
     await ws.disconnect()

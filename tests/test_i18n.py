@@ -23,9 +23,9 @@ from django.template.loader import render_to_string
 from django.test import Client
 from django.utils import timezone, translation
 
-from feedback import services
+from feedback import delivery, moves, services, smtp
 from feedback.answers import Stopwatch
-from feedback.mail import build_confirmation_email
+from feedback.mail import DeliveryError, build_confirmation_email
 from feedback.models import Feedback, SendMode
 from feedback.selectors import feedback_render_status
 from tests.support.po import messages, read_po
@@ -395,13 +395,11 @@ def test_the_email_is_in_the_feedbacks_language_whatever_is_active():
 def test_the_status_is_rendered_in_the_feedbacks_language_and_time_zone():
     feedback = pt_feedback()
     at = timezone.now().replace(microsecond=0) + timedelta(seconds=30)
-    with services.feedback_in_language(feedback_id=feedback.pk):
-        services.feedback_claim(feedback_id=feedback.pk)
-        error = services.DeliveryError(
-            services.describe_send_error(OSError()), cause=OSError(), transient=True
-        )
+    with delivery.feedback_in_language(feedback_id=feedback.pk):
+        delivery.feedback_claim(feedback_id=feedback.pk)
+        error = DeliveryError(smtp.describe_send_error(OSError()), cause=OSError(), transient=True)
         reason = error.reason_for(retrying=True)
-    services.feedback_mark_retrying(feedback_id=feedback.pk, reason=reason, next_retry_at=at)
+    delivery.feedback_mark_retrying(feedback_id=feedback.pk, reason=reason, next_retry_at=at)
     feedback.refresh_from_db()
     with translation.override("en"):
         html = feedback_render_status(feedback=feedback)
@@ -419,7 +417,7 @@ def test_the_status_is_rendered_in_the_feedbacks_language_and_time_zone():
 @pytest.mark.django_db
 def test_numbers_follow_the_language():
     feedback = pt_feedback()
-    services.feedback_move("cancel", feedback_id=feedback.pk)
+    moves.feedback_move("cancel", feedback_id=feedback.pk)
     event = feedback.events.first()
     event.at = feedback.created_at + timedelta(milliseconds=3012)
     event.save()
@@ -473,7 +471,7 @@ def test_over_the_rate_limit_htmx_gets_its_form_back_with_the_reason_in_its_lang
 @pytest.mark.django_db
 def test_the_admin_speaks_portuguese_too(admin_client):
     feedback = pt_feedback()
-    services.feedback_mark_failed(feedback_id=feedback.pk, reason="x")
+    delivery.feedback_mark_failed(feedback_id=feedback.pk, reason="x")
     admin_client.defaults.update(PT)
     html = admin_client.get("/admin/feedback/feedback/").content.decode()
     assert "Reenviar a confirmação dos feedbacks com falha selecionados" in html

@@ -13,7 +13,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from devtools.http_client import Visitor, watch_token
-from feedback import services
+from feedback import delivery, services
 from feedback.models import Feedback
 
 # -- The timeouts agree (a system check) -----------------------------------------
@@ -205,7 +205,7 @@ def test_a_535_for_our_credentials_fails_at_once_with_a_plain_reason(settings):
         }  # fmt: skip
         settings.FEEDBACK_SEND_DELAY = 0
         feedback = services.feedback_create(email="ada@example.com", message="Hi", enqueue=False)
-        result = services.feedback_deliver_in_request(feedback_id=feedback.pk)
+        result = delivery.feedback_deliver_in_request(feedback_id=feedback.pk)
     finally:
         controller.stop()
     assert tried  # the credentials were offered, and refused

@@ -16,7 +16,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
-from feedback import capacity, queue, services
+from feedback import capacity, delivery, queue, selectors
 from feedback.models import Feedback, Status
 from feedback.queue import Pace
 
@@ -88,7 +88,7 @@ def test_the_event_lists_the_head_of_the_line_and_counts_it_whole(settings):
     assert context["count"] == 5
     html, queued = queue.queue_render()
     assert queued == 5 and 'data-count="5"' in html
-    status = services.feedback_render_status(feedback=rows[4])
+    status = selectors.feedback_render_status(feedback=rows[4])
     assert 'data-ahead="4"' in status
     assert re.search(
         r'<span class="status__place-beyond" hidden>At least <span[^>]*>3</span>', status
@@ -98,16 +98,16 @@ def test_the_event_lists_the_head_of_the_line_and_counts_it_whole(settings):
 
 
 def test_the_wait_between_events_grows_with_the_line_so_frames_per_second_stay_bounded():
-    assert services.queue_event_interval(queued=0) == services.QUEUE_EVENT_INTERVAL
-    assert services.queue_event_interval(queued=1000) == 1000 / services.QUEUE_EVENT_FANOUT
+    assert queue.queue_event_interval(queued=0) == queue.QUEUE_EVENT_INTERVAL
+    assert queue.queue_event_interval(queued=1000) == 1000 / queue.QUEUE_EVENT_FANOUT
     for queued in (1, 10, 100, 1000, 100_000):
-        interval = services.queue_event_interval(queued=queued)
-        assert interval >= services.QUEUE_EVENT_INTERVAL
+        interval = queue.queue_event_interval(queued=queued)
+        assert interval >= queue.QUEUE_EVENT_INTERVAL
         # Each event goes to (at most) every queued watcher.
         frames = queued / interval
-        assert frames <= max(services.QUEUE_EVENT_FANOUT, queued / services.QUEUE_EVENT_INTERVAL)
-        if queued >= services.QUEUE_EVENT_FANOUT * services.QUEUE_EVENT_INTERVAL:
-            assert frames <= services.QUEUE_EVENT_FANOUT
+        assert frames <= max(queue.QUEUE_EVENT_FANOUT, queued / queue.QUEUE_EVENT_INTERVAL)
+        if queued >= queue.QUEUE_EVENT_FANOUT * queue.QUEUE_EVENT_INTERVAL:
+            assert frames <= queue.QUEUE_EVENT_FANOUT
 
 
 @pytest.mark.django_db
@@ -117,7 +117,7 @@ def test_after_an_event_counting_n_queued_the_next_is_not_due_before_n_over_fano
         Feedback(email=f"w{n}@example.com", message="Hi") for n in range(queued)
     )
     layer = get_channel_layer()
-    services.feedback_publish_queue()  # opens the layer's connection (see below)
+    queue.feedback_publish_queue()  # opens the layer's connection (see below)
     sends: list[str] = []
     original = layer.group_send
 
@@ -126,11 +126,11 @@ def test_after_an_event_counting_n_queued_the_next_is_not_due_before_n_over_fano
         return await original(group, message)
 
     monkeypatch.setattr(layer, "group_send", counting_group_send)
-    events = services._QueueEvents()
+    events = queue._QueueEvents()
     before = time.monotonic()
     events.changed()  # the first change after a quiet while: published at once
     assert sends == [queue.QUEUE_GROUP] and events._due is None
-    assert events._next >= before + queued / services.QUEUE_EVENT_FANOUT
+    assert events._next >= before + queued / queue.QUEUE_EVENT_FANOUT
     try:
         events.changed()  # within the interval: one event is due, none goes now
         events.changed()
@@ -255,7 +255,7 @@ def test_claims_publish_a_bounded_number_of_times_with_a_thousand_queued_watcher
 
     # A publish tries once more when it finds its kept connection closed (an
     # earlier test restarted Redis): open it first, so that retry is not counted.
-    services.feedback_publish_queue()
+    queue.feedback_publish_queue()
     monkeypatch.setattr(layer, "group_send", counting_group_send)
 
     loop = asyncio.new_event_loop()
@@ -264,14 +264,14 @@ def test_claims_publish_a_bounded_number_of_times_with_a_thousand_queued_watcher
         claimed = []
         for _ in range(claims):
             first = Feedback.objects.filter(status=Status.QUEUED).order_by("created_at").first()
-            assert services.feedback_claim(feedback_id=first.pk) is not None
+            assert delivery.feedback_claim(feedback_id=first.pk) is not None
             claimed.append(first.pk)
         heard = loop.run_until_complete(hear_all(layer, channels, line=watchers - claims))
         assert heard == watchers
         statuses = [group for group in sends if group != queue.QUEUE_GROUP]
         queue_events = sends.count(queue.QUEUE_GROUP)
         print(f"\n{claims} claims with {watchers} queued watchers: {len(sends)} group_send calls")
-        assert statuses == [services.status_group(pk) for pk in claimed]
+        assert statuses == [selectors.status_group(pk) for pk in claimed]
         assert 1 <= queue_events <= claims
     finally:
         loop.run_until_complete(leave(layer, channels))

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from devtools.smtp_sink import SmtpSink
 from django_celery import worker_liveness
-from feedback import services, tasks
+from feedback import selectors, services, sweeping, tasks
 from feedback.models import Feedback, FeedbackEvent
 from tests.support.layer import LayerListener
 from tests.support.waiting import wait_until
@@ -59,7 +59,7 @@ class GroupListener(LayerListener):
     """Everything published for one feedback, as its watchers would get it."""
 
     def __init__(self, feedback_id) -> None:
-        super().__init__(services.status_group(feedback_id))
+        super().__init__(selectors.status_group(feedback_id))
 
 
 def statuses(events: list[dict]) -> list[str]:
@@ -385,7 +385,7 @@ def test_the_hard_time_limit_ends_a_send_that_hangs_and_the_lease_brings_it_back
 
         assert statuses(events)[-1] == "sent"
         retrying = next(e["html"] for e in events if 'data-status="retrying"' in e["html"])
-        assert str(services.WORKER_LOST_REASON) in retrying
+        assert str(sweeping.WORKER_LOST_REASON) in retrying
         timeline = list(FeedbackEvent.objects.filter(feedback=feedback).values_list("status", "at"))
         assert [status for status, _ in timeline] == [
             "queued", "sending", "retrying", "sending", "sent"
@@ -532,7 +532,7 @@ def test_a_dead_worker_node_is_noticed_in_seconds_not_after_the_lease(
     print(f"\ndead worker node: {seen}, sent by the other node {recovered:.1f} s after the kill")
     assert seen[-1] == "sent"
     retrying = next(e["html"] for e in events if 'data-status="retrying"' in e["html"])
-    assert str(services.WORKER_LOST_REASON) in retrying
+    assert str(sweeping.WORKER_LOST_REASON) in retrying
     assert seen.index("retrying") < len(seen) - 1
     assert claimed_by(feedback.pk) == other.hostname
     assert recovered < 20  # the lease alone would take 75 s

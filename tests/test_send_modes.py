@@ -5,7 +5,7 @@ import re
 import pytest
 from django.core import mail
 
-from feedback import services
+from feedback import moves, queue
 from feedback.models import Feedback
 
 pytestmark = pytest.mark.django_db
@@ -133,6 +133,6 @@ def test_the_last_answers_are_kept_side_by_side_per_mode(client):
 def is_publish(callback) -> bool:
     # A status to its watchers, or the queue-wide event when a row leaves the line.
     return (
-        getattr(callback, "func", None) is services.feedback_publish
-        or callback is services.feedback_queue_changed
+        getattr(callback, "func", None) is moves.feedback_publish
+        or callback is queue.feedback_queue_changed
     )

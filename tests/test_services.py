@@ -5,7 +5,8 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from feedback import services
+from feedback import delivery, selectors, services, smtp, sweeping
+from feedback.mail import DeliveryError, build_confirmation_email
 from feedback.models import Feedback
 from feedback.timeline import feedback_timeline
 from tests.support.layer import LayerListener
@@ -34,19 +35,19 @@ def test_create_stores_a_queued_row_and_enqueues_after_commit(django_capture_on_
 
 def test_claim_moves_a_waiting_row_to_sending_once():
     feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
-    claimed = services.feedback_claim(feedback_id=feedback.pk)
+    claimed = delivery.feedback_claim(feedback_id=feedback.pk)
     assert claimed is not None
     assert claimed.status == Feedback.Status.SENDING
     assert claimed.attempts == 1
     assert claimed.version == 1
     # A second delivery of the same task finds nothing to claim.
-    assert services.feedback_claim(feedback_id=feedback.pk) is None
+    assert delivery.feedback_claim(feedback_id=feedback.pk) is None
 
 
 def test_a_sent_row_is_never_claimed_again():
     feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
-    services.feedback_mark_sent(feedback=services.feedback_claim(feedback_id=feedback.pk))
-    assert services.feedback_claim(feedback_id=feedback.pk) is None
+    delivery.feedback_mark_sent(feedback=delivery.feedback_claim(feedback_id=feedback.pk))
+    assert delivery.feedback_claim(feedback_id=feedback.pk) is None
     feedback.refresh_from_db()
     assert feedback.status == Feedback.Status.SENT
     assert feedback.sent_at is not None
@@ -55,15 +56,15 @@ def test_a_sent_row_is_never_claimed_again():
 @pytest.mark.django_db(transaction=True)  # published once committed: a real commit
 def test_each_change_is_saved_then_published_with_a_growing_version():
     feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
-    channel = listen(services.status_group(feedback.pk))
+    channel = listen(selectors.status_group(feedback.pk))
 
-    claimed = services.feedback_claim(feedback_id=feedback.pk)
+    claimed = delivery.feedback_claim(feedback_id=feedback.pk)
     first = receive(channel)
     assert first["type"] == "status.update"
     assert 'data-status="sending"' in first["html"]
     assert first["version"] == 1 and first["final"] is False
 
-    services.feedback_mark_failed(
+    delivery.feedback_mark_failed(
         feedback_id=claimed.pk, reason="The mail server refused the recipient address."
     )
     second = receive(channel)
@@ -80,15 +81,15 @@ def test_snapshot_of_a_valid_token_renders_the_current_state():
 
     feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
     session = {}
-    snapshot = services.feedback_snapshot(
+    snapshot = selectors.feedback_snapshot(
         feedback_token(feedback.pk, session=session), session=session
     )
     assert snapshot is not None
-    assert snapshot.group == services.status_group(feedback.pk)
+    assert snapshot.group == selectors.status_group(feedback.pk)
     assert 'data-status="queued"' in snapshot.html
     assert f'id="status-{feedback.pk}"' in snapshot.html
     assert snapshot.final is False
-    assert services.feedback_snapshot("forged:token", session=session) is None
+    assert selectors.feedback_snapshot("forged:token", session=session) is None
 
 
 def test_a_re_read_renders_only_a_state_newer_than_the_watchers(django_assert_num_queries):
@@ -104,7 +105,7 @@ def test_a_re_read_renders_only_a_state_newer_than_the_watchers(django_assert_nu
         unchanged = watch.resolve("feedback", token, session=session, newer_than=shown.version)
     assert unchanged.html == "" and unchanged.version == shown.version
     assert unchanged.group == shown.group and unchanged.final is False
-    services.feedback_claim(feedback_id=feedback.pk)
+    delivery.feedback_claim(feedback_id=feedback.pk)
     newer = watch.resolve("feedback", token, session=session, newer_than=shown.version)
     assert newer.version > shown.version and 'data-status="sending"' in newer.html
     assert watch.resolve("feedback", "forged:token", session=session, newer_than=0) is None
@@ -112,7 +113,7 @@ def test_a_re_read_renders_only_a_state_newer_than_the_watchers(django_assert_nu
 
 def test_confirmation_email_quotes_the_message():
     feedback = Feedback.objects.create(email="ada@example.com", message="Line one\nLine two")
-    email = services.build_confirmation_email(feedback=feedback)
+    email = build_confirmation_email(feedback=feedback)
     assert email.to == ["ada@example.com"]
     assert "> Line one\n> Line two" in email.body
     assert email.extra_headers["Message-ID"].startswith(f"<feedback-{feedback.pk}@")
@@ -121,13 +122,13 @@ def test_confirmation_email_quotes_the_message():
 def test_each_status_change_is_recorded_with_its_time_for_the_timeline(settings):
     settings.FEEDBACK_SEND_DELAY = 0
     feedback = services.feedback_create(email="ada@example.com", message="Hi", enqueue=False)
-    services.feedback_deliver(feedback_id=feedback.pk)
+    delivery.feedback_deliver(feedback_id=feedback.pk)
     events = list(feedback.events.all())
     assert [event.status for event in events] == ["queued", "sending", "sent"]
     assert events[0].at == feedback.created_at
     assert events[0].at <= events[1].at <= events[2].at
     # The rendered status carries the timeline: every step done, with its time.
-    html = services.feedback_render_status(feedback=Feedback.objects.get(pk=feedback.pk))
+    html = selectors.feedback_render_status(feedback=Feedback.objects.get(pk=feedback.pk))
     assert html.count('data-state="done"') == 3
     assert html.count('class="timeline__time"') == 3
 
@@ -141,7 +142,7 @@ def test_the_timeline_shows_what_is_still_ahead():
         ("sent", "next"),
     ]
     assert steps[0].since_submit == "+0 ms" and steps[1].since_submit == ""
-    services.feedback_mark_failed(feedback_id=feedback.pk, reason="No.")
+    delivery.feedback_mark_failed(feedback_id=feedback.pk, reason="No.")
     steps = feedback_timeline(feedback=Feedback.objects.get(pk=feedback.pk))
     assert [(step.status, step.state) for step in steps] == [("queued", "done"), ("failed", "done")]
 
@@ -174,9 +175,9 @@ def test_a_row_without_events_still_shows_its_status():
     ],
 )
 def test_smtp_errors_are_classified_transient_or_permanent(error, transient):
-    assert services.is_transient_send_error(error) is transient
-    assert services.describe_send_error(error)  # always a reason in plain words
-    assert "Traceback" not in services.describe_send_error(error)
+    assert smtp.is_transient_send_error(error) is transient
+    assert smtp.describe_send_error(error)  # always a reason in plain words
+    assert "Traceback" not in smtp.describe_send_error(error)
 
 
 def test_a_send_error_becomes_a_delivery_error_that_says_if_it_is_transient(settings, smtp_server):
@@ -184,24 +185,24 @@ def test_a_send_error_becomes_a_delivery_error_that_says_if_it_is_transient(sett
     use_smtp(settings, smtp_server)
     feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
     smtp_server.fail_next(1, code=451, text="Greylisted, try again")
-    with pytest.raises(services.DeliveryError) as transient:
-        services.feedback_deliver(feedback_id=feedback.pk)
+    with pytest.raises(DeliveryError) as transient:
+        delivery.feedback_deliver(feedback_id=feedback.pk)
     assert transient.value.transient is True
     assert "451" in transient.value.reason
 
     smtp_server.fail_next(1, code=550, text="No such user", stage="MAIL")
-    with pytest.raises(services.DeliveryError) as permanent:
-        services.feedback_send_email(feedback=feedback)
+    with pytest.raises(DeliveryError) as permanent:
+        delivery.feedback_send_email(feedback=feedback)
     assert permanent.value.transient is False
 
 
 @pytest.mark.django_db(transaction=True)  # published once committed: a real commit
 def test_mark_retrying_stores_the_reason_and_when_the_next_attempt_runs():
     feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
-    services.feedback_claim(feedback_id=feedback.pk)
-    channel = listen(services.status_group(feedback.pk))
+    delivery.feedback_claim(feedback_id=feedback.pk)
+    channel = listen(selectors.status_group(feedback.pk))
     at = timezone.now().replace(microsecond=0) + timedelta(seconds=30)
-    services.feedback_mark_retrying(
+    delivery.feedback_mark_retrying(
         feedback_id=feedback.pk, reason="The mail server closed the connection.", next_retry_at=at
     )
     feedback.refresh_from_db()
@@ -214,7 +215,7 @@ def test_mark_retrying_stores_the_reason_and_when_the_next_attempt_runs():
         f'Attempt 2 at <time datetime="{at.isoformat()}">{at:%H:%M:%S} UTC</time>' in update["html"]
     )
     # A retrying row is waiting: the next delivery claims it.
-    assert services.feedback_claim(feedback_id=feedback.pk).attempts == 2
+    assert delivery.feedback_claim(feedback_id=feedback.pk).attempts == 2
 
 
 # -- Send once -----------------------------------------------------------------
@@ -230,17 +231,17 @@ def age(feedback: Feedback, seconds: float) -> None:
 def test_a_row_being_sent_is_not_claimed_until_its_lease_ran_out(settings):
     settings.FEEDBACK_SENDING_LEASE = 60
     feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
-    services.feedback_claim(feedback_id=feedback.pk)
+    delivery.feedback_claim(feedback_id=feedback.pk)
     age(feedback, 30)
-    assert services.feedback_claim(feedback_id=feedback.pk) is None  # its worker may be alive
+    assert delivery.feedback_claim(feedback_id=feedback.pk) is None  # its worker may be alive
     age(feedback, 61)
-    reclaimed = services.feedback_claim(feedback_id=feedback.pk)  # its worker died
+    reclaimed = delivery.feedback_claim(feedback_id=feedback.pk)  # its worker died
     assert reclaimed is not None and reclaimed.attempts == 2
 
 
 def test_the_claim_notes_which_worker_node_made_it():
     feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
-    claimed = services.feedback_claim(feedback_id=feedback.pk, worker="worker@node-1")
+    claimed = delivery.feedback_claim(feedback_id=feedback.pk, worker="worker@node-1")
     assert claimed.claimed_by == "worker@node-1"
 
 
@@ -248,32 +249,32 @@ def test_the_sweeper_takes_back_at_once_a_row_whose_worker_node_is_dead(settings
     settings.FEEDBACK_SENDING_LEASE = 600
     feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
     # A node that never beat and answers no ping (there is no worker in this test).
-    services.feedback_claim(feedback_id=feedback.pk, worker="gone@nowhere")
-    assert services.feedback_requeue_stuck() == [feedback.pk]  # and enqueued once committed
+    delivery.feedback_claim(feedback_id=feedback.pk, worker="gone@nowhere")
+    assert sweeping.feedback_requeue_stuck() == [feedback.pk]  # and enqueued once committed
     feedback.refresh_from_db()
-    assert (feedback.status, feedback.failure_reason) == ("retrying", services.WORKER_LOST_REASON)
+    assert (feedback.status, feedback.failure_reason) == ("retrying", sweeping.WORKER_LOST_REASON)
 
 
 def test_a_row_claimed_in_a_web_request_waits_for_its_lease(settings):
     settings.FEEDBACK_SENDING_LEASE = 600
     feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
-    services.feedback_claim(feedback_id=feedback.pk)  # no worker node: the old way
-    assert services.feedback_requeue_stuck() == []
+    delivery.feedback_claim(feedback_id=feedback.pk)  # no worker node: the old way
+    assert sweeping.feedback_requeue_stuck() == []
     assert Feedback.objects.get(pk=feedback.pk).status == "sending"
 
 
 def test_a_sent_row_is_never_claimed_however_old():
     feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
-    services.feedback_mark_sent(feedback=services.feedback_claim(feedback_id=feedback.pk))
+    delivery.feedback_mark_sent(feedback=delivery.feedback_claim(feedback_id=feedback.pk))
     age(feedback, 10**6)
-    assert services.feedback_claim(feedback_id=feedback.pk) is None
+    assert delivery.feedback_claim(feedback_id=feedback.pk) is None
 
 
 def test_deliver_twice_sends_one_email(settings):
     settings.FEEDBACK_SEND_DELAY = 0
     feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
-    assert services.feedback_deliver(feedback_id=feedback.pk) is not None
-    assert services.feedback_deliver(feedback_id=feedback.pk) is None
+    assert delivery.feedback_deliver(feedback_id=feedback.pk) is not None
+    assert delivery.feedback_deliver(feedback_id=feedback.pk) is None
     assert len(mail.outbox) == 1
 
 
@@ -291,7 +292,7 @@ def test_a_failure_while_closing_after_the_server_accepted_is_not_a_failed_send(
         raise TimeoutError("timed out saying goodbye")
 
     monkeypatch.setattr(smtplib.SMTP, "quit", quit_times_out)
-    sent = services.feedback_deliver(feedback_id=feedback.pk)
+    sent = delivery.feedback_deliver(feedback_id=feedback.pk)
     assert sent is not None and sent.status == Feedback.Status.SENT
     assert len(smtp_server.messages) == 1
 
@@ -326,7 +327,7 @@ def test_the_sweeper_requeues_what_nothing_else_will_pick_up(
     age(failed, 10**5)
 
     with django_capture_on_commit_callbacks() as callbacks:
-        requeued = services.feedback_requeue_stuck()
+        requeued = sweeping.feedback_requeue_stuck()
     assert set(requeued) == {stuck_queued.pk, lost_retry.pk, dead_send.pk}
     # three enqueues; the two dead sends' moves, published; "fail" may leave the
     # queue, so it also publishes one queue-wide event
@@ -334,7 +335,7 @@ def test_the_sweeper_requeues_what_nothing_else_will_pick_up(
 
     dead_send.refresh_from_db()
     assert dead_send.status == Feedback.Status.RETRYING
-    assert dead_send.failure_reason == services.WORKER_LOST_REASON
+    assert dead_send.failure_reason == sweeping.WORKER_LOST_REASON
     dead_last_send.refresh_from_db()
     assert dead_last_send.status == Feedback.Status.FAILED
     for untouched in (fresh_queued, waiting_retry, live_send, sent, failed):
@@ -344,7 +345,7 @@ def test_the_sweeper_requeues_what_nothing_else_will_pick_up(
 
     # The next sweep does not repeat this one's work.
     with django_capture_on_commit_callbacks() as callbacks:
-        assert services.feedback_requeue_stuck() == []
+        assert sweeping.feedback_requeue_stuck() == []
     assert callbacks == []
 
 

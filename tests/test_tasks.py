@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone, translation
 
-from feedback import services, tasks
+from feedback import delivery, queue, services, tasks
 from feedback.models import Feedback
 from feedback.tasks import send_feedback_email
 
@@ -194,8 +194,8 @@ def test_one_email_takes_six_statements_and_the_queue_event_three(
     status partial's timeline once committed; no read of the language before the claim.
     The claim also changes the line: the queue-wide event (published at once here;
     coalesced to a few per second in a drain) reads it."""
-    monkeypatch.setattr(services, "QUEUE_EVENT_INTERVAL", 0)  # published now, on this thread
-    services._queue_events.forget()  # nothing left due from an earlier test
+    monkeypatch.setattr(queue, "QUEUE_EVENT_INTERVAL", 0)  # published now, on this thread
+    queue._queue_events.forget()  # nothing left due from an earlier test
     feedback = services.feedback_create(email="ada@example.com", message="Hi", enqueue=False)
 
     with CaptureQueriesContext(connection) as captured:
@@ -226,9 +226,9 @@ def test_the_task_speaks_the_feedbacks_language_without_reading_it_first(
     assert feedback.status == Feedback.Status.RETRYING
     assert feedback.failure_reason.endswith("É temporário: vamos tentar de novo.")
     with translation.override("en"):
-        assert services.feedback_claim(feedback_id=feedback.pk).step == "Preparando sua confirmação"
+        assert delivery.feedback_claim(feedback_id=feedback.pk).step == "Preparando sua confirmação"
     with translation.override("pt-br"):
-        claimed = services.feedback_claim(feedback_id=english.pk)
+        claimed = delivery.feedback_claim(feedback_id=english.pk)
     assert claimed.step == "Preparing your confirmation"
 
 
@@ -236,7 +236,7 @@ def test_a_database_without_returning_still_gets_the_moved_row(monkeypatch):
     monkeypatch.setattr(connection.features, "can_return_rows_from_update", False)
     feedback = make_feedback()
     with CaptureQueriesContext(connection) as captured:
-        claimed = services.feedback_claim(feedback_id=feedback.pk, worker="w@h/1")
+        claimed = delivery.feedback_claim(feedback_id=feedback.pk, worker="w@h/1")
     assert (claimed.status, claimed.attempts, claimed.claimed_by) == ("sending", 1, "w@h/1")
     assert "SELECT feedback_feedback" in statements(captured)  # read after the UPDATE
-    assert services.feedback_claim(feedback_id=feedback.pk) is None
+    assert delivery.feedback_claim(feedback_id=feedback.pk) is None

@@ -1,4 +1,4 @@
-"""The state machine: the table in feedback/transitions.py, made by services.feedback_move.
+"""The state machine: the table in feedback/transitions.py, made by moves.feedback_move.
 
 Every allowed move works; every other is refused and changes nothing (not the
 row, not the version, no event, no publish). A move is published once its
@@ -14,7 +14,7 @@ from django.db.models import Q
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
-from feedback import services, transitions
+from feedback import delivery, moves, selectors, transitions
 from feedback.models import Feedback, FeedbackEvent, Status
 from feedback.transitions import MOVES, NOW
 from tests.support.layer import LayerListener
@@ -107,10 +107,10 @@ def test_an_allowed_move_changes_the_row_records_and_publishes_once(
     move = MOVES[name]
     feedback = make(status)
     events = FeedbackEvent.objects.filter(feedback=feedback)
-    listener = LayerListener(services.status_group(feedback.pk))
+    listener = LayerListener(selectors.status_group(feedback.pk))
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        moved = services.feedback_move(name, feedback_id=feedback.pk, **given(name))
+        moved = moves.feedback_move(name, feedback_id=feedback.pk, **given(name))
 
     assert moved is not None
     stored = Feedback.objects.get(pk=feedback.pk)
@@ -144,10 +144,10 @@ def test_any_other_move_is_refused_and_changes_nothing(
     feedback = make(status)
     before = model_to_dict(Feedback.objects.get(pk=feedback.pk))
     updated_at = Feedback.objects.get(pk=feedback.pk).updated_at
-    listener = LayerListener(services.status_group(feedback.pk))
+    listener = LayerListener(selectors.status_group(feedback.pk))
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        moved = services.feedback_move(name, feedback_id=feedback.pk, **given(name))
+        moved = moves.feedback_move(name, feedback_id=feedback.pk, **given(name))
 
     assert moved is None
     stored = Feedback.objects.get(pk=feedback.pk)
@@ -163,17 +163,17 @@ def test_any_other_move_is_refused_and_changes_nothing(
 def test_a_condition_of_the_caller_can_refuse_a_move_too():
     feedback = make(Status.SENDING)
     stale = Q(version=2)
-    assert services.feedback_move("sent", feedback_id=feedback.pk, where=stale) is None
+    assert moves.feedback_move("sent", feedback_id=feedback.pk, where=stale) is None
     assert Feedback.objects.get(pk=feedback.pk).status == Status.SENDING
 
 
 @pytest.mark.django_db
 def test_a_move_given_the_wrong_values_is_a_programming_error():
     feedback = make(Status.SENDING)
-    with pytest.raises(services.MoveError):
-        services.feedback_move("retry", feedback_id=feedback.pk, failure_reason="No time.")
-    with pytest.raises(services.MoveError):
-        services.feedback_move("sent", feedback_id=feedback.pk, step="Sneaked in")
+    with pytest.raises(moves.MoveError):
+        moves.feedback_move("retry", feedback_id=feedback.pk, failure_reason="No time.")
+    with pytest.raises(moves.MoveError):
+        moves.feedback_move("sent", feedback_id=feedback.pk, step="Sneaked in")
     assert Feedback.objects.get(pk=feedback.pk).version == 3
 
 
@@ -187,9 +187,9 @@ class RolledBack(Exception):
 @pytest.mark.django_db(transaction=True)
 def test_a_move_in_a_transaction_that_rolls_back_publishes_nothing():
     feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
-    listener = LayerListener(services.status_group(feedback.pk))
+    listener = LayerListener(selectors.status_group(feedback.pk))
     with pytest.raises(RolledBack), transaction.atomic():
-        assert services.feedback_claim(feedback_id=feedback.pk) is not None
+        assert delivery.feedback_claim(feedback_id=feedback.pk) is not None
         raise RolledBack
     with pytest.raises(TimeoutError):
         listener.receive(timeout=2 * QUIET)
@@ -203,9 +203,9 @@ def test_a_move_in_a_transaction_that_commits_publishes_once_after_the_commit():
     failed = Feedback.objects.create(
         email="ada@example.com", message="Hi", status=Status.FAILED, failure_reason="No."
     )
-    listener = LayerListener(services.status_group(failed.pk))
+    listener = LayerListener(selectors.status_group(failed.pk))
     with transaction.atomic():
-        assert services.feedback_move("resend", feedback_id=failed.pk) is not None
+        assert moves.feedback_move("resend", feedback_id=failed.pk) is not None
         with pytest.raises(TimeoutError):
             listener.receive(timeout=QUIET)  # not yet: nothing is committed
     update = listener.receive(timeout=10)

@@ -16,7 +16,7 @@ from celery.exceptions import Retry
 from django.utils import timezone
 
 from devtools.http_client import Visitor, status_of, watch_token
-from feedback import services
+from feedback import delivery, services
 from feedback.models import Feedback, Status
 from feedback.tasks import send_feedback_email
 from feedback.tokens import feedback_token
@@ -47,10 +47,10 @@ def submit(client, settings, mode: str = "async"):
 def test_no_claim_before_the_undo_window_ends():
     feedback = services.feedback_create(email="ada@example.com", message="Hi", enqueue=False,
                                         undo_seconds=60)  # fmt: skip
-    assert services.feedback_claim(feedback_id=feedback.pk) is None
+    assert delivery.feedback_claim(feedback_id=feedback.pk) is None
     assert Feedback.objects.get(pk=feedback.pk).status == Status.QUEUED
     Feedback.objects.filter(pk=feedback.pk).update(undo_until=timezone.now() - timedelta(seconds=1))
-    assert services.feedback_claim(feedback_id=feedback.pk) is not None
+    assert delivery.feedback_claim(feedback_id=feedback.pk) is not None
 
 
 @pytest.mark.django_db

@@ -303,9 +303,9 @@ def accounted(sent: dict[int, float], shown: list[tuple[int | None, float]]) -> 
 
 def scenario_push(stack: BenchStack, url: str, sizes: Sizes, *, browser: bool) -> dict:
     """4. Publish -> frame, change -> frame and change -> poll (2 s, the page's), under load."""
+    from feedback.delivery import feedback_claim, feedback_mark_progress
     from feedback.models import Feedback
     from feedback.selectors import feedback_render_status, status_group
-    from feedback.services import feedback_claim, feedback_mark_progress
     from realtime.publish import publish
 
     stack.fresh_queue()

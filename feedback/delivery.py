@@ -1,0 +1,174 @@
+"""Delivery: claim a feedback, send its confirmation, record how it went.
+
+The one send path, for the Celery worker and for the web request of the old
+way alike. Each status change is a move (moves.feedback_move).
+"""
+
+import logging
+import time
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Case, Value, When
+from django.utils import timezone, translation
+from django.utils.translation import gettext_lazy as _
+
+from .mail import DeliveryError, log_failed_attempt, send_confirmation
+from .models import Feedback
+from .moves import feedback_move
+from .transitions import WAITING, claimable
+
+logger = logging.getLogger(__name__)
+
+
+# What the page shows while the (simulated) slow mail service works. Stored on
+# the row as text, in the feedback's language (see feedback_in_language and
+# in_row_language).
+SEND_STEPS = (
+    _("Preparing your confirmation"),
+    _("Connecting to the mail server"),
+    _("Handing the message over"),
+)
+
+
+class TooEarly(Exception):
+    """The feedback's undo window is still open: no worker may send it for `wait` seconds."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"undo window open for {wait:.1f} s more")
+        self.wait = wait
+
+
+def feedback_in_language(*, feedback_id: uuid.UUID | str) -> translation.override:
+    """Speak the feedback's language (the one it was submitted in) inside the block.
+
+    What is written for the person while it is sent (its step, a failure's
+    reason) is stored as text in that language, whatever the process's own.
+    """
+    language = Feedback.objects.filter(pk=feedback_id).values_list("language", flat=True).first()
+    return translation.override(language or settings.LANGUAGE_CODE)
+
+
+def in_row_language(text: str) -> Case:
+    """`text` (a lazy translation) in the language of the row it is written to.
+
+    The database picks the translation, so a write in the person's language
+    (the claim's first step) needs no read of the row before it. A language
+    this site does not speak gets LANGUAGE_CODE's, as feedback_in_language does.
+    """
+    spoken = []
+    for code, _name in settings.LANGUAGES:
+        with translation.override(code):
+            spoken.append(When(language=code, then=Value(str(text))))
+    with translation.override(settings.LANGUAGE_CODE):
+        return Case(*spoken, default=Value(str(text)))
+
+
+def feedback_deliver_in_request(*, feedback_id: uuid.UUID | str) -> Feedback:
+    """Deliver now, in the caller's process, and end in a final state like the task does."""
+    with feedback_in_language(feedback_id=feedback_id):
+        try:
+            feedback_deliver(feedback_id=feedback_id)
+        except DeliveryError as error:
+            attempt = Feedback.objects.values_list("attempts", flat=True).get(pk=feedback_id)
+            log_failed_attempt(
+                feedback_id=feedback_id, error=error, attempt=attempt, retrying=False
+            )
+            feedback_mark_failed(feedback_id=feedback_id, reason=error.reason_for(retrying=False))
+    return Feedback.objects.get(pk=feedback_id)
+
+
+def feedback_claim(*, feedback_id: uuid.UUID | str, worker: str = "") -> Feedback | None:
+    """Move a waiting feedback to `sending`; None if there is nothing to claim.
+
+    A conditional update (no lock is held across the SMTP call), so two
+    deliveries of the same task cannot both claim the row, a row being sent
+    is left to its sender, and a row already sent is never sent again. A
+    live send changes its row at least once per FEEDBACK_SENDING_LEASE (the
+    task's hard time limit ends it before then), so a `sending` row left
+    untouched for longer has no one working on it and may be claimed.
+
+    `worker` is the claiming Celery node's name (empty in a web request): if
+    that node dies, the sweeper sees it and takes the row back in seconds.
+    """
+    now = timezone.now()
+    lease = now - timedelta(seconds=settings.FEEDBACK_SENDING_LEASE)
+    return feedback_move(
+        "claim",
+        feedback_id=feedback_id,
+        where=claimable(lease_ended_before=lease, now=now),
+        step=in_row_language(SEND_STEPS[0]),
+        claimed_by=worker,
+    )
+
+
+def feedback_undo_wait(*, feedback_id: uuid.UUID | str) -> float:
+    """Seconds until a waiting feedback's undo window ends (0 if it has, or it is not waiting)."""
+    row = Feedback.objects.filter(pk=feedback_id, status__in=WAITING).first()
+    if row is None or row.undo_until is None:
+        return 0.0
+    return max(0.0, (row.undo_until - timezone.now()).total_seconds())
+
+
+def feedback_mark_progress(
+    *, feedback_id: uuid.UUID | str, step: str, progress: int
+) -> Feedback | None:
+    return feedback_move("progress", feedback_id=feedback_id, step=step, progress=progress)
+
+
+def feedback_send_email(*, feedback: Feedback) -> None:
+    """Send the confirmation, showing progress during the simulated delay.
+
+    Raises DeliveryError (mail.send_confirmation) when the send failed.
+    """
+    delay = settings.FEEDBACK_SEND_DELAY
+    if delay > 0:
+        for index, step in enumerate(SEND_STEPS):
+            if index:
+                progress = round(100 * index / len(SEND_STEPS))
+                feedback_mark_progress(feedback_id=feedback.pk, step=str(step), progress=progress)
+            time.sleep(delay / len(SEND_STEPS))
+    send_confirmation(feedback=feedback)
+
+
+def feedback_deliver(*, feedback_id: uuid.UUID | str, worker: str = "") -> Feedback | None:
+    """Claim, send and mark sent: the one send path, for the worker and the web alike.
+
+    Returns None when there was nothing to send (already sent, or being sent
+    by another delivery). Raises DeliveryError when sending failed; the
+    caller decides between retrying and `feedback_mark_failed`.
+    """
+    feedback = feedback_claim(feedback_id=feedback_id, worker=worker)
+    if feedback is None:
+        wait = feedback_undo_wait(feedback_id=feedback_id)
+        if wait > 0:  # delivered early (a redelivery, the sweeper): not yet
+            raise TooEarly(wait)
+        return None
+    # Its steps and a failure's reason in the person's language: the claimed row says which.
+    with translation.override(feedback.language or settings.LANGUAGE_CODE):
+        feedback_send_email(feedback=feedback)
+        return feedback_mark_sent(feedback=feedback)
+
+
+def feedback_mark_sent(*, feedback: Feedback) -> Feedback:
+    sent = feedback_move("sent", feedback_id=feedback.pk)
+    if sent is None:  # taken from its sender meanwhile (lease ran out): the row says what happens
+        logger.warning("Feedback %s was sent but is no longer `sending`", feedback.pk)
+        return Feedback.objects.get(pk=feedback.pk)
+    return sent
+
+
+def feedback_mark_failed(*, feedback_id: uuid.UUID | str, reason: str) -> Feedback:
+    failed = feedback_move("fail", feedback_id=feedback_id, failure_reason=reason[:300])
+    return failed or Feedback.objects.get(pk=feedback_id)
+
+
+def feedback_mark_retrying(
+    *, feedback_id: uuid.UUID | str, reason: str, next_retry_at: datetime
+) -> Feedback:
+    """Record a failed attempt that will be tried again at `next_retry_at`."""
+    retrying = feedback_move(
+        "retry", feedback_id=feedback_id, failure_reason=reason[:300], next_retry_at=next_retry_at
+    )
+    return retrying or Feedback.objects.get(pk=feedback_id)
