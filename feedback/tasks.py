@@ -5,15 +5,14 @@ from datetime import timedelta
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_ready, worker_shutting_down
 from django.conf import settings
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_celery import worker_liveness
+from workers.presence import claimer
 
-from . import capacity, delivery, sweeping
+from . import delivery, sweeping
 from .mail import DeliveryError, log_failed_attempt
 from .models import Feedback
 
@@ -40,7 +39,7 @@ def send_feedback_email(self: Task, feedback_id: str) -> None:
     # What the person reads (steps, reasons) is in their language, not the
     # worker's: feedback_deliver speaks the claimed row's, _retry_or_fail too.
     try:
-        worker = worker_liveness.claimer(self.request.hostname) if self.request.hostname else ""
+        worker = claimer(self.request.hostname) if self.request.hostname else ""
         delivery.feedback_deliver(feedback_id=feedback_id, worker=worker)
     except delivery.TooEarly as early:
         raise self.retry(countdown=early.wait) from None
@@ -93,22 +92,3 @@ def requeue_stuck_feedback() -> int:
 def take_back_abandoned_feedback() -> int:
     """The sweeper's `sending` part, run by beat on its own queue (FEEDBACK_SWEEP_QUEUE)."""
     return len(sweeping.feedback_take_back_abandoned())
-
-
-# -- How many processes consume (feedback/capacity.py): wiring of the worker's own timer.
-
-
-@worker_ready.connect
-def announce_worker(sender, **kwargs) -> None:  # sender: the worker's Consumer
-    node, processes = sender.hostname, sender.controller.concurrency
-
-    def announce() -> None:
-        capacity.workers_announce(node=node, processes=processes)
-
-    announce()
-    sender.timer.call_repeatedly(capacity.ANNOUNCE_EVERY, announce)
-
-
-@worker_shutting_down.connect
-def forget_worker(sender, **kwargs) -> None:  # sender: the node's name
-    capacity.workers_forget(node=str(sender))
