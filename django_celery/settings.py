@@ -403,10 +403,12 @@ REALTIME_CONNECTS_PER_SECOND = env.float("REALTIME_CONNECTS_PER_SECOND", 10)
 # (RedisChannelLayer.brpop_timeout), and redis-py 8 reads every reply within
 # 5 s by default: on a busy machine the empty answer to an idle wait came a
 # little late, the read timed out, and the socket's consumer died (close 1011,
-# every later update lost). Its reads get REDIS_TIMEOUT past the wait.
+# every later update lost). Its reads get room past the wait: as long again, plus
+# REDIS_TIMEOUT.
+CORE_LAYER_BLOCKING_POP = 5  # RedisChannelLayer's default brpop_timeout
 CHANNEL_LAYER_HOST = {"address": REDIS_URL, "socket_connect_timeout": REDIS_TIMEOUT}
 if CHANNEL_LAYER == "core":
-    CHANNEL_LAYER_HOST["socket_timeout"] = 5 + REDIS_TIMEOUT
+    CHANNEL_LAYER_HOST["socket_timeout"] = 2 * CORE_LAYER_BLOCKING_POP + REDIS_TIMEOUT
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": CHANNEL_LAYER_BACKENDS[CHANNEL_LAYER],
