@@ -111,8 +111,7 @@ class FeedbackAdmin(admin.ModelAdmin):
 
     @admin.action(
         permissions=["move"],
-        description=_("Resend the confirmation (failed feedback only)"),
-        description_plural=_("Resend the confirmation of selected failed feedback"),
+        description=_("Resend the confirmation of selected failed feedback"),
         location=[ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM],
     )
     def resend(self, request: HttpRequest, queryset: QuerySet[Feedback]) -> None:
@@ -138,7 +137,8 @@ class FeedbackAdmin(admin.ModelAdmin):
 
     @admin.action(
         permissions=["move"],
-        description=_("Cancel: no email is sent (Undo, Stop trying)"),
+        # The public page's words (Undo is Stop trying before the first attempt).
+        description=_("Stop trying"),
         location=ActionLocation.CHANGE_FORM,
     )
     def cancel(self, request: HttpRequest, queryset: QuerySet[Feedback]) -> None:
