@@ -55,6 +55,10 @@ class FeedbackAdmin(admin.ModelAdmin):
     list_filter = ["status", "language"]
     search_fields = ["email"]
     date_hierarchy = "created_at"
+
+    class Media:
+        # The badge and the card in the admin's colours (the list and the change page).
+        css = {"all": ["css/admin.css"]}
     actions = ["resend", "cancel"]
     # Every field, shown; none is editable (has_change_permission).
     fields = [
