@@ -272,3 +272,21 @@ def test_a_non_staff_session_cannot_watch_what_the_admin_page_watches(
     assert "/admin/login/" in visitor.url
     assert visitor.goto(f"{server.url}/feedback/{token}/").status == 404
     visitor.context.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_cards_undo_button_cancels_from_the_change_page(
+    browser_page, start_daphne, django_user_model
+):
+    django_user_model.objects.create_superuser("admin", "admin@example.com", PASSWORD)
+    waiting = services.feedback_create(
+        email="ada@example.com", message="Hi", enqueue=False, undo_seconds=600
+    )
+    server = start_daphne()
+    page = browser_page
+    log_in(page, server.url, change_url(waiting))
+    page.locator("[data-watch]").get_by_role("button", name="Undo").click()
+    expect(page.get_by_text("Cancelled: no email was sent.").first).to_be_visible()
+    expect(card_status(page)).to_have_attribute("data-status", "cancelled")
+    waiting.refresh_from_db()
+    assert waiting.status == "cancelled"
