@@ -59,29 +59,12 @@ class FeedbackAdmin(admin.ModelAdmin):
     class Media:
         # The badge and the card in the admin's colours (the list and the change page).
         css = {"all": ["css/admin.css"]}
+
     actions = ["resend", "cancel"]
-    # Every field, shown; none is editable (has_change_permission).
-    fields = [
-        "id",
-        "email",
-        "message",
-        "status",
-        "language",
-        "time_zone",
-        "progress",
-        "step",
-        "attempts",
-        "claimed_by",
-        "claimed_at",
-        "failure_reason",
-        "next_retry_at",
-        "undo_until",
-        "version",
-        "created_at",
-        "updated_at",
-        "sent_at",
+    # Every column, shown (a new one too); none is editable (has_change_permission).
+    fields = readonly_fields = [
+        field.name for field in Feedback._meta.get_fields() if field.concrete
     ]
-    readonly_fields = fields
 
     # -- The record: read, never written -------------------------------------------
 

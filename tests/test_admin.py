@@ -9,7 +9,7 @@ from django.test import Client
 from playwright.sync_api import expect
 
 from feedback import services
-from feedback.models import Feedback, FeedbackEvent
+from feedback.models import Feedback, FeedbackEvent, Status
 from feedback.moves import feedback_move
 from feedback.tokens import feedback_id_from_token
 from realtime.consumers import HEARTBEAT, REFUSED
@@ -35,6 +35,15 @@ def sent_feedback() -> Feedback:
     feedback = services.feedback_create(email="ada@example.com", message="Hi", enqueue=False)
     feedback_move("claim", feedback_id=feedback.pk, step="", claimed_by="worker1@host")
     return feedback_move("sent", feedback_id=feedback.pk)
+
+
+def failed_feedback() -> Feedback:
+    """Failed after its attempts (how it failed is the delivery's business, not the admin's)."""
+    feedback = Feedback.objects.create(
+        email="ada@example.com", message="Hi", status=Status.FAILED, attempts=5
+    )
+    FeedbackEvent.objects.create(feedback=feedback, status=Status.FAILED)
+    return feedback
 
 
 def test_resend_action_queues_failed_feedback_again_and_leaves_the_rest(
@@ -129,8 +138,7 @@ def test_a_feedback_still_on_its_way_is_not_deleted(admin_client):
 
 def test_delete_leaves_a_row_that_is_no_longer_final():
     """The service checks again under a lock: a row resent since the page was drawn stays."""
-    failed = services.feedback_create(email="f@example.com", message="Hi", enqueue=False)
-    feedback_move("fail", feedback_id=failed.pk, failure_reason="refused")
+    failed = failed_feedback()
     cancelled = services.feedback_create(email="c@example.com", message="Hi", enqueue=False)
     services.feedback_cancel(feedback_id=cancelled.pk)
     feedback_move("resend", feedback_id=failed.pk)
@@ -172,6 +180,10 @@ def test_the_change_page_shows_the_card_watched_with_a_token_of_this_session(
     # Every field, its timeline, and the status card with its watch.
     for shown in ("ada@example.com", "worker1@host", str(feedback.pk)):
         assert shown in page
+    for column in Feedback._meta.get_fields():
+        if column.concrete:
+            assert f"field-{column.name}" in page, column.name
+    assert "<textarea" not in page and 'type="text"' not in page and 'type="email"' not in page
     assert f'id="status-{feedback.pk}"' in page and 'data-status="sent"' in page
     assert 'id="live"' in page and "js/live.js" in page
     token = re.search(r'data-watch="feedback/([^"]+)"', page).group(1)
@@ -202,8 +214,7 @@ def test_resend_from_the_change_page_goes_queued_then_sent_live(
     browser_page, start_worker, start_daphne, smtp_server, django_user_model
 ):
     django_user_model.objects.create_superuser("admin", "admin@example.com", PASSWORD)
-    failed = services.feedback_create(email="ada@example.com", message="Hi", enqueue=False)
-    feedback_move("fail", feedback_id=failed.pk, failure_reason="refused")
+    failed = failed_feedback()
     # Slow enough that the page drawn after the resend shows it on its way.
     start_worker(FEEDBACK_SEND_DELAY=3)
     server = start_daphne()
@@ -222,7 +233,7 @@ def test_resend_from_the_change_page_goes_queued_then_sent_live(
     expect(page.locator("#live")).to_have_text("Live")
     assert len(smtp_server.wait_for(1)) == 1
     steps = list(failed.events.values_list("status", flat=True))
-    assert steps == ["queued", "failed", "queued", "sending", "sent"]
+    assert steps == ["failed", "queued", "sending", "sent"]
 
 
 WATCH_ONCE = """async ([path, token]) => {
