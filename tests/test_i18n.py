@@ -28,6 +28,7 @@ from feedback.answers import Stopwatch
 from feedback.mail import DeliveryError, build_confirmation_email
 from feedback.models import Feedback, SendMode
 from feedback.selectors import feedback_render_status
+from feedback.wording import Failure, Reason
 from tests.support.po import messages, read_po
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -392,26 +393,34 @@ def test_the_email_is_in_the_feedbacks_language_whatever_is_active():
 
 
 @pytest.mark.django_db
-def test_the_status_is_rendered_in_the_feedbacks_language_and_time_zone():
+def test_the_status_is_rendered_in_its_readers_language_and_its_senders_time_zone():
     feedback = pt_feedback()
     at = timezone.now().replace(microsecond=0) + timedelta(seconds=30)
-    with delivery.feedback_in_language(feedback_id=feedback.pk):
-        delivery.feedback_claim(feedback_id=feedback.pk)
-        error = DeliveryError(smtp.describe_send_error(OSError()), cause=OSError(), transient=True)
-        reason = error.reason_for(retrying=True)
-    delivery.feedback_mark_retrying(feedback_id=feedback.pk, reason=reason, next_retry_at=at)
+    delivery.feedback_claim(feedback_id=feedback.pk)
+    error = DeliveryError(smtp.describe_send_error(OSError()), cause=OSError(), transient=True)
+    delivery.feedback_mark_retrying(
+        feedback_id=feedback.pk, reason=error.reason_for(retrying=True), next_retry_at=at
+    )
     feedback.refresh_from_db()
-    with translation.override("en"):
-        html = feedback_render_status(feedback=feedback)
     local = timezone.localtime(at, timezone=zoneinfo.ZoneInfo("America/Sao_Paulo"))
+    shown = f'<time datetime="{local.isoformat()}">{local:%H:%M:%S} America/Sao_Paulo</time>'
+    with translation.override("pt-br"):
+        html = feedback_render_status(feedback=feedback)
     assert "Tentando de novo" in html
     assert (
         "A tentativa 1 não deu certo: Não foi possível falar com o servidor de e-mail. "
         "É temporário: vamos tentar de novo."
     ) in html
-    shown = f'<time datetime="{local.isoformat()}">{local:%H:%M:%S} America/Sao_Paulo</time>'
     assert f"Tentativa 2 às {shown}." in html
     assert "Parar de tentar" in html and 'aria-label="Linha do tempo"' in html
+    # The same row, read by an English page: English, the sender's time zone still.
+    with translation.override("en"):
+        html = feedback_render_status(feedback=feedback)
+    assert (
+        "Attempt 1 did not go through: The mail server could not be reached. "
+        "This is temporary: it will be tried again."
+    ) in html
+    assert f"Attempt 2 at {shown}." in html and "Tentando" not in html
 
 
 @pytest.mark.django_db
@@ -422,7 +431,8 @@ def test_numbers_follow_the_language():
     event.at = feedback.created_at + timedelta(milliseconds=3012)
     event.save()
     feedback.events.create(status="cancelled", at=feedback.created_at + timedelta(seconds=4.5))
-    html = feedback_render_status(feedback=Feedback.objects.get(pk=feedback.pk))
+    with translation.override("pt-br"):
+        html = feedback_render_status(feedback=Feedback.objects.get(pk=feedback.pk))
     assert "+4,50 s" in html and "(desfeito)" in html
     with translation.override("pt-br"):
         page = render_to_string(
@@ -471,7 +481,7 @@ def test_over_the_rate_limit_htmx_gets_its_form_back_with_the_reason_in_its_lang
 @pytest.mark.django_db
 def test_the_admin_speaks_portuguese_too(admin_client):
     feedback = pt_feedback()
-    delivery.feedback_mark_failed(feedback_id=feedback.pk, reason="x")
+    delivery.feedback_mark_failed(feedback_id=feedback.pk, reason=Failure(Reason.NOT_SENT))
     admin_client.defaults.update(PT)
     html = admin_client.get("/admin/feedback/feedback/").content.decode()
     assert "Reenviar a confirmação dos feedbacks com falha selecionados" in html
