@@ -5,6 +5,7 @@ submitted in; only the mail server's own answer is kept as it sent it.
 """
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from django.db import models
@@ -47,7 +48,7 @@ class Reason(models.TextChoices):
     WORKER_LOST = "worker-lost", _("The worker stopped before it finished.")
 
 
-class Outcome(models.TextChoices):
+class Outcome(StrEnum):
     """What happens after the failed attempt (said after its reason)."""
 
     RETRYING = "retrying"  # it will be tried again
