@@ -1,9 +1,9 @@
 """A row's step and failure reason become codes and data (feedback/wording.py), said at render.
 
 Rows written before kept them as text in their submitter's language (English or
-Brazilian Portuguese): each is read back into a code. A reason's own words go
-(a generic one stands in), its server answer (code and text) and what came after
-(tried again, given up) stay.
+Brazilian Portuguese): each is read back into its code, with the server's answer (code and
+text) and what came after (tried again, given up). Text it does not know becomes the
+generic reason ("The email could not be sent.").
 """
 
 import re
@@ -19,11 +19,41 @@ STEPS = {
     "Handing the message over": "handing-over",
     "Entregando a mensagem": "handing-over",
 }
-REASONS = {
+# The stage a server's answer came at ("<stage>: <code> <text>.").
+STAGES = {
+    "The mail server refused the connection": "smtp-connect",
+    "O servidor de e-mail recusou a conexão": "smtp-connect",
+    "The mail server refused our greeting (EHLO)": "smtp-helo",
+    "O servidor de e-mail recusou nossa saudação (EHLO)": "smtp-helo",
+    "The mail server refused the sender address": "smtp-sender",
+    "O servidor de e-mail recusou o endereço do remetente": "smtp-sender",
+    "The mail server refused the recipient address": "smtp-recipient",
+    "O servidor de e-mail recusou o endereço do destinatário": "smtp-recipient",
+    "The mail server refused the message": "smtp-data",
+    "O servidor de e-mail recusou a mensagem": "smtp-data",
+    "The mail server did not accept our credentials": "smtp-auth",
+    "O servidor de e-mail não aceitou nossas credenciais": "smtp-auth",
+}
+# Reasons without a server's answer.
+PLAIN = {
+    "The address has non-ASCII characters before the @, and the mail server does not accept "
+    "such addresses (no SMTPUTF8).": "no-smtputf8",
+    "O endereço tem caracteres não ASCII antes do @, e o servidor de e-mail não aceita esse "
+    "tipo de endereço (sem SMTPUTF8).": "no-smtputf8",
+    "The mail server did not answer in time.": "timed-out",
+    "O servidor de e-mail não respondeu a tempo.": "timed-out",
+    "The mail server closed the connection.": "closed",
+    "O servidor de e-mail fechou a conexão.": "closed",
+    "The mail server refused the connection.": "refused",
+    "O servidor de e-mail recusou a conexão.": "refused",
+    "The mail server could not be reached.": "unreachable",
+    "Não foi possível falar com o servidor de e-mail.": "unreachable",
+    "The email address cannot be used.": "bad-address",
+    "Este endereço de e-mail não pode ser usado.": "bad-address",
+    "Sending took too long; the mail server may be overloaded.": "too-long",
+    "O envio demorou demais; o servidor de e-mail pode estar sobrecarregado.": "too-long",
     "The worker stopped before it finished.": "worker-lost",
     "O worker parou antes de terminar.": "worker-lost",
-    "Sending took too long": "too-long",
-    "O envio demorou demais": "too-long",
 }
 OUTCOMES = [
     (re.compile(r" (This is temporary|É temporário)"), "retrying"),
@@ -45,13 +75,12 @@ def as_codes(text: str) -> tuple[str, dict]:
             if outcome == "gave-up":
                 detail["attempts"] = int(found.group(2))
             break
-    said = text[:cut]
-    reason = next((code for words, code in REASONS.items() if said.startswith(words)), "")
+    said = text[:cut].strip()
     answer = ANSWER.search(said)
-    if not reason and answer:
-        reason = "smtp-answer"
-        detail.update(smtp_code=int(answer.group(1)), smtp_text=answer.group(2) or "")
-    return reason or "not-sent", detail
+    if answer is None:
+        return PLAIN.get(said, "not-sent"), detail
+    detail.update(smtp_code=int(answer.group(1)), smtp_text=answer.group(2) or "")
+    return STAGES.get(said[: answer.start()], "smtp-answer"), detail
 
 
 def words_to_codes(apps, schema_editor):
