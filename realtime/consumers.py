@@ -176,8 +176,8 @@ class WatchingConsumer(AsyncWebsocketConsumer):
 
         Channels' own dispatch first closes old database connections on the
         process's one database thread: a frame, which touches no database, would
-        wait there behind every watch being read (docs/decisions/, "frames skip
-        the database thread").
+        wait there behind every watch being read
+        (docs/decisions/*-a-card-in-its-readers-language.md).
         """
         if message["type"] == EVENT_TYPE:
             await self.status_update(message)
