@@ -5,6 +5,7 @@ is live, watched with a token bound to the staff member's own session."""
 import re
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.test import Client
 from playwright.sync_api import expect
 
@@ -301,3 +302,22 @@ def test_the_cards_undo_button_cancels_from_the_change_page(
     expect(card_status(page)).to_have_attribute("data-status", "cancelled")
     waiting.refresh_from_db()
     assert waiting.status == "cancelled"
+
+
+def test_staff_who_may_only_view_make_no_move(client, django_user_model):
+    viewer = django_user_model.objects.create_user("viewer", password=PASSWORD, is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_feedback"))
+    client.force_login(viewer)
+    waiting = services.feedback_create(
+        email="w@example.com", message="Hi", enqueue=False, undo_seconds=60
+    )
+    failed = failed_feedback()
+    assert client.get(change_url(waiting)).status_code == 200
+    for feedback, action in ((waiting, "cancel"), (failed, "resend")):
+        client.post(
+            change_url(feedback),
+            {"CHANGE_FORM-action": action, "_selected_action": str(feedback.pk)},
+        )
+    client.post(LIST, {"action": "resend", "_selected_action": [str(failed.pk)]})
+    statuses = dict(Feedback.objects.values_list("pk", "status"))
+    assert statuses == {waiting.pk: "queued", failed.pk: "failed"}
