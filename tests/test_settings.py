@@ -68,7 +68,11 @@ def test_production_refuses_any_host():
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("DJANGO_DEBUG", "ture"), ("REALTIME_WATCHES_PER_SOCKET", "50x"), ("FEEDBACK_SWEEP_INTERVAL", "five")],
+    [
+        ("DJANGO_DEBUG", "ture"),
+        ("REALTIME_WATCHES_PER_SOCKET", "50x"),
+        ("FEEDBACK_SWEEP_INTERVAL", "five"),
+    ],
 )
 def test_a_bad_value_stops_the_start_never_a_silent_default(variable, value):
     result = manage("check", **{variable: value})
