@@ -5,14 +5,13 @@ import signal
 from workers import presence
 
 
-def test_a_living_node_answers_with_its_life_and_pool_size(start_worker):
+def test_a_living_node_answers_with_its_life(start_worker):
     worker = start_worker(concurrency=2)
     present = presence.workers_present(nodes=[worker.hostname])
     assert present is not None and set(present) == {worker.hostname}
-    answer = present[worker.hostname]
-    assert answer.processes == 2
-    assert answer.life
-    assert presence.dead_workers([worker.hostname, f"{worker.hostname}/{answer.life}"]) == set()
+    life = present[worker.hostname]
+    assert life
+    assert presence.dead_workers([worker.hostname, f"{worker.hostname}/{life}"]) == set()
 
 
 def test_a_killed_node_is_dead(start_worker):
@@ -32,13 +31,13 @@ def test_a_node_nobody_has_heard_of_is_dead():
 def test_a_node_restarted_under_the_same_name_ends_its_previous_life(start_worker):
     worker = start_worker()
     name = worker.hostname
-    first = f"{name}/{presence.workers_present(nodes=[name])[name].life}"
+    first = f"{name}/{presence.workers_present(nodes=[name])[name]}"
     assert presence.dead_workers([first]) == set()
     worker.kill_group(signal.SIGKILL)
     worker.wait(10)
     worker.start()  # the same command line: the same node name, at once
     assert worker.hostname == name
-    second = f"{name}/{presence.workers_present(nodes=[name])[name].life}"
+    second = f"{name}/{presence.workers_present(nodes=[name])[name]}"
     assert second != first
     # What the first life claimed is taken back at once; the new life keeps its own.
     assert presence.dead_workers([first, second]) == {first}

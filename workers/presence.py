@@ -1,11 +1,11 @@
 """Which Celery worker nodes live, and how many processes each runs: Celery's remote control.
 
-One mechanism: a broadcast of the `presence` command (a custom inspect command, Celery's
-public extension point) that every living node's main process answers, with its life and
-its pool size. The main process is not the one that runs tasks, so a node busy with slow
-sends still answers. A beat job takes a census every WORKER_CENSUS_SECONDS and keeps it in
-Django's cache, for readers that cannot wait for a broadcast (the queue's pace, read on
-every status render).
+One mechanism, two of its commands, each answered by every living node's main process (not
+the pool that sends, so a node busy with slow sends still answers):
+- `presence`, a custom inspect command (Celery's public extension point): the node's life;
+- Celery's own `stats`: its pool size. A beat job takes this census every
+  WORKER_CENSUS_SECONDS and keeps it in Django's cache, for readers that cannot wait for a
+  broadcast (the queue's pace, read on every status render).
 
 Node names are usually stable (``-n worker@%h``), so a node that crashed and was restarted
 at once answers under the same name. Each start of a node is therefore a *life* with an id
@@ -17,7 +17,6 @@ import logging
 import os
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from celery import current_app, signals
 from celery.worker.control import inspect_command
@@ -32,12 +31,6 @@ LIFE_ENV = "CELERY_WORKER_LIFE"
 CENSUS_KEY = "workers:census"
 
 
-@dataclass(frozen=True)
-class Presence:
-    life: str
-    processes: int
-
-
 @signals.worker_init.connect
 def begin_life(**kwargs) -> None:
     os.environ[LIFE_ENV] = secrets.token_hex(6)
@@ -49,9 +42,8 @@ def this_life() -> str:
 
 @inspect_command()
 def presence(state, **kwargs) -> dict:
-    """This node's life and pool size (the pool's size as Celery's own `stats` reports it)."""
-    pool = state.consumer.controller.stats().get("pool", {})
-    return {"life": this_life(), "processes": int(pool.get("max-concurrency") or 1)}
+    """This node's life."""
+    return {"life": this_life()}
 
 
 def claimer(hostname: str) -> str:
@@ -64,21 +56,15 @@ def node_of(claimer: str) -> str:
     return claimer.rpartition("/")[0] if "/" in claimer else claimer
 
 
-def workers_present(
-    *, nodes: list[str] | None = None, limit: int | None = None
-) -> dict[str, Presence] | None:
-    """The nodes that answer within WORKER_PRESENCE_TIMEOUT; None when they cannot be asked.
-
-    `nodes`: ask only these, and stop as soon as all of them answered; `limit`: stop at
-    that many answers.
-    """
+def _ask(command: str, *, nodes: list[str] | None = None, limit: int | None = None):
+    """Each answering node's reply to `command`, by node name; None when they cannot be asked."""
     app = current_app
     try:
         # A connection of its own: a pooled one may be a dead one left from before a Redis
         # restart, and waiting for replies must not hold one that submissions enqueue through.
         with app.connection_for_write() as connection:
             replies = app.control.broadcast(
-                "presence",
+                command,
                 reply=True,
                 destination=nodes,
                 limit=len(nodes) if nodes else limit,
@@ -89,19 +75,37 @@ def workers_present(
         logger.warning("worker presence: could not ask the workers", exc_info=True)
         return None
     return {
-        node: Presence(life=str(answer.get("life", "")), processes=int(answer.get("processes", 1)))
+        node: answer
         for reply in replies or ()
         for node, answer in reply.items()
         if isinstance(answer, dict)
     }
 
 
-def workers_census() -> int | None:
-    """Ask every node, and keep the sum of their processes for `workers_processes`."""
-    present = workers_present()
-    if present is None:
+def workers_present(
+    *, nodes: list[str] | None = None, limit: int | None = None
+) -> dict[str, str] | None:
+    """The life of each node that answers within WORKER_PRESENCE_TIMEOUT, by node name;
+    None when they cannot be asked.
+
+    `nodes`: ask only these, and stop as soon as all of them answered; `limit`: stop at
+    that many answers.
+    """
+    answers = _ask("presence", nodes=nodes, limit=limit)
+    if answers is None:
         return None
-    census = sum(each.processes for each in present.values())
+    return {node: str(answer.get("life", "")) for node, answer in answers.items()}
+
+
+def workers_census() -> int | None:
+    """Ask every node its pool size (Celery's `stats`), and keep the sum for
+    `workers_processes`."""
+    answers = _ask("stats")
+    if answers is None:
+        return None
+    census = sum(
+        int(answer.get("pool", {}).get("max-concurrency") or 1) for answer in answers.values()
+    )
     cache.set(CENSUS_KEY, census, timeout=settings.WORKER_CENSUS_MAX_AGE)
     return census
 
@@ -129,7 +133,7 @@ def dead_workers(claimers: Iterable[str]) -> set[str]:
         return set()
     dead = set()
     for name in candidates:
-        answer = present.get(node_of(name))
-        if answer is None or ("/" in name and name.rpartition("/")[2] != answer.life):
+        life = present.get(node_of(name))
+        if life is None or ("/" in name and name.rpartition("/")[2] != life):
             dead.add(name)
     return dead
