@@ -22,9 +22,11 @@ from workers.presence import workers_present
 
 logger = logging.getLogger(__name__)
 
-# Seconds a request waits for the check another request is running. All three checks
-# together take at most about the cache's socket timeout plus WORKER_PRESENCE_TIMEOUT.
-WAIT_FOR_RUNNING_CHECK = 4.0
+
+def wait_for_running_check() -> float:
+    """Seconds a request waits for the check another request is running: the three checks
+    together take at most about a Redis timeout and the workers' (the database's is short)."""
+    return settings.REDIS_TIMEOUT + settings.WORKER_PRESENCE_TIMEOUT + 1
 
 
 @dataclass
@@ -107,7 +109,7 @@ class _Cached:
     def get(self) -> tuple[bool, dict]:
         if report := self.fresh():
             return report
-        if not self.refreshing.acquire(timeout=WAIT_FOR_RUNNING_CHECK):
+        if not self.refreshing.acquire(timeout=wait_for_running_check()):
             return BUSY
         try:
             if report := self.fresh():  # made by the request we waited for
