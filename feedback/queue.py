@@ -1,8 +1,8 @@
 """Your place in the queue: how many are sent before a queued feedback, and when it starts.
 
 Measured, not assumed: the time one send takes is the mean of the last sends
-(claim to sent), the number of workers is what the workers announce
-(capacity.py). The line drains at `workers / send time` per second, so a
+(claim to sent), the number of worker processes is the last census
+(workers/presence.py). The line drains at `workers / send time` per second, so a
 feedback with `ahead` others before it starts in about
 
     max(0, ahead + busy - workers + 1) * send_seconds / workers
@@ -31,8 +31,8 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from realtime.publish import broadcast
+from workers.presence import workers_processes
 
-from .capacity import workers_consuming
 from .models import Feedback, Status
 from .transitions import HELD
 
@@ -95,7 +95,7 @@ def measured_send_seconds() -> float | None:
 
 def queue_pace() -> Pace:
     busy = Feedback.objects.filter(status=HELD).count()
-    workers = workers_consuming() or max(1, busy)
+    workers = workers_processes() or max(1, busy)
     return Pace(workers=workers, busy=busy, send_seconds=measured_send_seconds())
 
 

@@ -57,7 +57,6 @@ def take_submission(request: HtmxHttpRequest) -> HttpResponse:
             language=translation.get_language(),
             time_zone=timezone.get_current_timezone_name(),
         )
-    request.session.cycle_key()  # watch rights go to this session: a planted key loses them
     submissions_remember(request.session, feedback_id=feedback.pk)
     token = feedback_token(feedback.pk, session=request.session)
     if not request.htmx:

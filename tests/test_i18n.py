@@ -39,7 +39,7 @@ each_catalogue = pytest.mark.parametrize("po", CATALOGUES, ids=lambda po: po.par
 # What makemessages reads: the project minus what is not the app (the Makefile's
 # `messages` target ignores the same).
 NOT_THE_APP = {".git", ".venv", "tests", "devtools", "docs", "deploy", "staticfiles", "var"}
-APP_PACKAGES = ["django_celery", "feedback", "health", "outbox", "realtime"]
+APP_PACKAGES = ["django_celery", "feedback", "health", "outbox", "realtime", "web", "workers"]
 
 PT = {"HTTP_ACCEPT_LANGUAGE": "pt-BR,pt;q=0.9,en;q=0.5"}
 EN = {"HTTP_ACCEPT_LANGUAGE": "en-US,en;q=0.9"}
@@ -499,7 +499,7 @@ def test_a_time_zone_cookie_is_checked_by_loading_that_zone_alone(monkeypatch):
     """Never by listing the zone database (a second of CPU, once per process)."""
     import zoneinfo
 
-    from django_celery.time_zone import time_zone_name
+    from web.time_zone import time_zone_name
 
     def listed():
         raise AssertionError("the whole zone database was read")
