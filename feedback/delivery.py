@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy as _
 from .mail import DeliveryError, log_failed_attempt, send_confirmation
 from .models import Feedback
 from .moves import feedback_move
-from .transitions import WAITING, claimable
+from .transitions import WAITING, MoveName, claimable
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def feedback_claim(*, feedback_id: uuid.UUID | str, worker: str = "") -> Feedbac
     now = timezone.now()
     lease = now - timedelta(seconds=settings.FEEDBACK_SENDING_LEASE)
     return feedback_move(
-        "claim",
+        MoveName.CLAIM,
         feedback_id=feedback_id,
         where=claimable(lease_ended_before=lease, now=now),
         step=in_row_language(SEND_STEPS[0]),
@@ -114,7 +114,7 @@ def feedback_undo_wait(*, feedback_id: uuid.UUID | str) -> float:
 def feedback_mark_progress(
     *, feedback_id: uuid.UUID | str, step: str, progress: int
 ) -> Feedback | None:
-    return feedback_move("progress", feedback_id=feedback_id, step=step, progress=progress)
+    return feedback_move(MoveName.PROGRESS, feedback_id=feedback_id, step=step, progress=progress)
 
 
 def feedback_send_email(*, feedback: Feedback) -> None:
@@ -152,7 +152,7 @@ def feedback_deliver(*, feedback_id: uuid.UUID | str, worker: str = "") -> Feedb
 
 
 def feedback_mark_sent(*, feedback: Feedback) -> Feedback:
-    sent = feedback_move("sent", feedback_id=feedback.pk)
+    sent = feedback_move(MoveName.SENT, feedback_id=feedback.pk)
     if sent is None:  # taken from its sender meanwhile (lease ran out): the row says what happens
         logger.warning("Feedback %s was sent but is no longer `sending`", feedback.pk)
         return Feedback.objects.get(pk=feedback.pk)
@@ -160,7 +160,7 @@ def feedback_mark_sent(*, feedback: Feedback) -> Feedback:
 
 
 def feedback_mark_failed(*, feedback_id: uuid.UUID | str, reason: str) -> Feedback:
-    failed = feedback_move("fail", feedback_id=feedback_id, failure_reason=reason[:300])
+    failed = feedback_move(MoveName.FAIL, feedback_id=feedback_id, failure_reason=reason[:300])
     return failed or Feedback.objects.get(pk=feedback_id)
 
 
@@ -169,6 +169,9 @@ def feedback_mark_retrying(
 ) -> Feedback:
     """Record a failed attempt that will be tried again at `next_retry_at`."""
     retrying = feedback_move(
-        "retry", feedback_id=feedback_id, failure_reason=reason[:300], next_retry_at=next_retry_at
+        MoveName.RETRY,
+        feedback_id=feedback_id,
+        failure_reason=reason[:300],
+        next_retry_at=next_retry_at,
     )
     return retrying or Feedback.objects.get(pk=feedback_id)

@@ -16,10 +16,10 @@ from django.utils import timezone
 
 from realtime.publish import publish
 
-from .models import Feedback, FeedbackEvent, Status
+from .models import Feedback, FeedbackEvent
 from .queue import feedback_queue_changed
 from .selectors import feedback_render_status, status_group
-from .transitions import MOVES, NOW, is_final
+from .transitions import MOVES, NOW, MoveName, is_final
 
 
 class MoveError(TypeError):
@@ -27,7 +27,7 @@ class MoveError(TypeError):
 
 
 def feedback_move(
-    name: str, *, feedback_id: uuid.UUID | str, where: Q | None = None, **given: Any
+    name: MoveName, *, feedback_id: uuid.UUID | str, where: Q | None = None, **given: Any
 ) -> Feedback | None:
     """Make the move `name` of transitions.MOVES on one row; the row after it, or None if refused.
 
@@ -57,9 +57,9 @@ def feedback_move(
             FeedbackEvent.objects.create(feedback=feedback, status=feedback.status, at=now)
         # robust: the move is committed whatever happens to its publishing (a hint).
         transaction.on_commit(partial(feedback_publish, feedback=feedback), robust=True)
-        if Status.QUEUED in move.source:
-            # The line changed: one queue-wide event, from which every queued
-            # page computes its own place (never one publish per watcher).
+        if move.changes_line:
+            # One queue-wide event, from which every page in the line computes
+            # its own place (never one publish per watcher).
             transaction.on_commit(feedback_queue_changed, robust=True)
     return feedback
 

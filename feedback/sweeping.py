@@ -13,7 +13,7 @@ from django_celery.worker_liveness import dead_workers
 
 from .models import Feedback
 from .moves import enqueue_on_commit, feedback_move
-from .transitions import HELD, WAITING
+from .transitions import HELD, WAITING, MoveName
 
 logger = logging.getLogger(__name__)
 
@@ -80,9 +80,11 @@ def feedback_take_back_abandoned(*, now: datetime | None = None) -> list[uuid.UU
         with translation.override(language):
             reason = str(WORKER_LOST_REASON)
         if attempts >= settings.FEEDBACK_MAX_ATTEMPTS:
-            feedback_move("fail", feedback_id=feedback_id, where=unchanged, failure_reason=reason)
+            feedback_move(
+                MoveName.FAIL, feedback_id=feedback_id, where=unchanged, failure_reason=reason
+            )
         elif feedback_move(
-            "retry",
+            MoveName.RETRY,
             feedback_id=feedback_id,
             where=unchanged,
             failure_reason=reason,

@@ -14,9 +14,9 @@ from django.db.models import Q
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
-from feedback import delivery, moves, selectors, transitions
+from feedback import delivery, moves, queue, selectors, transitions
 from feedback.models import Feedback, FeedbackEvent, Status
-from feedback.transitions import MOVES, NOW
+from feedback.transitions import MOVES, NOW, MoveName
 from tests.support.layer import LayerListener
 
 # What each move's caller gives it (transitions.Move.takes), by field.
@@ -84,6 +84,13 @@ def test_what_is_read_from_the_table():
     assert final == {Status.SENT, Status.FAILED, Status.CANCELLED}
     assert waiting == {Status.QUEUED, Status.RETRYING}
     assert transitions.HELD == Status.SENDING
+    in_line, taken_back, gave_up = transitions.IN_LINE, transitions.TAKEN_BACK, transitions.GAVE_UP
+    assert in_line == {Status.QUEUED}
+    assert transitions.GOAL == Status.SENT
+    assert taken_back == {Status.CANCELLED}
+    assert gave_up == {Status.FAILED}
+    changing_the_line = {name for name, move in MOVES.items() if move.changes_line}
+    assert changing_the_line == {"claim", "fail", "cancel", "resend"}
     assert transitions.ahead(Status.QUEUED) == [Status.SENDING, Status.SENT]
     assert transitions.ahead(Status.RETRYING) == [Status.SENDING, Status.SENT]
     assert transitions.ahead(Status.SENDING) == [Status.SENT]
@@ -126,8 +133,8 @@ def test_an_allowed_move_changes_the_row_records_and_publishes_once(
     recorded = [event.status for event in events]
     assert recorded == ([move.target] if move.records_event else [])
 
-    # Its status, and when it leaves the queue, one queue-wide event (feedback/queue.py).
-    assert len(callbacks) == 1 + (Status.QUEUED in move.source)
+    # Its status, and when it may leave or enter the line, one queue-wide event (feedback/queue.py).
+    assert len(callbacks) == 1 + move.changes_line
     update = listener.receive(timeout=10)
     assert update["version"] == 4
     assert f'data-status="{move.target}"' in update["html"]
@@ -160,10 +167,18 @@ def test_any_other_move_is_refused_and_changes_nothing(
 
 
 @pytest.mark.django_db
+def test_a_resend_re_enters_the_line_so_the_line_is_told(django_capture_on_commit_callbacks):
+    failed = make(Status.FAILED)
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert moves.feedback_move(MoveName.RESEND, feedback_id=failed.pk) is not None
+    assert queue.feedback_queue_changed in callbacks
+
+
+@pytest.mark.django_db
 def test_a_condition_of_the_caller_can_refuse_a_move_too():
     feedback = make(Status.SENDING)
     stale = Q(version=2)
-    assert moves.feedback_move("sent", feedback_id=feedback.pk, where=stale) is None
+    assert moves.feedback_move(MoveName.SENT, feedback_id=feedback.pk, where=stale) is None
     assert Feedback.objects.get(pk=feedback.pk).status == Status.SENDING
 
 
@@ -171,9 +186,9 @@ def test_a_condition_of_the_caller_can_refuse_a_move_too():
 def test_a_move_given_the_wrong_values_is_a_programming_error():
     feedback = make(Status.SENDING)
     with pytest.raises(moves.MoveError):
-        moves.feedback_move("retry", feedback_id=feedback.pk, failure_reason="No time.")
+        moves.feedback_move(MoveName.RETRY, feedback_id=feedback.pk, failure_reason="No time.")
     with pytest.raises(moves.MoveError):
-        moves.feedback_move("sent", feedback_id=feedback.pk, step="Sneaked in")
+        moves.feedback_move(MoveName.SENT, feedback_id=feedback.pk, step="Sneaked in")
     assert Feedback.objects.get(pk=feedback.pk).version == 3
 
 
@@ -205,7 +220,7 @@ def test_a_move_in_a_transaction_that_commits_publishes_once_after_the_commit():
     )
     listener = LayerListener(selectors.status_group(failed.pk))
     with transaction.atomic():
-        assert moves.feedback_move("resend", feedback_id=failed.pk) is not None
+        assert moves.feedback_move(MoveName.RESEND, feedback_id=failed.pk) is not None
         with pytest.raises(TimeoutError):
             listener.receive(timeout=QUIET)  # not yet: nothing is committed
     update = listener.receive(timeout=10)
