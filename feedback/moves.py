@@ -9,6 +9,7 @@ import uuid
 from functools import partial
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q, QuerySet
@@ -98,16 +99,16 @@ def feedback_publish(*, feedback: Feedback) -> bool:
     )
 
 
-def enqueue(feedback_id: uuid.UUID | str, countdown: float = 0) -> None:
-    from .tasks import send_feedback_email
+# Sent by name: the task module imports the services, so they need not import it.
+SEND_TASK = "feedback.tasks.send_feedback_email"
 
+
+def enqueue(feedback_id: uuid.UUID | str, countdown: float = 0) -> None:
     # A bounded wait for a pooled broker connection (Celery's own waits for
     # ever): past it, LimitExceeded leaves the row queued for the sweeper.
-    with send_feedback_email.app.pool.acquire(
-        block=True, timeout=settings.FEEDBACK_ENQUEUE_WAIT
-    ) as connection:
-        send_feedback_email.apply_async(
-            args=(str(feedback_id),), countdown=countdown or None, connection=connection
+    with current_app.pool.acquire(block=True, timeout=settings.FEEDBACK_ENQUEUE_WAIT) as connection:
+        current_app.send_task(
+            SEND_TASK, args=(str(feedback_id),), countdown=countdown or None, connection=connection
         )
 
 

@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone, translation
 
-from feedback import delivery, queue, services, tasks
+from feedback import delivery, moves, queue, services, tasks
 from feedback.models import Feedback
 from feedback.tasks import send_feedback_email
 
@@ -29,6 +29,10 @@ def smtp_settings(settings, smtp_server):
     settings.FEEDBACK_SEND_DELAY = 0
     settings.DEFAULT_FROM_EMAIL = "Feedback <feedback@example.org>"
     return settings
+
+
+def test_the_services_enqueue_the_task_by_its_name():
+    assert send_feedback_email.name == moves.SEND_TASK
 
 
 def test_the_task_sends_the_confirmation_over_smtp_and_marks_it_sent(smtp_settings, smtp_server):
