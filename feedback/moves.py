@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
@@ -65,29 +65,50 @@ def feedback_move(
     return feedback
 
 
-# Every column, in the order Model.from_db takes them.
-_ROW = Feedback._meta.concrete_fields
-
-
 def _update_returning(
     changed: QuerySet[Feedback], *, feedback_id: uuid.UUID | str, **values: Any
 ) -> Feedback | None:
     """`changed.update(**values)` on the one row `feedback_id`, returning it as it is after.
 
-    One statement, ``UPDATE … RETURNING`` (PostgreSQL, SQLite), where update()
-    and a read after it were two: the read was a third of a move's SQL.
-    Django's update() returns only a count; QuerySet._update is what
-    Model.save() uses for the same (fields as (field, model, value) triples;
-    the returned columns come back with their converters applied). A backend
-    without RETURNING gets empty rows back: the row is then read after.
+    One statement where update() and a read after it were two (the read was a
+    third of a move's SQL): ``UPDATE … FROM (the row, chosen and locked by the
+    ORM) … RETURNING`` (PostgreSQL; SQLite 3.35 and later), through raw(),
+    which converts the returned columns as a query does. Under PostgreSQL's
+    READ COMMITTED, the chosen row, if changed meanwhile, is checked against
+    the conditions again (FOR UPDATE), as update()'s own WHERE is; its
+    expressions (an increment) are computed there too, on that version.
     """
-    fields = [(Feedback._meta.get_field(name), None, value) for name, value in values.items()]
-    rows = changed.filter(pk=feedback_id)._update(fields, returning_fields=_ROW)
-    if not rows:
-        return None
-    if not rows[0]:
-        return Feedback.objects.get(pk=feedback_id)
-    return Feedback.from_db(changed.db, [field.attname for field in _ROW], rows[0])
+    connection = connections[changed.db]
+    quote = connection.ops.quote_name
+    meta = Feedback._meta
+    computed = {
+        f"new_{name}": value
+        for name, value in values.items()
+        if hasattr(value, "resolve_expression")
+    }
+    chosen = (
+        changed.filter(pk=feedback_id)
+        .select_for_update()
+        .order_by()
+        .values(moved_id=F("pk"), **computed)
+    )
+    select, select_params = chosen.query.sql_with_params()
+    assignments, params = [], []
+    for name, value in values.items():
+        field = meta.get_field(name)
+        if f"new_{name}" in computed:
+            assignments.append(f"{quote(field.column)} = moved.{quote(f'new_{name}')}")
+        else:
+            assignments.append(f"{quote(field.column)} = %s")
+            params.append(field.get_db_prep_save(value, connection=connection))
+    table = quote(meta.db_table)
+    returning = ", ".join(quote(field.column) for field in meta.concrete_fields)
+    sql = (
+        f"UPDATE {table} SET {', '.join(assignments)} FROM ({select}) AS moved"
+        f" WHERE {table}.{quote(meta.pk.column)} = moved.moved_id RETURNING {returning}"
+    )
+    moved = list(Feedback.objects.db_manager(changed.db).raw(sql, [*params, *select_params]))
+    return moved[0] if moved else None
 
 
 def feedback_publish(*, feedback: Feedback) -> bool:

@@ -234,13 +234,3 @@ def test_the_task_speaks_the_feedbacks_language_without_reading_it_first(
     with translation.override("pt-br"):
         claimed = delivery.feedback_claim(feedback_id=english.pk)
     assert claimed.step == "Preparing your confirmation"
-
-
-def test_a_database_without_returning_still_gets_the_moved_row(monkeypatch):
-    monkeypatch.setattr(connection.features, "can_return_rows_from_update", False)
-    feedback = make_feedback()
-    with CaptureQueriesContext(connection) as captured:
-        claimed = delivery.feedback_claim(feedback_id=feedback.pk, worker="w@h/1")
-    assert (claimed.status, claimed.attempts, claimed.claimed_by) == ("sending", 1, "w@h/1")
-    assert "SELECT feedback_feedback" in statements(captured)  # read after the UPDATE
-    assert delivery.feedback_claim(feedback_id=feedback.pk) is None

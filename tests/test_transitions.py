@@ -6,10 +6,11 @@ transaction commits, never before, and never if it rolls back.
 """
 
 import itertools
+import threading
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, connections, transaction
 from django.db.models import Q
 from django.forms.models import model_to_dict
 from django.utils import timezone
@@ -18,6 +19,9 @@ from feedback import delivery, moves, queue, selectors, transitions
 from feedback.models import Feedback, FeedbackEvent, Status
 from feedback.transitions import MOVES, NOW, MoveName
 from tests.support.layer import LayerListener
+
+# The one UPDATE a move makes is raw SQL: also run on PostgreSQL (make test).
+pytestmark = pytest.mark.engines
 
 # What each move's caller gives it (transitions.Move.takes), by field.
 GIVEN = {
@@ -190,6 +194,45 @@ def test_a_move_given_the_wrong_values_is_a_programming_error():
     with pytest.raises(moves.MoveError):
         moves.feedback_move(MoveName.SENT, feedback_id=feedback.pk, step="Sneaked in")
     assert Feedback.objects.get(pk=feedback.pk).version == 3
+
+
+@pytest.mark.postgres_only  # SQLite lets one writer in at a time: no two moves overlap
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_waiting_for_another_is_checked_again_against_the_row_it_left():
+    """READ COMMITTED: a second claim blocked by the first sees, once the first commits,
+    a row no longer claimable (`sending`, its lease fresh), and claims nothing."""
+    feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
+    first_claimed, release = threading.Event(), threading.Event()
+    second: list[Feedback | None] = []
+
+    def claim_and_hold() -> None:
+        with transaction.atomic():
+            assert delivery.feedback_claim(feedback_id=feedback.pk) is not None
+            first_claimed.set()
+            release.wait(30)
+        connections.close_all()
+
+    def claim_after() -> None:
+        first_claimed.wait(30)
+        second.append(delivery.feedback_claim(feedback_id=feedback.pk))
+        connections.close_all()
+
+    threads = [threading.Thread(target=claim_and_hold), threading.Thread(target=claim_after)]
+    for thread in threads:
+        thread.start()
+    with connection.cursor() as cursor:  # until the second claim waits for the first's lock
+        while not release.is_set():
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE%%'"
+            )
+            if cursor.fetchone()[0]:
+                release.set()
+    for thread in threads:
+        thread.join(30)
+    assert second == [None]
+    stored = Feedback.objects.get(pk=feedback.pk)
+    assert (stored.status, stored.attempts, stored.version) == ("sending", 1, 1)
 
 
 # -- Published after commit ---------------------------------------------------------
