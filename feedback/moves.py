@@ -70,13 +70,12 @@ def _update_returning(
 ) -> Feedback | None:
     """`changed.update(**values)` on the one row `feedback_id`, returning it as it is after.
 
-    One statement where update() and a read after it were two (the read was a
-    third of a move's SQL): ``UPDATE … FROM (the row, chosen and locked by the
-    ORM) … RETURNING`` (PostgreSQL; SQLite 3.35 and later), through raw(),
-    which converts the returned columns as a query does. Under PostgreSQL's
-    READ COMMITTED, the chosen row, if changed meanwhile, is checked against
-    the conditions again (FOR UPDATE), as update()'s own WHERE is; its
-    expressions (an increment) are computed there too, on that version.
+    One statement, ``UPDATE … FROM (the row, chosen and locked by the ORM) …
+    RETURNING`` (PostgreSQL; SQLite 3.35 and later), through raw(), which
+    converts the returned columns as a query does. FOR UPDATE: under
+    PostgreSQL's READ COMMITTED a row changed while this waited is checked
+    against the conditions again, and its increments computed on that version
+    (docs/decisions/, a move is one UPDATE from a locked row).
     """
     connection = connections[changed.db]
     quote = connection.ops.quote_name
