@@ -119,16 +119,19 @@ def feedback_publish(*, feedback: Feedback) -> bool:
     )
 
 
-# Sent by name: the task module imports the services, so they need not import it.
+# Found by name in Celery's registry (apps.py registers the tasks in every process): the
+# task module imports the services, so they do not import it. The registered task, not a
+# bare send by name, puts its options (time limits, ignore_result) in the message.
 SEND_TASK = "feedback.tasks.send_feedback_email"
 
 
 def enqueue(feedback_id: uuid.UUID | str, countdown: float = 0) -> None:
+    task = current_app.tasks[SEND_TASK]
     # A bounded wait for a pooled broker connection (Celery's own waits for
     # ever): past it, LimitExceeded leaves the row queued for the sweeper.
     with current_app.pool.acquire(block=True, timeout=settings.FEEDBACK_ENQUEUE_WAIT) as connection:
-        current_app.send_task(
-            SEND_TASK, args=(str(feedback_id),), countdown=countdown or None, connection=connection
+        task.apply_async(
+            args=(str(feedback_id),), countdown=countdown or None, connection=connection
         )
 
 
