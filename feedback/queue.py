@@ -33,8 +33,8 @@ from django.utils import timezone
 from realtime.publish import broadcast
 from workers.presence import workers_processes
 
-from .models import Feedback, Status
-from .transitions import HELD
+from .models import Feedback
+from .transitions import GOAL, HELD, IN_LINE
 
 QUEUE_GROUP = "feedback.queue"
 QUEUE_PARTIAL = "feedback/detail.html#queue"
@@ -85,7 +85,7 @@ def measured_send_seconds() -> float | None:
     # evaluated (in Python, on SQLite) for every sent row before the sort.
     # The (status, sent_at) index walks only the latest.
     recent = (
-        Feedback.objects.filter(status=Status.SENT, claimed_at__isnull=False, sent_at__isnull=False)
+        Feedback.objects.filter(status=GOAL, claimed_at__isnull=False, sent_at__isnull=False)
         .order_by("-sent_at")
         .values_list("claimed_at", "sent_at")[:MEASURED_SENDS]
     )
@@ -126,10 +126,10 @@ def feedback_place(
 
     `pace_max_age`: seconds the start estimate's pace may be old (0: read now).
     """
-    if feedback.status != Status.QUEUED:
+    if feedback.status not in IN_LINE:
         return None
     now = now or timezone.now()
-    ahead = Feedback.objects.filter(status=Status.QUEUED, created_at__lt=feedback.created_at)
+    ahead = Feedback.objects.filter(status__in=IN_LINE, created_at__lt=feedback.created_at)
     count = ahead.count()
     starts_in = queue_pace_recent(max_age=pace_max_age).starts_in(ahead=count)
     if starts_in is not None and feedback.undo_until is not None:
@@ -141,7 +141,7 @@ def queue_context() -> dict:
     """The queue-wide event: the head of the line (submit times), how many are queued, the pace."""
     # One statement: the count of all queued rows rides along with the first few.
     head = list(
-        Feedback.objects.filter(status=Status.QUEUED)
+        Feedback.objects.filter(status__in=IN_LINE)
         .order_by("created_at")
         .annotate(queued=Window(Count("pk")))
         .values_list("created_at", "queued")[: settings.FEEDBACK_QUEUE_LINE_MAX]

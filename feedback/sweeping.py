@@ -12,7 +12,7 @@ from workers.presence import dead_workers
 
 from .models import Feedback
 from .moves import enqueue_on_commit, feedback_move
-from .transitions import HELD, WAITING
+from .transitions import HELD, WAITING, MoveName
 from .wording import Failure, Reason
 
 logger = logging.getLogger(__name__)
@@ -78,9 +78,13 @@ def feedback_take_back_abandoned(*, now: datetime | None = None) -> list[uuid.UU
     for feedback_id, version, attempts in rows:
         unchanged = Q(version=version)
         if attempts >= settings.FEEDBACK_MAX_ATTEMPTS:
-            feedback_move("fail", feedback_id=feedback_id, where=unchanged, **WORKER_LOST)
+            feedback_move(MoveName.FAIL, feedback_id=feedback_id, where=unchanged, **WORKER_LOST)
         elif feedback_move(
-            "retry", feedback_id=feedback_id, where=unchanged, next_retry_at=now, **WORKER_LOST
+            MoveName.RETRY,
+            feedback_id=feedback_id,
+            where=unchanged,
+            next_retry_at=now,
+            **WORKER_LOST,
         ):
             requeued.append(feedback_id)
 

@@ -80,6 +80,29 @@ def test_after_a_reload_the_list_is_there_and_still_live_over_one_socket(
     assert len(smtp_server.wait_for(2)) == 2
 
 
+def test_a_pushed_status_is_swapped_by_htmx_which_settles_it(
+    browser_page, start_worker, start_daphne, smtp_server
+):
+    """Each frame goes through htmx's own swap (htmx.swap), as every other fragment does:
+    htmx settles it and tells the page (htmx:afterSettle), which a bare DOM swap never does."""
+    start_worker(FEEDBACK_SEND_DELAY=2)
+    server = start_daphne()
+    page = browser_page
+    page.goto(server.url)
+    page.evaluate("""() => {
+      window.__settled = [];
+      document.body.addEventListener("htmx:afterSettle", (event) => {
+        const status = event.detail.elt;
+        if (status.matches(".status[data-status]")) window.__settled.push(status.dataset.status);
+      });
+    }""")
+    submit(page, "Swapped by htmx")
+    expect(page.locator(STATUSES)).to_have_attribute("data-status", "sent", timeout=30_000)
+    expect(page.locator("#live")).to_have_text("Live")  # pushed, not polled
+    settled = page.evaluate("window.__settled")
+    assert "sending" in settled and "sent" in settled, settled
+
+
 def test_a_socket_gone_silent_without_closing_is_noticed_and_the_card_reaches_sent(
     browser_page, start_worker, start_daphne, smtp_server
 ):

@@ -28,6 +28,7 @@ from feedback.answers import Stopwatch
 from feedback.mail import DeliveryError, build_confirmation_email
 from feedback.models import Feedback, SendMode
 from feedback.selectors import feedback_render_status
+from feedback.transitions import MoveName
 from feedback.wording import Failure, Reason
 from tests.support.po import messages, read_po
 
@@ -426,7 +427,7 @@ def test_the_status_is_rendered_in_its_readers_language_and_its_senders_time_zon
 @pytest.mark.django_db
 def test_numbers_follow_the_language():
     feedback = pt_feedback()
-    moves.feedback_move("cancel", feedback_id=feedback.pk)
+    moves.feedback_move(MoveName.CANCEL, feedback_id=feedback.pk)
     event = feedback.events.first()
     event.at = feedback.created_at + timedelta(milliseconds=3012)
     event.save()

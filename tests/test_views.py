@@ -6,12 +6,18 @@ from django.core import signing
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
-from django.urls import resolve, reverse
+from django.urls import include, path, resolve, reverse
 
 from feedback.models import Feedback
 from feedback.tokens import feedback_id_from_token, feedback_token
 
 pytestmark = pytest.mark.django_db
+
+# Tests run with DEBUG off, so the Outbox is not routed by the project's URLs.
+urlpatterns = [
+    path("outbox/", include("outbox.urls")),
+    path("", include("feedback.urls")),
+]
 
 HTMX = {"HX-Request": "true"}
 CSRF = r'name="csrfmiddlewaretoken" value="([^"]+)"'
@@ -214,6 +220,17 @@ def test_the_index_keeps_the_last_twenty_and_skips_a_deleted_one(client):
     html = client.get("/").content.decode()
     messages = re.findall(r'<blockquote class="submission__message"[^>]*>([^<]*)<', html)
     assert messages == [f"n{number}" for number in range(20, 1, -1)]
+
+
+@pytest.mark.urls(__name__)
+def test_a_sent_card_keeps_its_outbox_link_after_a_reload(client, settings):
+    """The index renders each card from the same context as the answer to a submission."""
+    settings.DEV_MAILBOX_IN_USE = True
+    client.post("/", {"email": "ada@example.com", "message": "Hi"}, headers=HTMX)
+    Feedback.objects.update(status="sent")
+    html = client.get("/").content.decode()
+    assert 'data-status="sent"' in html
+    assert 'class="status__outbox"' in html
 
 
 def test_an_htmx_submission_costs_six_statements(settings):
