@@ -211,18 +211,17 @@ class WatchingConsumer(AsyncWebsocketConsumer):
             await self.drop_watch(watched)
             return False
         await self.forward(watched, snapshot.html, snapshot.version, snapshot.final)
-        if snapshot.final and not watched.final:  # it shows the final state already
+        if snapshot.final:  # sent now, or shown already: nothing more to watch
             await self.drop_watch(watched)
             return True
-        if not watched.final:
-            for shared in snapshot.also:
-                if shared not in self.shared:
-                    self.shared[shared] = set()
-                    await self.channel_layer.group_add(shared, self.channel_name)
-                self.shared[shared].add(watched.name)
-            WatchingConsumer.live.add(watched)
-            if self.resyncing is None:
-                self.resyncing = asyncio.create_task(self.resync())
+        for shared in snapshot.also:
+            if shared not in self.shared:
+                self.shared[shared] = set()
+                await self.channel_layer.group_add(shared, self.channel_name)
+            self.shared[shared].add(watched.name)
+        WatchingConsumer.live.add(watched)
+        if self.resyncing is None:
+            self.resyncing = asyncio.create_task(self.resync())
         return True
 
     async def drop_watch(self, watched: Watched) -> None:
@@ -311,7 +310,9 @@ class WatchingConsumer(AsyncWebsocketConsumer):
         await self.drop_watch(watched)
 
     async def refused(self, watched: Watched) -> None:
-        raise NotImplementedError
+        """A watch no longer allowed (its token expired): say so, by name."""
+        await self.drop_watch(watched)
+        await self.send(text_data=f"{REFUSED} {watched.name}")
 
 
 class StatusConsumer(WatchingConsumer):
@@ -375,15 +376,9 @@ class PageConsumer(WatchingConsumer):
             return
         given = shown.isascii() and shown.isdigit() and len(shown) <= VERSION_DIGITS
         version = int(shown) if given else -1
-        if len(self.watches) >= settings.REALTIME_WATCHES_PER_SOCKET:
+        full = len(self.watches) >= settings.REALTIME_WATCHES_PER_SOCKET
+        if full or not await self.add_watch(kind, token, shown=version):
             await self.send(text_data=f"{REFUSED} {name}")
-            return
-        if not await self.add_watch(kind, token, shown=version):
-            await self.send(text_data=f"{REFUSED} {name}")
-
-    async def refused(self, watched: Watched) -> None:
-        await self.drop_watch(watched)
-        await self.send(text_data=f"{REFUSED} {watched.name}")
 
 
 class NoSuchSocketConsumer(AsyncWebsocketConsumer):

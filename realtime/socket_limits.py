@@ -18,9 +18,9 @@ polling the status over HTTP every few seconds. The counts are per process.
 
 from collections import Counter
 from collections.abc import Callable
-from http.cookies import CookieError, SimpleCookie
 
 from django.conf import settings
+from django.http import parse_cookie
 from limits import RateLimitItemPerSecond
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
@@ -30,14 +30,9 @@ CONNECT_BURST = 3  # seconds' worth of connects a client may make at once
 
 
 def session_cookie(scope: dict) -> str | None:
-    for name, value in scope.get("headers", ()):
-        if name.lower() == b"cookie":
-            try:
-                morsel = SimpleCookie(value.decode("latin-1")).get(settings.SESSION_COOKIE_NAME)
-            except CookieError:
-                return None
-            return morsel.value if morsel else None
-    return None
+    """The session key as Channels' session middleware will read it (Django's parse_cookie)."""
+    cookie = dict(scope.get("headers", ())).get(b"cookie", b"")
+    return parse_cookie(cookie.decode("latin-1")).get(settings.SESSION_COOKIE_NAME)
 
 
 class SocketLimits:

@@ -33,7 +33,7 @@
   function setting(name) { return indicator.getAttribute("data-" + name); }
   var PATH = setting("live-path");
   var SILENCE_MS = parseInt(setting("silence-ms"), 10);
-  var WATCH = setting("watch-command") + " ";
+  var WATCH = setting("command") + " ";
   var HEARTBEAT = setting("heartbeat");
   var REFUSED = setting("refused") + " ";
   var STATUS = ".status[data-version]";
