@@ -33,7 +33,7 @@ from devtools.processes import (
     DaphneServer,
     DevMailbox,
     Flower,
-    ManagedProcess,
+    Process,
     RedisServer,
     StartError,
 )
@@ -129,10 +129,10 @@ class Stack:
         return f"ready: open {', '.join(places)}. Ctrl-C stops everything."
 
 
-def build_processes(stack: Stack) -> dict[str, ManagedProcess]:
+def build_processes(stack: Stack) -> dict[str, Process]:
     """name → process, not started. Order is start order."""
     env, logs = stack.env, stack.log_dir
-    processes: dict[str, ManagedProcess] = {}
+    processes: dict[str, Process] = {}
     if stack.redis.private is not None:
         processes["redis"] = stack.redis.private
     if stack.mailbox is not None:
@@ -182,7 +182,7 @@ def run_stack(stack: Stack) -> int:
     under way finishes first); stop them all."""
     processes = build_processes(stack)
     printer = Printer(list(processes))
-    started: list[tuple[str, ManagedProcess]] = []
+    started: list[tuple[str, Process]] = []
     returncode = 1
     try:
         # Redis first (the others connect at start-up), then the rest side by side.

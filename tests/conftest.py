@@ -19,7 +19,7 @@ from devtools.processes import (
     CeleryWorker,
     DaphneServer,
     HAProxy,
-    ManagedProcess,
+    Process,
 )
 from devtools.smtp_sink import SmtpSink
 from tests.support.layer import close_all as close_all_listeners
@@ -27,7 +27,7 @@ from tests.support.layer import close_all as close_all_listeners
 # Small enough to keep tests quick, long enough to see the intermediate states.
 TEST_SEND_DELAY = "0.3"
 
-_process_logs = pytest.StashKey[list[tuple[str, ManagedProcess]]]()
+_process_logs = pytest.StashKey[list[tuple[str, Process]]]()
 _reports = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 
@@ -41,7 +41,7 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-def _show_log_on_failure(request: pytest.FixtureRequest, title: str, process: ManagedProcess):
+def _show_log_on_failure(request: pytest.FixtureRequest, title: str, process: Process):
     request.node.stash.setdefault(_process_logs, []).append((title, process))
 
 
@@ -248,9 +248,9 @@ def _starter(request, tmp_path, title: str, build):
     """A factory fixture's body: ``start(**kwargs)`` builds a process with
     ``build(number, log_path, **kwargs)``, starts it and attaches its log to a
     failing test's report; every process it started is stopped at teardown."""
-    started: list[ManagedProcess] = []
+    started: list[Process] = []
 
-    def start(**kwargs) -> ManagedProcess:
+    def start(**kwargs) -> Process:
         number = len(started) + 1
         process = build(number, tmp_path / f"{title.split()[-1]}-{number}.log", **kwargs)
         started.append(process)

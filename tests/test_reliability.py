@@ -19,13 +19,13 @@ import pytest
 import redis
 from django.utils import timezone
 
+from devtools.processes import wait_until
 from devtools.smtp_sink import SmtpSink
 from django_celery import worker_liveness
 from feedback import selectors, services, tasks
 from feedback.models import Feedback, FeedbackEvent
 from feedback.wording import Reason
 from tests.support.layer import LayerListener
-from tests.support.waiting import wait_until
 
 # Killed workers, duplicate tasks, the sweeper: also run on PostgreSQL (make test).
 pytestmark = pytest.mark.engines

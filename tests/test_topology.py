@@ -28,9 +28,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError, InvalidHandshake
 
 from devtools.http_client import Visitor, status_of, watch_token
+from devtools.processes import wait_until
 from django_celery.worker_liveness import node_of
 from feedback.models import Feedback, FeedbackEvent
-from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.timeout(300)]
 

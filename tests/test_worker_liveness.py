@@ -6,8 +6,8 @@ import time
 import pytest
 import redis
 
+from devtools.processes import wait_until
 from django_celery import worker_liveness
-from tests.support.waiting import wait_until
 
 # Fast beats, so the tests are quick: the key lives 1.5 s.
 BEAT = {"WORKER_HEARTBEAT_SECONDS": "0.5"}

@@ -109,7 +109,7 @@ def watchables(count: int, *, tag: str, path) -> dict:
 
 
 def emails(stack: BenchStack, tag: str) -> list[tuple[float, str]]:
-    return [(at, rcpt) for at, rcpt in stack.sink.arrivals() if rcpt.startswith(f"{tag}-")]
+    return [(at, rcpt) for at, rcpt in stack.arrivals() if rcpt.startswith(f"{tag}-")]
 
 
 def wait_for_emails(stack: BenchStack, tag: str, expected: int, budget: float) -> None:
@@ -138,7 +138,7 @@ def submit_runs(stack: BenchStack, url: str, sizes: Sizes, *, rate: float, secon
     runs = []
     for repeat in range(1, sizes.repeats + 1):
         dropped = stack.fresh_queue()  # each run starts with an empty queue
-        before, run_tag, arrived_before = stack.cpu(), f"{tag}{repeat}", len(stack.sink.arrivals())
+        before, run_tag, arrived_before = stack.cpu(), f"{tag}{repeat}", len(stack.arrivals())
         result = load("submit", url, seconds=seconds, seed=repeat, tag=run_tag, **common)
         ok = {f"{run_tag}-{s[3]}@bench.test": s for s in result["samples"] if s[2] == 200}
         wait_for_emails(stack, run_tag, len(ok), email_budget)
@@ -158,7 +158,7 @@ def submit_runs(stack: BenchStack, url: str, sizes: Sizes, *, rate: float, secon
             "daphne_ms_per_submit": 1000 * cpu["daphne"] / max(len(ok), 1),
             # Every email sent in the window, this run's or a backlog's: the worker's CPU was.
             "worker_ms_per_email": 1000 * cpu["worker"] / max(
-                len(stack.sink.arrivals()) - arrived_before, 1),
+                len(stack.arrivals()) - arrived_before, 1),
             "samples": [s[:3] for s in result["samples"]], "email_samples": to_email,
         })  # fmt: skip
     return {

@@ -1,35 +1,32 @@
 """The real stack of one bench configuration: Redis, database, SMTP sink, daphne(s), worker(s).
 
-Processes come from devtools' shared helpers; the SMTP sink runs in its own
-process (devtools/bench/sink.py). Everything listens on 127.0.0.1 and is
+Processes come from devtools.processes; the SMTP sink is the Outbox's server in its
+own process (``manage.py mailbox``). Everything listens on 127.0.0.1 and is
 stopped by ``close()``. ``cpu()`` reads each role's CPU seconds (the process
 and its children, from /proc via psutil) so a scenario can report them apart.
 """
 
 import contextlib
-import json
 import os
 import resource
 import secrets
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import psutil
 
-from devtools.ports import free_port, wait_for_port
 from devtools.processes import (
-    REPO_ROOT,
     CeleryBeat,
     CeleryWorker,
     DaphneServer,
+    DevMailbox,
     HAProxy,
     PostgresServer,
     RedisServer,
 )
+from outbox.mailbox import read_mails
 
 
 def raise_nofile_limit(wanted: int = 65_536) -> None:
@@ -61,27 +58,6 @@ def rss_bytes(pid: int) -> int:
     return psutil.Process(pid).memory_info().rss
 
 
-class Sink:
-    """The SMTP sink (devtools/bench/sink.py) in its own process; arrivals read from its file."""
-
-    def __init__(self, directory: Path) -> None:
-        self.host, self.port = "127.0.0.1", free_port()
-        self.path = directory / "arrivals.jsonl"
-        self.path.touch()
-        argv = [sys.executable, "-m", "devtools.bench.sink", str(self.port), str(self.path)]
-        self.proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdin=subprocess.DEVNULL)
-        wait_for_port(self.host, self.port, timeout=20, proc=self.proc)
-
-    def arrivals(self) -> list[tuple[float, str]]:
-        """(time.time() when accepted, recipient), in order."""
-        lines = self.path.read_text().splitlines()
-        return [tuple(json.loads(line)) for line in lines if line.endswith("]")]
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
 class BenchStack:
     """Owns every process of one configuration. ``env()`` is what the app's processes get."""
 
@@ -99,7 +75,7 @@ class BenchStack:
         self.workers: list[CeleryWorker] = []
         self.beat: CeleryBeat | None = None
         self.haproxy: HAProxy | None = None
-        self.sink: Sink | None = None
+        self.sink: DevMailbox | None = None
         self._logs = 0
 
     def env(self, **overrides: object) -> dict[str, str]:
@@ -125,7 +101,8 @@ class BenchStack:
 
     def start(self) -> "BenchStack":
         self.redis.start()
-        self.sink = Sink(self.dir)
+        self.sink = DevMailbox(path=self.dir / "mailbox.jsonl", env=self.env(),
+                               log_path=self.log("sink")).start()  # fmt: skip
         self.extra_env.update(EMAIL_HOST=self.sink.host, EMAIL_PORT=str(self.sink.port))
         if self.postgres is not None:
             import psycopg
@@ -142,6 +119,12 @@ class BenchStack:
 
         call_command("migrate", verbosity=0, interactive=False)
         return self
+
+    def arrivals(self) -> list[tuple[float, str]]:
+        """(time.time() when the sink accepted it, recipient) of each email, in order."""
+        return [(mail.received_at.timestamp(), rcpt)
+                for mail in reversed(read_mails(self.sink.path, limit=10**9))
+                for rcpt in mail.rcpt_tos]  # fmt: skip
 
     def log(self, name: str) -> Path:
         self._logs += 1
@@ -213,7 +196,7 @@ class BenchStack:
             "worker": sum(cpu_seconds(w.pid) for w in self.workers if w.running),
             "redis": cpu_seconds(self.redis.proc.pid if self.redis.running else None),
             "postgres": cpu_seconds(self.postgres.proc.pid if self.postgres else None),
-            "sink": cpu_seconds(self.sink.proc.pid if self.sink else None),
+            "sink": cpu_seconds(self.sink.pid if self.sink else None),
             "haproxy": cpu_seconds(self.haproxy.pid if self.haproxy else None),
         }
 
@@ -222,7 +205,7 @@ class BenchStack:
         self.stop_workers()
         self.stop_beat()
         if self.sink is not None:
-            self.sink.close()
+            self.sink.stop()
         self.redis.close()
         if self.postgres is not None:
             self.postgres.close()
