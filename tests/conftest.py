@@ -165,7 +165,7 @@ def postfix(request):
     try:
         yield server.start()
     finally:
-        server.cleanup()
+        server.close()
 
 
 # -- The app's processes ---------------------------------------------------------
