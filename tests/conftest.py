@@ -22,6 +22,7 @@ from devtools.processes import (
     Process,
 )
 from devtools.smtp_sink import SmtpSink
+from tests.session_env import in_ci, require_binary
 from tests.support.layer import close_all as close_all_listeners
 
 # Small enough to keep tests quick, long enough to see the intermediate states.
@@ -157,7 +158,7 @@ def postfix(request):
 
     reason = missing_reason()
     if reason:
-        if os.environ.get("REQUIRE_POSTFIX") == "1" or _debian_packages_required():
+        if os.environ.get("REQUIRE_POSTFIX") == "1" or in_ci():
             pytest.fail(reason)
         pytest.skip(reason)
     server = Postfix()
@@ -331,21 +332,6 @@ def start_haproxy(request, tmp_path):
 
 
 # -- Browser -------------------------------------------------------------------------
-
-
-def _debian_packages_required() -> bool:
-    """Under CI (or REQUIRE_BROWSER=1) what .ci/run installs must be there."""
-    ci = os.environ.get("CI", "").strip().lower()
-    return os.environ.get("REQUIRE_BROWSER") == "1" or ci not in ("", "0", "false", "no")
-
-
-def require_binary(path: str, install: str) -> None:
-    """Skip when a binary from a Debian package is missing; fail instead under CI."""
-    if not os.path.exists(path):
-        message = f"{path} is missing ({install})"
-        if _debian_packages_required():
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 @pytest.fixture
