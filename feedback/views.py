@@ -57,7 +57,6 @@ def take_submission(request: HtmxHttpRequest) -> HttpResponse:
             language=translation.get_language(),
             time_zone=timezone.get_current_timezone_name(),
         )
-    request.session.cycle_key()  # watch rights go to this session: a planted key loses them
     submissions_remember(request.session, feedback_id=feedback.pk)
     token = feedback_token(feedback.pk, session=request.session)
     if not request.htmx:
@@ -77,6 +76,7 @@ def take_submission(request: HtmxHttpRequest) -> HttpResponse:
 
 
 FORM_PARTIAL = "feedback/index.html#form"
+WATCH_PARTIAL = "feedback/detail.html#watch"
 # Stands in for the request's CSRF token in the empty form rendered once (empty_form).
 CSRF_STAND_IN = "csrf-token-of-the-request"
 
@@ -100,7 +100,11 @@ def render_form(request: HtmxHttpRequest, form: FeedbackForm) -> HttpResponse:
     context = {
         "form": form,
         "answers": answers_recent(request.session),
-        "cards": feedback_session_cards(session=request.session),
+        # Each card rendered from its whole context, as the answer to a submission is.
+        "cards": [
+            render_to_string(WATCH_PARTIAL, card, request)
+            for card in feedback_session_cards(session=request.session)
+        ],
     }
     return render(request, "feedback/index.html", context)
 
