@@ -174,14 +174,9 @@ def test_behind_a_proxy_the_rate_limit_counts_per_forwarded_client(start_daphne)
 
 @pytest.mark.django_db
 def test_a_535_for_our_credentials_fails_at_once_with_a_plain_reason(settings):
-    from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult
 
-    from devtools.ports import free_port
-
-    class Accept:
-        async def handle_DATA(self, server, session, envelope):
-            return "250 OK"
+    from devtools.smtp_sink import SmtpSink
 
     tried = []
 
@@ -189,11 +184,8 @@ def test_a_535_for_our_credentials_fails_at_once_with_a_plain_reason(settings):
         tried.append(mechanism)
         return AuthResult(success=False, handled=False)  # aiosmtpd answers 535
 
-    port = free_port()
-    controller = Controller(
-        Accept(), hostname="127.0.0.1", port=port, authenticator=authenticator,
-        auth_require_tls=False, ready_timeout=10,
-    )  # fmt: skip
+    controller = SmtpSink(authenticator=authenticator, auth_require_tls=False)
+    port = controller.port
     controller.start()
     try:
         settings.MAILERS = {
