@@ -259,6 +259,7 @@ CELERY_DB_REUSE_MAX = 1000
 # Nothing lost when a worker dies (the claim on the row keeps a rerun from mailing twice).
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A message prefetched by a worker that dies waits out the visibility timeout: take one.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A waiting retry is an unacknowledged message: redelivered only past the longest wait.
 CELERY_VISIBILITY_TIMEOUT = int(
