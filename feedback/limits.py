@@ -1,34 +1,33 @@
-"""How many submissions one client may make: a counter per client and window in the
-shared Redis cache, counted in one round trip.
+"""How many submissions one client may make: a fixed window per client in the shared Redis,
+counted by the `limits` library through the app's one Redis client (django-redis).
 
-Only submissions that would be stored are counted (a form error costs
-nothing and tells the person what to fix). The counter lives in Redis; when
-Redis cannot be reached the limit lets the submission through (fails open):
-storing a person's feedback matters more than throttling during an outage.
+Only submissions that would be stored are counted (a form error costs nothing and
+tells the person what to fix). When Redis cannot be reached the limit lets the
+submission through (fails open): storing a person's feedback matters more than
+throttling during an outage.
 
-The rate is a count per period (FEEDBACK_RATE_LIMIT: "5/m", "100/h", "10/30s").
-Windows are fixed, each client's shifted by a hash of its address, so they do
-not all end at the same instant. One pipeline per submission (MULTI, SET NX
-EX, INCR, EXEC): atomic, so a counter never lives without its expiry.
+The rate is a count per period (FEEDBACK_RATE_LIMIT: "5/m", "100/h", "10/30s"). A
+client's window starts at its first counted submission, so windows do not all end at
+the same instant; the count is one atomic script (INCR, and EXPIRE when new).
 """
 
 import hashlib
 import logging
 import time
-import zlib
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
 from django.http import HttpRequest
 from django_redis import get_redis_connection
+from limits import RateLimitItemPerSecond
+from limits.storage import RedisStorage
+from limits.strategies import FixedWindowRateLimiter
 from redis.exceptions import RedisError
 
 from web.client_address import request_client_address
 
 logger = logging.getLogger(__name__)
 
-GROUP = "feedback.submit"
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -38,45 +37,32 @@ class SubmissionLimit:
     retry_after: int = 0  # seconds until the client's window ends
 
 
-def rate_parse(rate: str) -> tuple[int, int]:
-    """ "5/m" -> (5, 60), "10/30s" -> (10, 30): the count and its period in seconds.
-    (settings.py has checked the syntax.)"""
+def rate_parse(rate: str) -> RateLimitItemPerSecond:
+    """ "5/m" -> 5 per 60 seconds, "10/30s" -> 10 per 30 seconds (settings.py has checked
+    the syntax; `limits.parse` reads "5/minute", not "5/m")."""
     count, _, period = rate.partition("/")
-    return int(count), int(period[:-1] or 1) * PERIODS[period[-1]]
-
-
-def window_end(address: str, *, period: int, now: float) -> int:
-    """When this client's current window ends (epoch seconds): windows of `period`
-    seconds, shifted by a hash of the address."""
-    shift = zlib.crc32(address.encode()) % period
-    return int((now - shift) // period + 1) * period + shift
+    seconds = int(period[:-1] or 1) * PERIODS[period[-1]]
+    return RateLimitItemPerSecond(int(count), seconds, namespace="feedback.submit")
 
 
 def submission_limit_take(request: HttpRequest) -> SubmissionLimit:
     """Count one submission for this client and say whether it is over the limit."""
-    rate = settings.FEEDBACK_RATE_LIMIT
-    if not rate:
+    if not settings.FEEDBACK_RATE_LIMIT:
         return SubmissionLimit(exceeded=False)
-    limit, period = rate_parse(rate)
+    item = rate_parse(settings.FEEDBACK_RATE_LIMIT)
     address = request_client_address(request)  # as read in every deployment shape
-    now = time.time()
-    end = window_end(address, period=period, now=now)
     digest = hashlib.sha256(address.encode()).hexdigest()[:32]  # no address in Redis keys
+    storage = RedisStorage(
+        "redis://",  # not dialled: the client comes from the pool given
+        connection_pool=get_redis_connection().connection_pool,
+        key_prefix=f"{settings.REDIS_PREFIX}:rl",
+    )
+    limiter = FixedWindowRateLimiter(storage)
     try:
-        count = _count(f"rl:{GROUP}:{period}:{end}:{digest}", expires_in=end - int(now) + 1)
+        if limiter.hit(item, digest):
+            return SubmissionLimit(exceeded=False)
+        reset_at = limiter.get_window_stats(item, digest).reset_time
     except (RedisError, OSError):
         logger.warning("Submission limit not checked: the cache is unreachable", exc_info=True)
         return SubmissionLimit(exceeded=False)
-    if count <= limit:
-        return SubmissionLimit(exceeded=False)
-    return SubmissionLimit(exceeded=True, retry_after=max(end - int(now), 1))
-
-
-def _count(key: str, *, expires_in: int) -> int:
-    """Add one to the counter (made with its expiry if new) and return it: one round trip."""
-    key = cache.make_and_validate_key(key)
-    with get_redis_connection().pipeline(transaction=True) as pipe:
-        pipe.set(key, 0, ex=expires_in, nx=True)
-        pipe.incr(key)
-        _, count = pipe.execute()
-    return count
+    return SubmissionLimit(exceeded=True, retry_after=max(round(reset_at - time.time()), 1))

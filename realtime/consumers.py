@@ -13,25 +13,20 @@ from django.utils import translation
 from . import watch
 from .publish import BROADCAST_TYPE, EVENT_TYPE
 
-# Close codes. 4403 mirrors HTTP 403; a normal close (1000) at a final state
-# tells the browser not to reconnect. 4401 (after HTTP 401) says the session
-# key the handshake carried is gone from the store (the session got a new key
-# meanwhile): come back at once with the browser's current cookie.
+# The socket's words, handed to the page by realtime/context_processors.py.
+# Close codes: 4403 after HTTP 403 (not yours: do not come back); 4401 after HTTP 401
+# (the session key the handshake carried is gone: come back at once with the current
+# cookie); 1000 at a final state (nothing more to come).
 CLOSE_FORBIDDEN = 4403
 CLOSE_SESSION_CHANGED = 4401
 CLOSE_DONE = 1000
-
-# What a page sends on its socket to watch one more thing: "watch <kind>/<token>",
-# or "watch <kind>/<token> <version>" with the version it shows already (a card
-# the submission's answer just rendered): then only a newer state is rendered and sent.
+# "watch <kind>/<token>" or "watch <kind>/<token> <version shown>": then only a newer
+# state is sent. A version longer than VERSION_DIGITS is read as none given.
 WATCH_COMMAND = "watch"
-# Longer is no version a row reaches: read as none given.
 VERSION_DIGITS = 18
-# What the server answers when it will not watch it (a forged, expired or
-# another session's token, or too many on one socket): "refused <kind>/<token>".
+# The answer to a watch it will not serve: "refused <kind>/<token>".
 REFUSED = "refused"
-# The heartbeat frame: an HTML comment, so a client that swaps frames as HTML
-# swaps nothing.
+# An HTML comment: a client that swaps frames as HTML swaps nothing.
 HEARTBEAT = "<!--heartbeat-->"
 
 
@@ -186,14 +181,6 @@ class WatchingConsumer(AsyncWebsocketConsumer):
         else:
             await super().dispatch(message)
 
-    # Heartbeats from the accept on; PageConsumer starts them once its session has loaded.
-    beat_on_accept = True
-
-    async def accept(self, subprotocol=None, headers=None) -> None:
-        await super().accept(subprotocol, headers)
-        if self.beat_on_accept:
-            heartbeat.join(self)
-
     async def close(self, code=None, reason=None) -> None:
         heartbeat.leave(self)  # nothing more to say, even before the disconnect arrives
         await super().close(code, reason)
@@ -219,23 +206,22 @@ class WatchingConsumer(AsyncWebsocketConsumer):
         self.watches[watched.name] = watched
         self.by_group[group] = watched
         await self.channel_layer.group_add(group, self.channel_name)
-        snapshot = await self.snapshot(watched)
+        (snapshot,) = await self.resolve([watched])
         if snapshot is None:  # valid token, but nothing to watch (deleted)
             await self.drop_watch(watched)
             return False
         await self.forward(watched, snapshot.html, snapshot.version, snapshot.final)
-        if snapshot.final and not watched.final:  # it shows the final state already
+        if snapshot.final:  # sent now, or shown already: nothing more to watch
             await self.drop_watch(watched)
             return True
-        if not watched.final:
-            for shared in snapshot.also:
-                if shared not in self.shared:
-                    self.shared[shared] = set()
-                    await self.channel_layer.group_add(shared, self.channel_name)
-                self.shared[shared].add(watched.name)
-            WatchingConsumer.live.add(watched)
-            if self.resyncing is None:
-                self.resyncing = asyncio.create_task(self.resync())
+        for shared in snapshot.also:
+            if shared not in self.shared:
+                self.shared[shared] = set()
+                await self.channel_layer.group_add(shared, self.channel_name)
+            self.shared[shared].add(watched.name)
+        WatchingConsumer.live.add(watched)
+        if self.resyncing is None:
+            self.resyncing = asyncio.create_task(self.resync())
         return True
 
     async def drop_watch(self, watched: Watched) -> None:
@@ -250,14 +236,12 @@ class WatchingConsumer(AsyncWebsocketConsumer):
                 del self.shared[shared]
                 await self.channel_layer.group_discard(shared, self.channel_name)
 
-    async def snapshot(self, watched: Watched) -> watch.Snapshot | None:
+    async def resolve(self, watching: list[Watched]) -> list[watch.Snapshot | None]:
         # The session (from asgi.py's SessionMiddlewareStack) says who is asking.
-        # Only a state newer than the one it shows is rendered (a re-read rarely finds one).
-        asked = [(watched.kind, watched.token, watched.version)]
-        (snapshot,) = await database_sync_to_async(resolve_all)(
+        asked = [(w.kind, w.token, w.version) for w in watching]
+        return await database_sync_to_async(resolve_all)(
             asked, session=self.scope.get("session"), language=self.language
         )
-        return snapshot
 
     async def resync(self) -> None:
         """Re-read the state now and then, and forward it if it is newer.
@@ -269,11 +253,7 @@ class WatchingConsumer(AsyncWebsocketConsumer):
         while any(not watched.final for watched in self.watches.values()):
             await asyncio.sleep(self.resync_delay())
             watching = [w for w in self.watches.values() if not w.final]
-            asked = [(w.kind, w.token, w.version) for w in watching]
-            snapshots = await database_sync_to_async(resolve_all)(
-                asked, session=self.scope.get("session"), language=self.language
-            )
-            for watched, snapshot in zip(watching, snapshots, strict=True):
+            for watched, snapshot in zip(watching, await self.resolve(watching), strict=True):
                 if self.watches.get(watched.name) is not watched:
                     continue  # dropped while it was read (final, or the socket closing)
                 if snapshot is None:  # the token expired meanwhile
@@ -294,8 +274,8 @@ class WatchingConsumer(AsyncWebsocketConsumer):
         together do not re-read together. Never later than the interval asks.
         """
         interval = max(
-            getattr(settings, "REALTIME_RESYNC_SECONDS", 5.0),
-            len(cls.live) / getattr(settings, "REALTIME_RESYNC_PER_SECOND", 50.0),
+            settings.REALTIME_RESYNC_SECONDS,
+            len(cls.live) / settings.REALTIME_RESYNC_PER_SECOND,
         )
         return interval * random.uniform(0.5, 1.0)
 
@@ -307,11 +287,7 @@ class WatchingConsumer(AsyncWebsocketConsumer):
             await self.drop_watch(watched)
 
     async def status_update(self, event: dict) -> None:
-        if "group" in event:
-            watched = self.by_group.get(event["group"])
-        else:  # from a publisher that does not name it: only a single watch can tell
-            watched = next(iter(self.watches.values())) if len(self.watches) == 1 else None
-        if watched is not None:
+        if watched := self.by_group.get(event["group"]):
             await self.forward(watched, event["html"], event["version"], event["final"])
 
     async def watch_broadcast(self, event: dict) -> None:
@@ -334,7 +310,9 @@ class WatchingConsumer(AsyncWebsocketConsumer):
         await self.drop_watch(watched)
 
     async def refused(self, watched: Watched) -> None:
-        raise NotImplementedError
+        """A watch no longer allowed (its token expired): say so, by name."""
+        await self.drop_watch(watched)
+        await self.send(text_data=f"{REFUSED} {watched.name}")
 
 
 class StatusConsumer(WatchingConsumer):
@@ -346,6 +324,7 @@ class StatusConsumer(WatchingConsumer):
         # Accept before closing: a refused handshake makes a browser retry
         # forever, a 4403 close ends it.
         await self.accept()
+        heartbeat.join(self)
         if not await self.add_watch(kwargs["kind"], kwargs["token"]):
             await self.close(code=CLOSE_FORBIDDEN)
 
@@ -366,8 +345,6 @@ class PageConsumer(WatchingConsumer):
     The socket stays open when one watch ends (final, refused): the page may
     add more. A frame that is not a watch command is ignored.
     """
-
-    beat_on_accept = False
 
     async def connect(self) -> None:
         # The session key may rotate (a submission from another tab) between
@@ -399,15 +376,9 @@ class PageConsumer(WatchingConsumer):
             return
         given = shown.isascii() and shown.isdigit() and len(shown) <= VERSION_DIGITS
         version = int(shown) if given else -1
-        if len(self.watches) >= settings.REALTIME_WATCHES_PER_SOCKET:
+        full = len(self.watches) >= settings.REALTIME_WATCHES_PER_SOCKET
+        if full or not await self.add_watch(kind, token, shown=version):
             await self.send(text_data=f"{REFUSED} {name}")
-            return
-        if not await self.add_watch(kind, token, shown=version):
-            await self.send(text_data=f"{REFUSED} {name}")
-
-    async def refused(self, watched: Watched) -> None:
-        await self.drop_watch(watched)
-        await self.send(text_data=f"{REFUSED} {watched.name}")
 
 
 class NoSuchSocketConsumer(AsyncWebsocketConsumer):

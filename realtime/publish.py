@@ -24,14 +24,9 @@ CONNECTION_ATTEMPTS = 2
 CONNECTION_LOST = (ConnectionError, RedisConnectionError)
 
 
-def status_event(
-    *, html: str | Mapping[str, str], version: int, final: bool, group: str | None = None
-) -> dict:
+def status_event(*, group: str, html: str | Mapping[str, str], version: int, final: bool) -> dict:
     """The channel-layer message; `group` lets a socket watching many tell them apart."""
-    event = {"type": EVENT_TYPE, "html": html, "version": version, "final": final}
-    if group is not None:
-        event["group"] = group
-    return event
+    return {"type": EVENT_TYPE, "group": group, "html": html, "version": version, "final": final}
 
 
 class _PublishLoop:

@@ -6,8 +6,9 @@ loaded or anything is read from the database:
 - at most REALTIME_MAX_SOCKETS_PER_SESSION open sockets per session cookie and
   REALTIME_MAX_SOCKETS_PER_CLIENT per client address, in this process;
 - at most REALTIME_CONNECTS_PER_SECOND new sockets per second per client
-  address (a token bucket holding CONNECT_BURST seconds' worth), so a
-  connect/close flood is turned away cheaply and real watchers keep their turn.
+  address, counted over a moving window of CONNECT_BURST seconds (the `limits`
+  library, in memory), so a connect/close flood is turned away cheaply and real
+  watchers keep their turn.
 
 Over a cap, the socket is accepted and closed at once with CLOSE_TOO_MANY
 (4429, after HTTP 429): a refused handshake would make a browser
@@ -15,52 +16,23 @@ retry for ever, while a 4xxx close ends its retries and the page falls back to
 polling the status over HTTP every few seconds. The counts are per process.
 """
 
-import time
 from collections import Counter
 from collections.abc import Callable
-from http.cookies import CookieError, SimpleCookie
 
 from django.conf import settings
+from django.http import parse_cookie
+from limits import RateLimitItemPerSecond
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 
 CLOSE_TOO_MANY = 4429
-CONNECT_BURST = 3.0  # seconds' worth of connects a client may make at once
-
-
-class ConnectRate:
-    """A token bucket per client: `rate` connects a second, `rate * CONNECT_BURST` at once."""
-
-    def __init__(self) -> None:
-        self.buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, at)
-
-    def take(self, client: str, rate: float) -> bool:
-        now = time.monotonic()
-        capacity = max(1.0, rate * CONNECT_BURST)
-        tokens, at = self.buckets.get(client, (capacity, now))
-        tokens = min(capacity, tokens + (now - at) * rate)
-        if tokens < 1:
-            self.buckets[client] = (tokens, now)
-            return False
-        self.buckets[client] = (tokens - 1, now)
-        if len(self.buckets) > 10_000:
-            self.forget_full(now, rate, capacity)
-        return True
-
-    def forget_full(self, now: float, rate: float, capacity: float) -> None:
-        """Drop the buckets that have refilled: they hold nothing worth keeping."""
-        for client, (tokens, at) in list(self.buckets.items()):
-            if tokens + (now - at) * rate >= capacity:
-                del self.buckets[client]
+CONNECT_BURST = 3  # seconds' worth of connects a client may make at once
 
 
 def session_cookie(scope: dict) -> str | None:
-    for name, value in scope.get("headers", ()):
-        if name.lower() == b"cookie":
-            try:
-                morsel = SimpleCookie(value.decode("latin-1")).get(settings.SESSION_COOKIE_NAME)
-            except CookieError:
-                return None
-            return morsel.value if morsel else None
-    return None
+    """The session key as Channels' session middleware will read it (Django's parse_cookie)."""
+    cookie = dict(scope.get("headers", ())).get(b"cookie", b"")
+    return parse_cookie(cookie.decode("latin-1")).get(settings.SESSION_COOKIE_NAME)
 
 
 class SocketLimits:
@@ -71,14 +43,15 @@ class SocketLimits:
         self.client_address = client_address
         self.open_per_client: Counter[str] = Counter()
         self.open_per_session: Counter[str] = Counter()
-        self.rate = ConnectRate()
+        self.connects = MovingWindowRateLimiter(MemoryStorage())
 
     def admit(self, client: str, session: str | None) -> bool:
         if self.open_per_client[client] >= settings.REALTIME_MAX_SOCKETS_PER_CLIENT:
             return False
         if session and self.open_per_session[session] >= settings.REALTIME_MAX_SOCKETS_PER_SESSION:
             return False
-        return self.rate.take(client, settings.REALTIME_CONNECTS_PER_SECOND)
+        burst = max(1, round(settings.REALTIME_CONNECTS_PER_SECOND * CONNECT_BURST))
+        return self.connects.hit(RateLimitItemPerSecond(burst, CONNECT_BURST), client)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "websocket":

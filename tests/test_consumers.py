@@ -106,8 +106,12 @@ async def test_an_older_update_never_overwrites_a_newer_one():
     await status_frame(ws)  # snapshot at version 3
     layer = get_channel_layer()
     group = selectors.status_group(feedback.pk)
-    await layer.group_send(group, status_event(html="<p>stale</p>", version=2, final=False))
-    await layer.group_send(group, status_event(html="<p>newer</p>", version=5, final=False))
+    await layer.group_send(
+        group, status_event(group=group, html="<p>stale</p>", version=2, final=False)
+    )
+    await layer.group_send(
+        group, status_event(group=group, html="<p>newer</p>", version=5, final=False)
+    )
     assert await status_frame(ws) == "<p>newer</p>"
     await ws.disconnect()
 
@@ -128,7 +132,7 @@ async def test_a_frame_is_forwarded_while_the_database_thread_is_busy():
     try:
         group = selectors.status_group(feedback.pk)
         await get_channel_layer().group_send(
-            group, status_event(html="<p>newer</p>", version=4, final=False)
+            group, status_event(group=group, html="<p>newer</p>", version=4, final=False)
         )
         assert await status_frame(ws) == "<p>newer</p>"
     finally:

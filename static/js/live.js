@@ -17,8 +17,9 @@
 //
 // A submission gives the session a new key; the old one still works for a
 // short grace (SESSION_ROTATED_GRACE_SECONDS). A socket whose handshake carried
-// a key already gone (rotated longer ago, expired) is closed with 4401: the
+// a key already gone (rotated longer ago, expired) is closed as "session changed": the
 // page reconnects at once with its current cookie and watches its cards again.
+// Every path, word and close code of the socket comes from #live's data attributes.
 // Closed that way again before a socket got any frame (a heartbeat counts), it
 // backs off as after any close (the new cookie may still be on its way), and
 // after a few in a row it polls.
@@ -28,20 +29,23 @@
   var indicator = document.getElementById("live");
   if (!indicator || !window.WebSocket || !window.htmx) return;
 
-  var PATH = indicator.getAttribute("data-live-path");
-  var SILENCE_MS = parseInt(indicator.getAttribute("data-silence-ms"), 10) || 12000;
-  var HEARTBEAT = "<!--heartbeat-->";
-  var REFUSED = "refused ";
+  // The socket's path, words and close codes, from the server (realtime/context_processors.py).
+  function setting(name) { return indicator.getAttribute("data-" + name); }
+  var PATH = setting("live-path");
+  var SILENCE_MS = parseInt(setting("silence-ms"), 10);
+  var WATCH = setting("command") + " ";
+  var HEARTBEAT = setting("heartbeat");
+  var REFUSED = setting("refused") + " ";
   var STATUS = ".status[data-version]";
   // Its words, in the page's language (templates/realtime/live.html).
   var LABELS = {};
   ["connecting", "live", "reconnecting", "polling"].forEach(function (state) {
-    LABELS[state] = indicator.getAttribute("data-label-" + state);
+    LABELS[state] = setting("label-" + state);
   });
-  // Closes that mean "do not come back": refused (4403) or over the socket caps
-  // (4429). The cards then poll, and the page opens no other socket.
-  var REFUSED_CODES = [4403, 4429];
-  var SESSION_CHANGED = 4401;
+  // Closes that mean "do not come back" (refused, over the socket caps): the cards
+  // then poll, and the page opens no other socket.
+  var REFUSED_CODES = setting("turned-away-codes").split(" ").map(Number);
+  var SESSION_CHANGED = Number(setting("session-changed-code"));
   var SESSION_CHANGED_LIMIT = 5;
 
   var socket = null;
@@ -49,7 +53,7 @@
   var retries = 0;
   var retryTimer = null;
   var turnedAway = false;
-  // 4401 closes in a row: since a socket last got a frame. Any frame counts, the
+  // "Session changed" closes in a row: since a socket last got a frame. Any frame counts, the
   // heartbeat too (daphne sends it once the socket's session has loaded): a watch
   // naming the version its card shows gets no frame while nothing is newer.
   var sessionChanges = 0;
@@ -86,7 +90,7 @@
     if (socket && socket.readyState === WebSocket.OPEN && !isFinal(card)) {
       // The version it shows: a card just rendered by the answer is not sent again.
       var shown = versionOf(card.querySelector(STATUS));
-      socket.send("watch " + card.getAttribute("data-watch") + (shown === null ? "" : " " + shown));
+      socket.send(WATCH + card.getAttribute("data-watch") + (shown === null ? "" : " " + shown));
     }
   }
 
