@@ -120,7 +120,8 @@ MIDDLEWARE = [
     "django_celery.errors.RequestSizeLimitMiddleware",
     "django_celery.errors.RequestEncodingMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's, with a busy database (in a view or the session's save) answered 503, not 500.
+    "shedding.middleware.SheddingSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -199,10 +200,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABAS
         )
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = pool
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # One writer at a time, and every writer queues for the lock up to DATABASE_BUSY_TIMEOUT
+    # seconds (sqlite3's timeout is SQLite's busy timeout): IMMEDIATE takes the write lock at
+    # BEGIN, so a transaction never fails upgrading a read to a write, the one "database is
+    # locked" no busy timeout waits out. Past the timeout a request is shed with a 503
+    # (shedding/), a worker tries again (feedback/delivery.py).
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
-        "timeout": 20,
+        "timeout": float(os.environ.get("DATABASE_BUSY_TIMEOUT", "5")),
     }
     # A file, not ":memory:", so test subprocesses (worker, daphne) share it.
     db_name = Path(DATABASES["default"]["NAME"])

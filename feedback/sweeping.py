@@ -8,9 +8,11 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
+from redis.exceptions import RedisError
 
 from django_celery.worker_liveness import dead_workers
 
+from . import receipts
 from .models import Feedback
 from .moves import enqueue_on_commit, feedback_move
 from .transitions import HELD, WAITING
@@ -31,7 +33,8 @@ def feedback_requeue_stuck(*, now: datetime | None = None) -> list[uuid.UUID]:
       by a worker node that is dead (no heartbeat, no answer to a ping:
       django_celery.worker_liveness), which is noticed in seconds: its worker
       died mid-send. It turns `retrying` (so the person sees why), or
-      `failed` once it has used up FEEDBACK_MAX_ATTEMPTS.
+      `failed` once it has used up FEEDBACK_MAX_ATTEMPTS; `sent` if the mail
+      server had accepted it (a receipt: receipts.py).
 
     Enqueuing twice is harmless: the claim lets one delivery through. Each
     requeued waiting row's `updated_at` is touched, so the next sweep leaves
@@ -77,6 +80,12 @@ def feedback_take_back_abandoned(*, now: datetime | None = None) -> list[uuid.UU
     rows = abandoned.values_list("pk", "version", "attempts", "language")
     for feedback_id, version, attempts, language in rows:
         unchanged = Q(version=version)
+        accepted = _accepted(feedback_id)
+        if accepted is None:
+            continue  # Redis cannot say whether it went out: the next sweep asks again
+        if accepted:  # its sender died after the server's 250: sent, never again
+            feedback_move("sent_on_receipt", feedback_id=feedback_id, where=unchanged)
+            continue
         with translation.override(language):
             reason = str(WORKER_LOST_REASON)
         if attempts >= settings.FEEDBACK_MAX_ATTEMPTS:
@@ -92,6 +101,17 @@ def feedback_take_back_abandoned(*, now: datetime | None = None) -> list[uuid.UU
 
     _enqueue_again(requeued, what="abandoned")
     return requeued
+
+
+def _accepted(feedback_id: uuid.UUID) -> bool | None:
+    """Whether the mail server accepted it (a receipt); None when Redis cannot say."""
+    try:
+        return receipts.receipt_read(feedback_id=feedback_id) is not None
+    except RedisError as error:
+        logger.warning(
+            "Feedback %s left `sending`: its receipt unreadable (%s)", feedback_id, error
+        )
+        return None
 
 
 def _enqueue_again(feedback_ids: list[uuid.UUID], *, what: str) -> None:

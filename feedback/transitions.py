@@ -40,6 +40,15 @@ class Move:
     records_event: bool = True
 
 
+# What arriving at `sent` sets, by whichever move.
+SENT_SETS = {
+    "progress": 100,
+    "step": "",
+    "failure_reason": "",
+    "next_retry_at": None,
+    "sent_at": NOW,
+}
+
 MOVES: dict[str, Move] = {
     # A delivery takes a waiting row, or a `sending` one whose lease ran out
     # (its worker died): see claimable(). It notes who claimed (a worker node).
@@ -64,14 +73,15 @@ MOVES: dict[str, Move] = {
     "sent": Move(
         source=frozenset({Status.SENDING}),
         target=Status.SENT,
-        sets={
-            "progress": 100,
-            "step": "",
-            "failure_reason": "",
-            "next_retry_at": None,
-            "sent_at": NOW,
-        },
+        sets=SENT_SETS,
         forward=True,
+    ),
+    # The mail server accepted it (a receipt, feedback/receipts.py) but `sent` was not
+    # recorded by its sender: whatever the row became meanwhile, it is sent, never again.
+    "sent_on_receipt": Move(
+        source=frozenset({Status.QUEUED, Status.RETRYING, Status.SENDING}),
+        target=Status.SENT,
+        sets=SENT_SETS,
     ),
     "retry": Move(
         source=frozenset({Status.SENDING}),

@@ -8,11 +8,13 @@ from django.template.loader import render_to_string
 from django.urls import get_script_prefix, reverse
 from django.utils import timezone, translation
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.translation import ngettext
+from django.utils.translation import gettext, ngettext
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.http import HTMX_STOP_POLLING
 from django_htmx.middleware import HtmxDetails
+
+from shedding.middleware import sheds_with
 
 from . import services
 from .answers import answers_recent, answers_timed, with_server_timing
@@ -33,6 +35,22 @@ class HtmxHttpRequest(HttpRequest):
 private_page = cache_control(private=True, no_store=True)
 
 
+def busy_form(request: HtmxHttpRequest, retry_after: int) -> HttpResponse:
+    """A submission shed because the database is busy: the form as it was sent, and why.
+
+    Reads nothing from the database (it is busy): the full page comes without cards.
+    """
+    if request.method != "POST":
+        return render(request, "503.html", {"retry_after": retry_after})
+    form = FeedbackForm(request.POST)
+    form.is_valid()
+    form.add_error(None, gettext("Busy, try again in %(seconds)d s.") % {"seconds": retry_after})
+    if request.htmx:
+        return render(request, FORM_PARTIAL, {"form": form})
+    return render(request, "feedback/index.html", {"form": form, "answers": [], "cards": []})
+
+
+@sheds_with(busy_form)
 @private_page
 @require_http_methods(["GET", "HEAD", "POST"])
 def feedback_index(request: HtmxHttpRequest) -> HttpResponse:
