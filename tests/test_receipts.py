@@ -1,0 +1,138 @@
+"""Accepted once, sent once: after the mail server's 250 the receipt (feedback/receipts.py)
+is written before anything else, and whatever the database or a kill does next, the
+email goes out once and the card ends `sent`.
+
+Real processes: a Celery worker and beat (the sweeper), the session's Redis, an aiosmtpd
+server whose DATA handler is the test's hook: it fails the database (or lets the test
+kill the worker) at the moment the 250 is given, with no sleep race.
+"""
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+from django.db import OperationalError, close_old_connections
+
+from devtools.smtp_sink import SmtpSink
+from feedback import receipts, services, tasks
+from feedback.models import Feedback
+from tests.support.holds import DatabaseHold
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.engines
+
+# Sweeps every second; hard limit 6 s (soft 4.8 s, lease 8 s): a row left `sending`
+# is taken back within the test, and a send that waits out a 3 s lock still ends in time.
+QUICK = {
+    "FEEDBACK_RETRY_BACKOFF": "1",
+    "FEEDBACK_RETRY_BACKOFF_MAX": "2",
+    "FEEDBACK_SWEEP_INTERVAL": "1",
+    "FEEDBACK_STUCK_AFTER": "1",
+    "FEEDBACK_TASK_TIME_LIMIT": "6",
+    "FEEDBACK_SEND_DELAY": "0",
+    "FEEDBACK_UNDO_SECONDS": "0",
+    "DATABASE_BUSY_TIMEOUT": "0.5",
+}
+HOLD_SECONDS = 3.0  # longer than the busy timeout: the `sent` write is refused
+
+
+class HookedMailServer(SmtpSink):
+    """Calls `on_data()` once a message's data has arrived, before answering 250."""
+
+    def __init__(self, on_data) -> None:
+        super().__init__()
+        self.on_data = on_data
+
+    async def handle_DATA(self, server, session, envelope):
+        self.on_data()
+        return await super().handle_DATA(server, session, envelope)
+
+
+def status_of(feedback_id) -> str:
+    for _ in range(100):
+        try:
+            return Feedback.objects.values_list("status", flat=True).get(pk=feedback_id)
+        except OperationalError:  # the database restarting: ask again
+            close_old_connections()
+            time.sleep(0.1)
+    raise TimeoutError("the database did not come back")
+
+
+def messages_for(mail_server, feedback_id) -> list:
+    message_id = f"<feedback-{feedback_id}@localhost>"
+    return [m for m in mail_server.messages if m.message["Message-ID"] == message_id]
+
+
+def send_one(start_worker, start_beat, mail_server, **env):
+    env = {**QUICK, "EMAIL_PORT": str(mail_server.port), **env}
+    worker = start_worker(purge=True, **env)
+    start_beat(**env)
+    feedback = services.feedback_create(email="ada@example.com", message="Hi", enqueue=False)
+    tasks.send_feedback_email.delay(str(feedback.pk))
+    return worker, feedback
+
+
+@pytest.mark.timeout(120)
+def test_the_database_refusing_sent_after_the_250_sends_one_email(start_worker, start_beat):
+    """The database is locked (SQLite: longer than the busy timeout; PostgreSQL: the
+    table, so the UPDATE waits) from the 250 on for 3 s. The worker keeps trying to
+    record `sent`; the sweeper, once the lease ends, finds the receipt."""
+    hold = DatabaseHold()
+    on_data = lambda: hold.take(release_after=HOLD_SECONDS)  # noqa: E731
+    with hold, HookedMailServer(on_data) as mail_server:
+        worker, feedback = send_one(start_worker, start_beat, mail_server)
+        wait_until(hold.released.is_set, 60, "the database held, then let go")
+        wait_until(lambda: status_of(feedback.pk) == "sent", 60, "sent")
+        time.sleep(1)  # a second email, if there were one, would be on its way
+        assert len(messages_for(mail_server, feedback.pk)) == 1
+    assert receipts.receipt_read(feedback_id=feedback.pk) == f"<feedback-{feedback.pk}@localhost>"
+    if hold.vendor == "sqlite":
+        assert "`sent` not recorded (database is locked)" in worker.log_text()
+
+
+@pytest.mark.postgres_only
+@pytest.mark.timeout(180)
+def test_postgresql_restarted_at_the_250_sends_one_email(start_worker, start_beat, postgres_server):
+    """PostgreSQL stops as the 250 is given and comes back 3 s later: the worker's
+    connections are gone, `sent` is recorded once it is back, and nothing is sent again."""
+    restarted = threading.Event()
+
+    def restart() -> None:
+        if restarted.is_set():
+            return
+        restarted.set()
+        postgres_server.stop()
+        threading.Timer(HOLD_SECONDS, postgres_server.start).start()
+
+    with HookedMailServer(restart) as mail_server:
+        # A longer limit: the server takes a few seconds to start again.
+        _, feedback = send_one(start_worker, start_beat, mail_server, FEEDBACK_TASK_TIME_LIMIT="15")
+        wait_until(restarted.is_set, 60, "PostgreSQL stopped at the 250")
+        wait_until(postgres_server.is_ready, 60, "PostgreSQL back")
+        close_old_connections()
+        wait_until(lambda: status_of(feedback.pk) == "sent", 60, "sent")
+        time.sleep(1)
+        assert len(messages_for(mail_server, feedback.pk)) == 1
+
+
+@pytest.mark.timeout(120)
+def test_a_pool_process_killed_right_after_the_250_sends_one_email(start_worker, start_beat):
+    """The hook holds the database at the 250 (so `sent` cannot be recorded first), the
+    test waits for the receipt, SIGKILLs the pool process, and lets the database go."""
+    with DatabaseHold() as hold, HookedMailServer(hold.take) as mail_server:
+        worker, feedback = send_one(start_worker, start_beat, mail_server)
+        wait_until(hold.taken.is_set, 60, "the 250")
+        wait_until(
+            lambda: receipts.receipt_read(feedback_id=feedback.pk),  # noqa: B023
+            10,
+            "the receipt",
+        )
+        [child] = worker.pool_pids()
+        os.kill(child, signal.SIGKILL)
+        hold.release()
+        wait_until(lambda: status_of(feedback.pk) == "sent", 60, "sent")  # noqa: B023
+        time.sleep(1)
+        assert len(messages_for(mail_server, feedback.pk)) == 1
+        assert len(mail_server.messages) == 1
