@@ -1,0 +1,151 @@
+"""Overload is shed, never a 500 (shedding/middleware.py): a busy database answers 503 with
+Retry-After, the form comes back with the person's text and "Busy, try again in N s", one
+warning line and no traceback per shed request, and nothing is stored.
+
+The database is made busy for real: another connection holds SQLite's write lock
+(tests/support/holds.py) for longer than the busy timeout.
+"""
+
+import asyncio
+import logging
+import re
+from collections import Counter
+from http import HTTPStatus
+
+import httpx
+import pytest
+from django.contrib.sessions.backends.base import SessionBase
+from django.http import HttpResponse
+from django.test import RequestFactory
+
+from django_celery.sessions import SessionStore
+from feedback.models import Feedback
+from shedding.middleware import RETRY_AFTER, SheddingSessionMiddleware
+from tests.support.holds import DatabaseHold
+from tests.support.waiting import wait_until
+
+# The web's busy timeout: a held lock sheds after half a second.
+BUSY = {"DATABASE_BUSY_TIMEOUT": "0.5", "FEEDBACK_RATE_LIMIT": "off"}
+HINT = {
+    "en": f"Busy, try again in {RETRY_AFTER} s.",
+    "pt-br": f"Ocupado, tente de novo em {RETRY_AFTER} s.",
+}
+SHED_LINE = re.compile(r"Shed POST / \(503\): database busy: database is locked")
+
+
+def csrf_token(client: httpx.Client) -> str:
+    page = client.get("/")
+    return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+
+
+@pytest.mark.parametrize("language", ["en", "pt-br"])
+def test_a_locked_database_sheds_a_submission_with_503_and_its_form_filled(start_daphne, language):
+    web = start_daphne(**BUSY)
+    headers = {"Accept-Language": language}
+    with httpx.Client(base_url=web.url, timeout=30, headers=headers) as client:
+        token = csrf_token(client)
+        form = {
+            "email": "ada@example.com",
+            "message": "Kept as typed",
+            "csrfmiddlewaretoken": token,
+        }
+        with DatabaseHold() as hold:
+            hold.take()
+            htmx = client.post("/", data=form, headers={"HX-Request": "true"})
+            plain = client.post("/", data=form)
+    for response in (htmx, plain):
+        assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+        assert response.headers["Retry-After"] == str(RETRY_AFTER)
+        assert HINT[language] in response.text
+        assert "Kept as typed</textarea>" in response.text
+        assert 'value="ada@example.com"' in response.text
+    assert "<html" not in htmx.text  # the form partial, swapped in place
+    assert "<html" in plain.text  # no JavaScript: the whole page, the form filled
+    assert Feedback.objects.count() == 0
+    log = web.log_text()
+    assert len(SHED_LINE.findall(log)) == 2
+    assert "Traceback" not in log
+
+
+def test_a_session_save_refused_by_a_locked_database_sheds_too(transactional_db, caplog):
+    """The session is saved after the view, in the session middleware: a refusal there
+    sheds the same way, with one warning and no traceback."""
+    request = RequestFactory().post("/somewhere")
+    request.session = SessionStore()
+    request.session["seen"] = True
+    middleware = SheddingSessionMiddleware(lambda request: HttpResponse("taken"))
+    caplog.set_level(logging.WARNING)
+    with DatabaseHold() as hold:
+        hold.take()
+        response = middleware.process_response(request, HttpResponse("taken"))
+    assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert response["Retry-After"] == str(RETRY_AFTER)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        "Shed POST /somewhere (503): database busy: database is locked"
+    ]
+    assert not any(r.exc_info for r in caplog.records)
+    assert isinstance(request.session, SessionBase)
+
+
+# -- A burst on the default stack ------------------------------------------------------
+
+RATE = 100  # submissions per second, open loop
+SECONDS = 10
+
+
+async def burst(url: str, token: str) -> list[tuple[str, int | str]]:
+    """RATE submissions a second for SECONDS, each from a new visitor (no session cookie),
+    sent on schedule whatever the answers; (address, status or the error's name) each."""
+    transport = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=RATE * SECONDS))
+    answers: list[tuple[str, int | str]] = []
+
+    async def submit(number: int) -> None:
+        address = f"b{number}@example.com"
+        visitor = httpx.AsyncClient(base_url=url, transport=transport, timeout=60)
+        visitor.cookies.set("csrftoken", token)
+        form = {"email": address, "message": f"Burst {number}", "csrfmiddlewaretoken": token}
+        try:
+            response = await visitor.post("/", data=form, headers={"HX-Request": "true"})
+            answers.append((address, response.status_code))
+        except httpx.HTTPError as error:
+            answers.append((address, type(error).__name__))
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    sending = []
+    for number in range(RATE * SECONDS):
+        await asyncio.sleep(max(0.0, started + number / RATE - loop.time()))
+        sending.append(asyncio.create_task(submit(number)))
+    await asyncio.gather(*sending)
+    await transport.aclose()
+    return answers
+
+
+@pytest.mark.timeout(420)
+def test_100_submissions_a_second_for_10_s_answer_2xx_or_503_and_each_is_emailed_once(
+    start_worker, start_daphne, smtp_server
+):
+    env = {"FEEDBACK_RATE_LIMIT": "off", "FEEDBACK_UNDO_SECONDS": "0", "FEEDBACK_SEND_DELAY": "0"}
+    start_worker(purge=True, concurrency=2, **env)
+    web = start_daphne(**env)
+    with httpx.Client(base_url=web.url, timeout=30) as client:
+        token = csrf_token(client)
+    answers = asyncio.run(burst(web.url, token))
+
+    codes = Counter(status for _, status in answers)
+    print(f"\nburst {RATE}/s for {SECONDS} s: answers {dict(sorted(codes.items(), key=str))}")
+    assert len(answers) == RATE * SECONDS
+    taken = {address for address, status in answers if status in (200, 201, 204)}
+    shed = {address for address, status in answers if status == HTTPStatus.SERVICE_UNAVAILABLE}
+    assert len(taken) + len(shed) == len(answers), codes  # nothing else: no 5xx, no timeout
+    assert Feedback.objects.count() == len(taken)  # a shed submission stored nothing
+
+    def emailed() -> Counter:
+        return Counter(str(m.message["To"]) for m in smtp_server.messages)
+
+    wait_until(lambda: taken <= set(emailed()), 300, "every taken submission emailed")
+    sent = emailed()
+    duplicates = {address: count for address, count in sent.items() if count > 1}
+    print(f"emails {sum(sent.values())} for {len(taken)} taken; duplicates {len(duplicates)}")
+    assert duplicates == {}
+    assert set(sent) == taken
