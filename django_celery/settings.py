@@ -581,6 +581,16 @@ LOGGING = {
         }
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # A request shed under overload logs one warning line (shedding/), not Django's too.
+    "filters": {
+        "not_shed": {
+            "()": "django.utils.log.CallbackFilter",
+            "callback": "ext://shedding.middleware.not_shed",
+        }
+    },
     "root": {"handlers": ["console"], "level": "INFO"},
-    "loggers": {"django": {"level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")}},
+    "loggers": {
+        "django": {"level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
+        "django.request": {"filters": ["not_shed"]},
+    },
 }

@@ -68,6 +68,9 @@ def take_submission(request: HtmxHttpRequest) -> HttpResponse:
     if limit.exceeded:
         return too_many_submissions(request, form, limit)
     mode = form.cleaned_data["mode"]
+    # Watch rights go to this session: a planted key loses them. Before the feedback is
+    # stored, so a busy database sheds the submission (503) with nothing stored.
+    request.session.cycle_key()
     with answers_timed(request.session, mode=mode) as answered:
         feedback = services.feedback_submit(
             **form.cleaned_data,
@@ -75,7 +78,6 @@ def take_submission(request: HtmxHttpRequest) -> HttpResponse:
             language=translation.get_language(),
             time_zone=timezone.get_current_timezone_name(),
         )
-    request.session.cycle_key()  # watch rights go to this session: a planted key loses them
     submissions_remember(request.session, feedback_id=feedback.pk)
     token = feedback_token(feedback.pk, session=request.session)
     if not request.htmx:

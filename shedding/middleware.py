@@ -4,8 +4,8 @@ Busy: SQLite's writer lock held past the busy timeout, PostgreSQL's pool
 exhausted (its timeout), a statement timeout or a dropped connection. Django
 raises each as django.db.OperationalError (psycopg's pool timeout included:
 Django wraps the errors of getting a connection). A request that meets one,
-in its view or in the session's save after it, gets a 503 with Retry-After
-and one warning line, no traceback. A view says how it answers then with
+in its view gets a 503 with Retry-After and one warning line, no traceback;
+nothing it meant to store is stored. A view says how it answers then with
 `sheds_with` (the form with the person's text, and why); any other gets 503.html.
 
 Django's session middleware, subclassed: its save runs after the view, and
@@ -50,6 +50,7 @@ def sheds_with(respond: ShedResponse):
 
 def shed(request: HttpRequest, error: BaseException) -> HttpResponse:
     logger.warning("Shed %s %s (503): database busy: %s", request.method, request.path, error)
+    request.shed = True  # Django's own line for this 503 is left out (not_shed)
     match = request.resolver_match
     respond = getattr(match.func, "shed_response", None) if match else None
     if respond is not None:
@@ -58,22 +59,41 @@ def shed(request: HttpRequest, error: BaseException) -> HttpResponse:
         response = render(request, "503.html", {"retry_after": RETRY_AFTER})
     response.status_code = HTTPStatus.SERVICE_UNAVAILABLE
     response["Retry-After"] = str(RETRY_AFTER)
-    response.shed = True
     return response
 
 
+def not_shed(record: logging.LogRecord) -> bool:
+    """A logging filter (settings.LOGGING, django.request): a shed request's one line is ours."""
+    return not getattr(getattr(record, "request", None), "shed", False)
+
+
 class SheddingSessionMiddleware(SessionMiddleware):
-    """Django's SessionMiddleware; a busy database in the view or the session's save sheds."""
+    """Django's SessionMiddleware; a busy database in the view sheds the request.
+
+    The session's save after the view never turns the view's answer into
+    another: what the view did is committed (a stored feedback), and a 503
+    would have the person send it again. A save the database refuses is then
+    logged and left out (the session keeps what it held before).
+    """
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         return shed(request, exception) if database_busy(exception) else None
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
-        if getattr(response, "shed", False):
-            return response  # nothing was taken: nothing of it is saved in the session
         try:
             return super().process_response(request, response)
         except OperationalError as error:
             if not database_busy(error):
                 raise
-            return shed(request, error)
+            if getattr(request, "shed", False):
+                return response  # already shed and logged, once
+            if response.status_code >= HTTPStatus.BAD_REQUEST:
+                return shed(request, error)
+            logger.warning(
+                "Session of %s %s not saved (%d kept): database busy: %s",
+                request.method,
+                request.path,
+                response.status_code,
+                error,
+            )
+            return response
