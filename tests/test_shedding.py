@@ -8,6 +8,7 @@ The database is made busy for real: another connection holds SQLite's write lock
 
 import asyncio
 import logging
+import os
 import re
 from collections import Counter
 from http import HTTPStatus
@@ -99,8 +100,9 @@ def test_a_session_save_refused_by_a_locked_database_never_answers_500(
 
 # -- A burst on the default stack ------------------------------------------------------
 
-RATE = 100  # submissions per second, open loop
-SECONDS = 10
+# Submissions per second (open loop) and for how long (BURST_RATE=50 BURST_SECONDS=30: 50/s).
+RATE = int(os.environ.get("BURST_RATE", "100"))
+SECONDS = int(os.environ.get("BURST_SECONDS", "10"))
 
 
 async def burst(url: str, token: str) -> list[tuple[str, int | str]]:
@@ -132,11 +134,11 @@ async def burst(url: str, token: str) -> list[tuple[str, int | str]]:
 
 
 @pytest.mark.timeout(420)
-def test_100_submissions_a_second_for_10_s_answer_2xx_or_503_and_each_is_emailed_once(
+def test_a_burst_of_100_a_second_for_10_s_answers_2xx_or_503_and_emails_each_once(
     start_worker, start_daphne, smtp_server
 ):
     env = {"FEEDBACK_RATE_LIMIT": "off", "FEEDBACK_UNDO_SECONDS": "0", "FEEDBACK_SEND_DELAY": "0"}
-    start_worker(purge=True, concurrency=2, **env)
+    worker = start_worker(purge=True, concurrency=2, **env)
     web = start_daphne(**env)
     with httpx.Client(base_url=web.url, timeout=30) as client:
         token = csrf_token(client)
@@ -156,6 +158,10 @@ def test_100_submissions_a_second_for_10_s_answer_2xx_or_503_and_each_is_emailed
     wait_until(lambda: taken <= set(emailed()), 300, "every taken submission emailed")
     sent = emailed()
     duplicates = {address: count for address, count in sent.items() if count > 1}
-    print(f"emails {sum(sent.values())} for {len(taken)} taken; duplicates {len(duplicates)}")
+    locked = [process.log_text().count("database is locked") for process in (web, worker)]
+    print(
+        f"emails {sum(sent.values())} for {len(taken)} taken; duplicates {len(duplicates)}; "
+        f"'database is locked' in the web's log {locked[0]}, the worker's {locked[1]}"
+    )
     assert duplicates == {}
     assert set(sent) == taken
