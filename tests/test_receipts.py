@@ -16,8 +16,9 @@ import pytest
 from django.db import OperationalError, close_old_connections
 
 from devtools.smtp_sink import SmtpSink
-from feedback import receipts, services, tasks
+from feedback import mail, receipts, services, tasks
 from feedback.models import Feedback
+from feedback.smtp import EmailBackend
 from tests.support.holds import DatabaseHold
 from tests.support.waiting import wait_until
 
@@ -136,3 +137,47 @@ def test_a_pool_process_killed_right_after_the_250_sends_one_email(start_worker,
         time.sleep(1)
         assert len(messages_for(mail_server, feedback.pk)) == 1
         assert len(mail_server.messages) == 1
+
+
+# -- The one window left: between the 250 and the receipt ----------------------------
+
+WINDOW_SENDS = int(os.environ.get("WINDOW_SENDS", "300"))
+
+
+class StopwatchBackend(EmailBackend):
+    """The project's backend, noting when each send_message returned (the 250 was read)."""
+
+    accepted_at: list[float] = []
+
+    def send_message(self, email_message) -> bool:
+        sent = super().send_message(email_message)
+        StopwatchBackend.accepted_at.append(time.perf_counter())
+        return sent
+
+
+def test_the_window_a_kill_can_still_hit_is_the_250_then_one_redis_write(settings, smtp_server, db):
+    """From sendmail's return to the receipt's write acknowledged by Redis, measured
+    (printed, not asserted) over WINDOW_SENDS sends through the production path."""
+    settings.MAILERS = {
+        "default": {
+            "BACKEND": f"{__name__}.StopwatchBackend",
+            "OPTIONS": {"host": smtp_server.host, "port": smtp_server.port, "timeout": 5},
+        }
+    }
+    feedback = services.feedback_create(email="ada@example.com", message="Hi", enqueue=False)
+    widths: list[float] = []
+
+    def accepted(*, message_id: str) -> None:
+        receipts.receipt_write(feedback_id=feedback.pk, message_id=message_id)
+        widths.append(time.perf_counter() - StopwatchBackend.accepted_at[-1])
+
+    for _ in range(WINDOW_SENDS):
+        mail.send_confirmation(feedback=feedback, accepted=accepted)
+    mail.kept_mailer.close()
+
+    widths.sort()
+    p50, p99 = (widths[int(q * (len(widths) - 1))] * 1e6 for q in (0.5, 0.99))
+    print(f"\n250 -> receipt written: p50 {p50:.0f} us, p99 {p99:.0f} us, max "
+          f"{widths[-1] * 1e6:.0f} us over {len(widths)} sends")  # fmt: skip
+    assert len(widths) == len(smtp_server.wait_for(WINDOW_SENDS)) == WINDOW_SENDS
+    assert receipts.receipt_read(feedback_id=feedback.pk) == f"<feedback-{feedback.pk}@localhost>"

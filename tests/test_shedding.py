@@ -17,6 +17,7 @@ import httpx
 import pytest
 from django.http import HttpResponse
 from django.test import RequestFactory
+from playwright.sync_api import expect
 
 from django_celery.sessions import SessionStore
 from feedback.models import Feedback
@@ -165,3 +166,44 @@ def test_a_burst_of_100_a_second_for_10_s_answers_2xx_or_503_and_emails_each_onc
     )
     assert duplicates == {}
     assert set(sent) == taken
+
+
+# -- What a person sees -------------------------------------------------------------------
+
+ENGLISH = {"locale": "en-US", "timezone_id": "UTC"}
+PORTUGUESE = {"locale": "pt-BR", "timezone_id": "America/Sao_Paulo"}
+WORDS = {
+    "en-US": ("Your email address", "Message", "With Celery", HINT["en"]),
+    "pt-BR": ("Seu endereço de e-mail", "Mensagem", "Com Celery", HINT["pt-br"]),
+}
+
+
+@pytest.mark.parametrize(
+    "browser_context_options",
+    [
+        ENGLISH,
+        PORTUGUESE,
+        {**ENGLISH, "java_script_enabled": False},
+        {**PORTUGUESE, "java_script_enabled": False},
+    ],
+    ids=["en", "pt-BR", "en-no-js", "pt-BR-no-js"],
+)
+def test_a_503_keeps_the_typed_message_and_shows_the_retry_hint(
+    browser_page, start_daphne, browser_context_options
+):
+    email_label, message_label, button, hint = WORDS[browser_context_options["locale"]]
+    web = start_daphne(**BUSY)
+    page = browser_page
+    page.goto(web.url)
+    typed = "Kept while the server is busy.\nSecond line."
+    page.get_by_label(email_label).fill("ada@example.com")
+    page.get_by_label(message_label).fill(typed)
+    with DatabaseHold() as hold:
+        hold.take()
+        with page.expect_response(lambda response: response.request.method == "POST") as answer:
+            page.get_by_role("button", name=re.compile(button)).click()
+        assert answer.value.status == HTTPStatus.SERVICE_UNAVAILABLE
+        expect(page.locator("#feedback-form")).to_contain_text(hint)
+    expect(page.get_by_label(message_label)).to_have_value(typed)
+    expect(page.get_by_label(email_label)).to_have_value("ada@example.com")
+    assert Feedback.objects.count() == 0
