@@ -199,7 +199,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABAS
             f"{pool['max_size']}: need 0 <= min <= max and max >= 1."
         )
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = pool
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+# PostgreSQL: a statement that runs (or waits for a lock) longer than DATABASE_STATEMENT_TIMEOUT
+# seconds is cancelled, and its request shed with a 503 (shedding/); 0, the default, is no limit.
+statement_timeout = float(os.environ.get("DATABASE_STATEMENT_TIMEOUT", "0"))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and statement_timeout > 0:
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
+        f"-c statement_timeout={round(statement_timeout * 1000)}"
+    )
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # One writer at a time, and every writer queues for the lock up to DATABASE_BUSY_TIMEOUT
     # seconds (sqlite3's timeout is SQLite's busy timeout): IMMEDIATE takes the write lock at
     # BEGIN, so a transaction never fails upgrading a read to a write, the one "database is
