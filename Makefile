@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 .PHONY: help venv venv-test run admin test test-fast bench lint format messages clean
 
 help:
-	@echo "make run    set up .venv, migrate, start Redis (if needed), worker, beat and daphne"
+	@echo "make run    set up .venv, migrate, start Redis (if needed), worker, beat, daphne (and a local mailbox without EMAIL_HOST)"
 	@echo "make admin  a login for the admin (development): creates or resets the user admin"
 	@echo "make test   set up .venv with the test requirements and run the whole suite (SQLite, then PostgreSQL)"
 	@echo "make test-fast  the suite without browser and multi-process tests (-m 'not slow')"
@@ -18,6 +18,7 @@ help:
 	@echo "make lint   ruff check and format check"
 	@echo "make messages  update locale/*/django.po from the code and compile the .mo (needs gettext)"
 	@echo "make clean  remove .venv and caches"
+	@echo "README.md is the map; docs/ has configuration, deploying, failures and tests"
 
 # The interpreter: refuse anything older than 3.12 with a message that says so.
 $(VENV_PYTHON):
@@ -77,7 +78,7 @@ format: $(VENV)/.stamp-ruff
 	$(VENV_PYTHON) -m ruff check --fix .
 	$(VENV_PYTHON) -m ruff format .
 
-# The translations (see "Adding a language" in the README): every marked string
+# The translations (see "Adding a language" in docs/languages.md): every marked string
 # into each locale/<lang>/LC_MESSAGES/django.po, then the .mo that Django reads.
 # The tooling and tests are not the app: tests/test_i18n.py reads the same.
 MESSAGES_IGNORE := --ignore ".venv/*" --ignore "tests/*" --ignore "devtools/*" \

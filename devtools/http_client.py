@@ -49,6 +49,8 @@ class Visitor:
         for name, value in self.http.cookies.items():
             cookie[name] = value
         headers = {"Cookie": cookie.output(header="", sep=";").strip()}
+        if "Accept-Language" in self.http.headers:  # a browser's handshake says it too
+            headers["Accept-Language"] = self.http.headers["Accept-Language"]
         return connect(
             ws_url,
             origin=origin or self.base_url,

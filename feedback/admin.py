@@ -1,20 +1,42 @@
+"""The admin keeps the record: a feedback is shown, never edited there.
+
+What staff may do to a feedback is what the transition table lets a person do
+(its by-hand moves), through the same services as the public page: Resend a
+failed one, Cancel one that waits (Undo, Stop trying). The change page shows
+the feedback's status card, live over the page's one socket, with a watch
+token bound to the staff member's own session.
+"""
+
 from django.contrib import admin, messages
+from django.contrib.admin import ActionLocation
+from django.contrib.auth import get_permission_codename
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.loader import render_to_string
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
 
 from . import services
 from .models import Feedback, FeedbackEvent
+from .selectors import feedback_render_status
+from .tokens import feedback_token
+from .transitions import is_final
 
 
 class FeedbackEventInline(admin.TabularInline):
+    """The timeline as recorded: one row per status change, never edited."""
+
     model = FeedbackEvent
     extra = 0
-    can_delete = False
-    readonly_fields = ["status", "at"]
+    fields = readonly_fields = ["status", "at"]
 
-    def has_add_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Feedback | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Feedback | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Feedback | None = None) -> bool:
         return False
 
 
@@ -23,7 +45,7 @@ class FeedbackAdmin(admin.ModelAdmin):
     inlines = [FeedbackEventInline]
     list_display = [
         "email",
-        "status",
+        "status_badge",
         "language",
         "attempts",
         "created_at",
@@ -33,26 +55,52 @@ class FeedbackAdmin(admin.ModelAdmin):
     list_filter = ["status", "language"]
     search_fields = ["email"]
     date_hierarchy = "created_at"
-    actions = ["resend"]
-    readonly_fields = [
-        "id",
-        "status",
-        "language",
-        "time_zone",
-        "progress",
-        "step",
-        "attempts",
-        "failure_reason",
-        "next_retry_at",
-        "undo_until",
-        "claimed_at",
-        "version",
-        "created_at",
-        "updated_at",
-        "sent_at",
+
+    class Media:
+        # The badge and the card in the admin's colours (the list and the change page).
+        css = {"all": ["css/admin.css"]}
+
+    actions = ["resend", "cancel"]
+    # Every column, shown (a new one too); none is editable (has_change_permission).
+    fields = readonly_fields = [
+        field.name for field in Feedback._meta.get_fields() if field.concrete
     ]
 
-    @admin.action(description=_("Resend the confirmation of selected failed feedback"))
+    # -- The record: read, never written -------------------------------------------
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A feedback starts only through the form's service (its first event,
+        # its task, its undo window, its language), never as a bare row.
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Feedback | None = None) -> bool:
+        # What was sent, to whom, and which worker holds it: the admin shows it,
+        # the moves change it (see has_move_permission).
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Feedback | None = None) -> bool:
+        if obj is not None and not is_final(obj.status):
+            return False  # still waiting or being sent: its worker would lose it mid-way
+        return super().has_delete_permission(request, obj)
+
+    def delete_model(self, request: HttpRequest, obj: Feedback) -> None:
+        services.feedback_delete(feedback_ids=[obj.pk])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Feedback]) -> None:
+        services.feedback_delete(feedback_ids=queryset.values_list("pk", flat=True))
+
+    # -- What staff may do: the table's by-hand moves, through the services ----------
+
+    def has_move_permission(self, request: HttpRequest) -> bool:
+        """The moves a person makes (Resend, Cancel) need the model's change permission."""
+        codename = get_permission_codename("change", self.opts)
+        return request.user.has_perm(f"{self.opts.app_label}.{codename}")
+
+    @admin.action(
+        permissions=["move"],
+        description=_("Resend the confirmation of selected failed feedback"),
+        location=[ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM],
+    )
     def resend(self, request: HttpRequest, queryset: QuerySet[Feedback]) -> None:
         # Through the same send-once path as a first send: only `failed` rows
         # move back to `queued`, so a sent email never goes out twice.
@@ -73,3 +121,44 @@ class FeedbackAdmin(admin.ModelAdmin):
                 skipped,
             )
             self.message_user(request, left % {"count": skipped}, messages.WARNING)
+
+    @admin.action(
+        permissions=["move"],
+        # The public page's words (Undo is Stop trying before the first attempt).
+        description=_("Stop trying"),
+        location=ActionLocation.CHANGE_FORM,
+    )
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Feedback]) -> None:
+        # The public page's Undo / Stop trying, with its words: the same move,
+        # refused the same way once a worker claimed it or it is final.
+        for feedback_id in queryset.values_list("pk", flat=True):
+            if services.feedback_cancel(feedback_id=feedback_id) is not None:
+                self.message_user(request, gettext("Cancelled: no email was sent."))
+                continue
+            feedback = Feedback.objects.filter(pk=feedback_id).first()
+            if feedback is None:
+                continue  # deleted meanwhile: the change page says so
+            too_late = gettext("Too late to take it back: it is already %(status)s.")
+            status = feedback.get_status_display().lower()
+            self.message_user(request, too_late % {"status": status}, messages.WARNING)
+
+    # -- The status, as every page shows it --------------------------------------------
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_badge(self, feedback: Feedback) -> str:
+        return render_to_string("admin/feedback/feedback/status_badge.html", {"feedback": feedback})
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict,
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Feedback | None = None,
+    ):
+        if obj is not None:
+            # The staff member's own watch: bound to this session, like a submitter's.
+            context["watch_token"] = feedback_token(obj.pk, session=request.session)
+            context["status_card"] = feedback_render_status(feedback=obj)
+        return super().render_change_form(request, context, add, change, form_url, obj)

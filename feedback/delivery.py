@@ -12,27 +12,20 @@ from functools import partial
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
-from django.db.models import Case, Value, When
-from django.utils import timezone, translation
-from django.utils.translation import gettext_lazy as _
+from django.utils import timezone
 
 from . import receipts
 from .mail import DeliveryError, log_failed_attempt, send_confirmation
 from .models import Feedback
 from .moves import feedback_move
 from .transitions import WAITING, claimable
+from .wording import Failure, Step
 
 logger = logging.getLogger(__name__)
 
 
-# What the page shows while the (simulated) slow mail service works. Stored on
-# the row as text, in the feedback's language (see feedback_in_language and
-# in_row_language).
-SEND_STEPS = (
-    _("Preparing your confirmation"),
-    _("Connecting to the mail server"),
-    _("Handing the message over"),
-)
+# What the page shows while the (simulated) slow mail service works: stored as codes.
+SEND_STEPS = tuple(Step)
 
 
 class TooEarly(Exception):
@@ -43,42 +36,14 @@ class TooEarly(Exception):
         self.wait = wait
 
 
-def feedback_in_language(*, feedback_id: uuid.UUID | str) -> translation.override:
-    """Speak the feedback's language (the one it was submitted in) inside the block.
-
-    What is written for the person while it is sent (its step, a failure's
-    reason) is stored as text in that language, whatever the process's own.
-    """
-    language = Feedback.objects.filter(pk=feedback_id).values_list("language", flat=True).first()
-    return translation.override(language or settings.LANGUAGE_CODE)
-
-
-def in_row_language(text: str) -> Case:
-    """`text` (a lazy translation) in the language of the row it is written to.
-
-    The database picks the translation, so a write in the person's language
-    (the claim's first step) needs no read of the row before it. A language
-    this site does not speak gets LANGUAGE_CODE's, as feedback_in_language does.
-    """
-    spoken = []
-    for code, _name in settings.LANGUAGES:
-        with translation.override(code):
-            spoken.append(When(language=code, then=Value(str(text))))
-    with translation.override(settings.LANGUAGE_CODE):
-        return Case(*spoken, default=Value(str(text)))
-
-
 def feedback_deliver_in_request(*, feedback_id: uuid.UUID | str) -> Feedback:
     """Deliver now, in the caller's process, and end in a final state like the task does."""
-    with feedback_in_language(feedback_id=feedback_id):
-        try:
-            feedback_deliver(feedback_id=feedback_id)
-        except DeliveryError as error:
-            attempt = Feedback.objects.values_list("attempts", flat=True).get(pk=feedback_id)
-            log_failed_attempt(
-                feedback_id=feedback_id, error=error, attempt=attempt, retrying=False
-            )
-            feedback_mark_failed(feedback_id=feedback_id, reason=error.reason_for(retrying=False))
+    try:
+        feedback_deliver(feedback_id=feedback_id)
+    except DeliveryError as error:
+        attempt = Feedback.objects.values_list("attempts", flat=True).get(pk=feedback_id)
+        log_failed_attempt(feedback_id=feedback_id, error=error, attempt=attempt, retrying=False)
+        feedback_mark_failed(feedback_id=feedback_id, reason=error.reason_for(retrying=False))
     return Feedback.objects.get(pk=feedback_id)
 
 
@@ -101,7 +66,7 @@ def feedback_claim(*, feedback_id: uuid.UUID | str, worker: str = "") -> Feedbac
         "claim",
         feedback_id=feedback_id,
         where=claimable(lease_ended_before=lease, now=now),
-        step=in_row_language(SEND_STEPS[0]),
+        step=SEND_STEPS[0],
         claimed_by=worker,
     )
 
@@ -131,7 +96,7 @@ def feedback_send_email(*, feedback: Feedback) -> None:
         for index, step in enumerate(SEND_STEPS):
             if index:
                 progress = round(100 * index / len(SEND_STEPS))
-                feedback_mark_progress(feedback_id=feedback.pk, step=str(step), progress=progress)
+                feedback_mark_progress(feedback_id=feedback.pk, step=step, progress=progress)
             time.sleep(delay / len(SEND_STEPS))
     send_confirmation(
         feedback=feedback, accepted=partial(receipts.receipt_write, feedback_id=feedback.pk)
@@ -157,9 +122,7 @@ def feedback_deliver(*, feedback_id: uuid.UUID | str, worker: str = "") -> Feedb
         if wait > 0:  # delivered early (a redelivery, the sweeper): not yet
             raise TooEarly(wait)
         return None
-    # Its steps and a failure's reason in the person's language: the claimed row says which.
-    with translation.override(feedback.language or settings.LANGUAGE_CODE):
-        feedback_send_email(feedback=feedback)
+    feedback_send_email(feedback=feedback)
     return feedback_record_sent(feedback_id=feedback.pk)
 
 
@@ -211,16 +174,16 @@ def feedback_mark_sent(*, feedback_id: uuid.UUID | str) -> Feedback:
     return sent or Feedback.objects.get(pk=feedback_id)
 
 
-def feedback_mark_failed(*, feedback_id: uuid.UUID | str, reason: str) -> Feedback:
-    failed = feedback_move("fail", feedback_id=feedback_id, failure_reason=reason[:300])
+def feedback_mark_failed(*, feedback_id: uuid.UUID | str, reason: Failure) -> Feedback:
+    failed = feedback_move("fail", feedback_id=feedback_id, **reason.fields())
     return failed or Feedback.objects.get(pk=feedback_id)
 
 
 def feedback_mark_retrying(
-    *, feedback_id: uuid.UUID | str, reason: str, next_retry_at: datetime
+    *, feedback_id: uuid.UUID | str, reason: Failure, next_retry_at: datetime
 ) -> Feedback:
     """Record a failed attempt that will be tried again at `next_retry_at`."""
     retrying = feedback_move(
-        "retry", feedback_id=feedback_id, failure_reason=reason[:300], next_retry_at=next_retry_at
+        "retry", feedback_id=feedback_id, next_retry_at=next_retry_at, **reason.fields()
     )
     return retrying or Feedback.objects.get(pk=feedback_id)

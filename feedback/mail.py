@@ -27,6 +27,7 @@ from .smtp import (
     is_transient_send_error,
     server_answer,
 )
+from .wording import Failure, Outcome, Reason
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 class DeliveryError(Exception):
-    """The confirmation could not be sent; `reason` is fit to show a person.
+    """The confirmation could not be sent; `reason` is a code (wording.Reason).
 
     `transient`: trying again later may work (a 4xx reply, a refused or
     dropped connection, a timeout); otherwise it will fail the same way.
@@ -50,15 +51,22 @@ class DeliveryError(Exception):
         self.transient = transient
         self.code, self.server_text = server_answer(cause) or (None, "")
 
-    def reason_for(self, *, retrying: bool) -> str:
-        """The reason, saying in plain words whether the email will be tried again."""
+    def reason_for(self, *, retrying: bool, attempts: int | None = None) -> Failure:
+        """The failure as the row keeps it, with whether the email will be tried again
+        (`attempts`: it will not, they are used up)."""
         if retrying:
-            said = gettext("%(reason)s This is temporary: it will be tried again.")
-        elif self.transient:
-            said = gettext("%(reason)s It will not be tried again.")
+            outcome = Outcome.RETRYING
+        elif attempts is not None:
+            outcome = Outcome.GAVE_UP
         else:
-            said = gettext("%(reason)s This is permanent: it will not be tried again.")
-        return said % {"reason": self.reason}
+            outcome = Outcome.FINAL if self.transient else Outcome.PERMANENT
+        return Failure(
+            reason=self.reason,
+            outcome=outcome,
+            smtp_code=self.code,
+            smtp_text=self.server_text,
+            attempts=attempts,
+        )
 
 
 def log_failed_attempt(*, feedback_id, error: DeliveryError, attempt: int, retrying: bool) -> None:
@@ -235,6 +243,4 @@ def send_confirmation(*, feedback: Feedback, accepted: Callable[..., object]) ->
     except ValueError as error:
         # Django refuses a header with a line break (header injection). The
         # form refuses such addresses; this guards rows stored any other way.
-        raise DeliveryError(
-            gettext("The email address cannot be used."), cause=error, transient=False
-        ) from error
+        raise DeliveryError(Reason.BAD_ADDRESS, cause=error, transient=False) from error

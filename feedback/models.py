@@ -6,6 +6,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
+from .wording import Reason, Step, failure_text
+
 
 class Status(models.TextChoices):
     """Where a feedback is in its life; the moves between them are in transitions.py."""
@@ -33,7 +35,8 @@ class Feedback(models.Model):
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.QUEUED
     )
-    # The language of the page it was sent from: its email and its status speak it.
+    # The language of the page it was sent from: its email speaks it. A card
+    # speaks its reader's: nothing else on the row is words (feedback/wording.py).
     language = models.CharField(
         _("language"), max_length=16, choices=settings.LANGUAGES, default="en"
     )
@@ -41,12 +44,16 @@ class Feedback(models.Model):
     time_zone = models.CharField(_("time zone"), max_length=64, blank=True)
     # What the person sees while sending: a percentage and the current step.
     progress = models.PositiveSmallIntegerField(_("progress"), default=0)
-    step = models.CharField(_("step"), max_length=100, blank=True)
+    step = models.CharField(_("step"), max_length=32, choices=Step.choices, blank=True)
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     # The Celery worker node that made the last claim (its `-n` name), empty when
     # the web sent it: the sweeper takes the row back at once if that node is dead.
     claimed_by = models.CharField(_("claimed by"), max_length=200, blank=True)
-    failure_reason = models.CharField(_("failure reason"), max_length=300, blank=True)
+    # Why the last attempt failed: a code, and its data (the server's answer, what comes next).
+    failure_reason = models.CharField(
+        _("failure reason"), max_length=32, choices=Reason.choices, blank=True
+    )
+    failure_detail = models.JSONField(_("failure detail"), default=dict, blank=True)
     next_retry_at = models.DateTimeField(_("next attempt at"), null=True, blank=True)
     # No worker may claim the row before this time: the submitter may still
     # undo it (FEEDBACK_UNDO_SECONDS). Null: no window (the old way, a resend).
@@ -73,6 +80,11 @@ class Feedback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} ({self.status})"
+
+    @property
+    def failure_text(self) -> str:
+        """Why the last attempt failed, in words, in the active language."""
+        return failure_text(self.failure_reason, self.failure_detail)
 
 
 class FeedbackEvent(models.Model):

@@ -18,7 +18,7 @@ from realtime.publish import publish
 
 from .models import Feedback, FeedbackEvent, Status
 from .queue import feedback_queue_changed
-from .selectors import feedback_render_status, status_group
+from .selectors import feedback_render_status_each_language, status_group
 from .transitions import MOVES, NOW, is_final
 
 
@@ -92,7 +92,7 @@ def _update_returning(
 def feedback_publish(*, feedback: Feedback) -> bool:
     return publish(
         group=status_group(feedback.pk),
-        html=feedback_render_status(feedback=feedback),
+        html=feedback_render_status_each_language(feedback=feedback),
         version=feedback.version,
         final=is_final(feedback.status),
     )

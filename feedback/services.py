@@ -1,10 +1,11 @@
-"""What a person does to a feedback: submit it, take it back, have it sent again.
+"""What a person does to a feedback: submit it, take it back, have it sent again, delete it.
 
 Status changes go through moves.feedback_move (the table in transitions.py);
 the send itself is delivery.py.
 """
 
 import uuid
+from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
@@ -14,6 +15,7 @@ from django.utils import timezone
 from .delivery import feedback_deliver_in_request
 from .models import Feedback, FeedbackEvent, SendMode
 from .moves import enqueue_on_commit, feedback_move
+from .transitions import FINAL
 
 
 def feedback_create(
@@ -88,3 +90,20 @@ def feedback_resend(*, feedback_id: uuid.UUID | str) -> bool:
             return False
         enqueue_on_commit(feedback_id)
     return True
+
+
+def feedback_delete(*, feedback_ids: Iterable[uuid.UUID | str]) -> int:
+    """Delete those of these feedback that are final; how many were deleted.
+
+    One still waiting or being sent stays: its worker would lose it mid-way.
+    The final rows are locked first, so a move (a resend) cannot take one back
+    to the queue between the check and the delete.
+    """
+    with transaction.atomic():
+        final = list(
+            Feedback.objects.select_for_update()
+            .filter(pk__in=list(feedback_ids), status__in=FINAL)
+            .values_list("pk", flat=True)
+        )
+        Feedback.objects.filter(pk__in=final).delete()
+    return len(final)

@@ -5,7 +5,7 @@ the EHLO name from settings, domains in IDNA 2008 (UTS #46, non-transitional),
 SMTPUTF8 for a non-ASCII local part (refused plainly when the server does
 not offer it), and 8-bit bodies either declared (`BODY=8BITMIME`) or
 re-encoded 7-bit clean. `describe_send_error` turns any SMTP failure into
-a reason a person can read, with the server's code and text.
+a reason code (feedback/wording.py says it in words, with the server's code and text).
 """
 
 import email.policy
@@ -19,8 +19,8 @@ from email.headerregistry import Address, HeaderRegistry
 import idna
 from django.conf import settings
 from django.core.mail.backends import smtp
-from django.utils.translation import gettext
-from django.utils.translation import gettext_lazy as _
+
+from .wording import Reason
 
 SERVER_TEXT_MAX = 200
 
@@ -195,14 +195,14 @@ def _make_7bit_clean(message) -> None:
 
 # -- What a failure means ------------------------------------------------------
 
-# Our words are translated; the server's code and text are shown as it sent them.
+# The stage a server's answer came at: its words are said at render (feedback/wording.py).
 STAGES = {
-    smtplib.SMTPConnectError: _("The mail server refused the connection"),
-    smtplib.SMTPHeloError: _("The mail server refused our greeting (EHLO)"),
-    smtplib.SMTPSenderRefused: _("The mail server refused the sender address"),
-    smtplib.SMTPRecipientsRefused: _("The mail server refused the recipient address"),
-    smtplib.SMTPDataError: _("The mail server refused the message"),
-    smtplib.SMTPAuthenticationError: _("The mail server did not accept our credentials"),
+    smtplib.SMTPConnectError: Reason.SMTP_CONNECT,
+    smtplib.SMTPHeloError: Reason.SMTP_HELO,
+    smtplib.SMTPSenderRefused: Reason.SMTP_SENDER,
+    smtplib.SMTPRecipientsRefused: Reason.SMTP_RECIPIENT,
+    smtplib.SMTPDataError: Reason.SMTP_DATA,
+    smtplib.SMTPAuthenticationError: Reason.SMTP_AUTH,
 }
 
 
@@ -252,31 +252,23 @@ def is_transient_send_error(error: BaseException) -> bool:
     return isinstance(error, OSError)
 
 
-def describe_send_error(error: BaseException) -> str:
-    """A reason a person can read, with the server's code and text, without a traceback."""
-    answer = server_answer(error)
-    if answer:
-        code, text = answer
-        stage = next(
-            (words for kind, words in STAGES.items() if isinstance(error, kind)),
-            _("The mail server answered"),
+def describe_send_error(error: BaseException) -> Reason:
+    """Why it failed, as a reason code (the server's answer, if any: server_answer)."""
+    if server_answer(error):
+        return next(
+            (reason for kind, reason in STAGES.items() if isinstance(error, kind)),
+            Reason.SMTP_ANSWER,
         )
-        answer = f"{code} {text}".rstrip() + ("" if text.endswith(".") else ".")
-        # Translators: a stage above, then the server's code and text as it sent them.
-        return gettext("%(stage)s: %(answer)s") % {"stage": stage, "answer": answer}
     if isinstance(error, SmtpUtf8Unsupported):
-        return gettext(
-            "The address has non-ASCII characters before the @, and the mail server "
-            "does not accept such addresses (no SMTPUTF8)."
-        )
+        return Reason.NO_SMTPUTF8
     if isinstance(error, smtplib.SMTPServerDisconnected):
         if "timed out" in str(error):  # smtplib wraps a read timeout this way
-            return gettext("The mail server did not answer in time.")
-        return gettext("The mail server closed the connection.")
+            return Reason.TIMED_OUT
+        return Reason.CLOSED
     if isinstance(error, TimeoutError | socket.timeout):
-        return gettext("The mail server did not answer in time.")
+        return Reason.TIMED_OUT
     if isinstance(error, ConnectionRefusedError):
-        return gettext("The mail server refused the connection.")
+        return Reason.REFUSED
     if isinstance(error, OSError):
-        return gettext("The mail server could not be reached.")
-    return gettext("The email could not be sent.")
+        return Reason.UNREACHABLE
+    return Reason.NOT_SENT

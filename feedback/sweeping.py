@@ -6,8 +6,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Q
-from django.utils import timezone, translation
-from django.utils.translation import gettext_lazy as _
+from django.utils import timezone
 from redis.exceptions import RedisError
 
 from django_celery.worker_liveness import dead_workers
@@ -16,11 +15,12 @@ from . import receipts
 from .models import Feedback
 from .moves import enqueue_on_commit, feedback_move
 from .transitions import HELD, WAITING
+from .wording import Failure, Reason
 
 logger = logging.getLogger(__name__)
 
 
-WORKER_LOST_REASON = _("The worker stopped before it finished.")
+WORKER_LOST = Failure(reason=Reason.WORKER_LOST).fields()
 
 
 def feedback_requeue_stuck(*, now: datetime | None = None) -> list[uuid.UUID]:
@@ -77,8 +77,8 @@ def feedback_take_back_abandoned(*, now: datetime | None = None) -> list[uuid.UU
     abandoned = Feedback.objects.filter(
         Q(updated_at__lt=lease) | Q(claimed_by__in=dead), status=HELD
     )
-    rows = abandoned.values_list("pk", "version", "attempts", "language")
-    for feedback_id, version, attempts, language in rows:
+    rows = abandoned.values_list("pk", "version", "attempts")
+    for feedback_id, version, attempts in rows:
         unchanged = Q(version=version)
         accepted = _accepted(feedback_id)
         if accepted is None:
@@ -86,16 +86,10 @@ def feedback_take_back_abandoned(*, now: datetime | None = None) -> list[uuid.UU
         if accepted:  # its sender died after the server's 250: sent, never again
             feedback_move("sent_on_receipt", feedback_id=feedback_id, where=unchanged)
             continue
-        with translation.override(language):
-            reason = str(WORKER_LOST_REASON)
         if attempts >= settings.FEEDBACK_MAX_ATTEMPTS:
-            feedback_move("fail", feedback_id=feedback_id, where=unchanged, failure_reason=reason)
+            feedback_move("fail", feedback_id=feedback_id, where=unchanged, **WORKER_LOST)
         elif feedback_move(
-            "retry",
-            feedback_id=feedback_id,
-            where=unchanged,
-            failure_reason=reason,
-            next_retry_at=now,
+            "retry", feedback_id=feedback_id, where=unchanged, next_retry_at=now, **WORKER_LOST
         ):
             requeued.append(feedback_id)
 

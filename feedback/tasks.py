@@ -7,17 +7,14 @@ from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_ready, worker_shutting_down
 from django.conf import settings
-from django.utils import timezone, translation
-from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
+from django.utils import timezone
 
 from django_celery import worker_liveness
 
 from . import capacity, delivery, sweeping
 from .mail import DeliveryError, log_failed_attempt
 from .models import Feedback
-
-TOOK_TOO_LONG = _("Sending took too long; the mail server may be overloaded.")
+from .wording import Reason
 
 
 def retry_delay(attempt: int) -> float:
@@ -37,8 +34,6 @@ def retry_delay(attempt: int) -> float:
 # stated here because this task's safety depends on them.
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
 def send_feedback_email(self: Task, feedback_id: str) -> None:
-    # What the person reads (steps, reasons) is in their language, not the
-    # worker's: feedback_deliver speaks the claimed row's, _retry_or_fail too.
     try:
         worker = worker_liveness.claimer(self.request.hostname) if self.request.hostname else ""
         delivery.feedback_deliver(feedback_id=feedback_id, worker=worker)
@@ -49,7 +44,7 @@ def send_feedback_email(self: Task, feedback_id: str) -> None:
         raise self.retry(countdown=retry_delay(self.request.retries + 1)) from None
     except SoftTimeLimitExceeded as timeout:
         _retry_or_fail(self, feedback_id, DeliveryError(
-            TOOK_TOO_LONG, cause=timeout, transient=True
+            Reason.TOO_LONG, cause=timeout, transient=True
         ))  # fmt: skip
     except DeliveryError as error:
         _retry_or_fail(self, feedback_id, error)
@@ -58,31 +53,25 @@ def send_feedback_email(self: Task, feedback_id: str) -> None:
 def _retry_or_fail(task: Task, feedback_id: str, error: DeliveryError) -> None:
     # The attempt count is the row's (the claim counts it), not Celery's
     # request.retries: it survives a re-enqueue by the sweeper or a new worker.
-    row = Feedback.objects.values_list("attempts", "language")
-    attempts, language = row.get(pk=feedback_id)
+    attempts = Feedback.objects.values_list("attempts", flat=True).get(pk=feedback_id)
     retrying = error.transient and attempts < settings.FEEDBACK_MAX_ATTEMPTS
     log_failed_attempt(feedback_id=feedback_id, error=error, attempt=attempts, retrying=retrying)
-    with translation.override(language or settings.LANGUAGE_CODE):  # the reason is for the person
-        if not error.transient:
-            delivery.feedback_mark_failed(
-                feedback_id=feedback_id, reason=error.reason_for(retrying=False)
-            )
-            return
-        if not retrying:
-            gave_up = ngettext(
-                "%(reason)s (gave up after %(attempts)d attempt)",
-                "%(reason)s (gave up after %(attempts)d attempts)",
-                attempts,
-            )
-            reason = gave_up % {"reason": error.reason, "attempts": attempts}
-            delivery.feedback_mark_failed(feedback_id=feedback_id, reason=reason)
-            return
-        delay = retry_delay(attempts)
-        delivery.feedback_mark_retrying(
-            feedback_id=feedback_id,
-            reason=error.reason_for(retrying=True),
-            next_retry_at=timezone.now() + timedelta(seconds=delay),
+    if not error.transient:
+        delivery.feedback_mark_failed(
+            feedback_id=feedback_id, reason=error.reason_for(retrying=False)
         )
+        return
+    if not retrying:
+        delivery.feedback_mark_failed(
+            feedback_id=feedback_id, reason=error.reason_for(retrying=False, attempts=attempts)
+        )
+        return
+    delay = retry_delay(attempts)
+    delivery.feedback_mark_retrying(
+        feedback_id=feedback_id,
+        reason=error.reason_for(retrying=True),
+        next_retry_at=timezone.now() + timedelta(seconds=delay),
+    )
     raise task.retry(countdown=delay)
 
 

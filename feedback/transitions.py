@@ -45,6 +45,7 @@ SENT_SETS = {
     "progress": 100,
     "step": "",
     "failure_reason": "",
+    "failure_detail": {},
     "next_retry_at": None,
     "sent_at": NOW,
 }
@@ -87,13 +88,13 @@ MOVES: dict[str, Move] = {
         source=frozenset({Status.SENDING}),
         target=Status.RETRYING,
         sets={"step": "", "progress": 0},
-        takes=("failure_reason", "next_retry_at"),
+        takes=("failure_reason", "failure_detail", "next_retry_at"),
     ),
     "fail": Move(
         source=frozenset({Status.QUEUED, Status.SENDING, Status.RETRYING}),
         target=Status.FAILED,
         sets={"step": "", "next_retry_at": None},
-        takes=("failure_reason",),
+        takes=("failure_reason", "failure_detail"),
     ),
     # The submitter takes it back: Undo while it waits its turn, "Stop trying"
     # between two attempts. Never from `sending`: once claimed, it is too late.
@@ -111,6 +112,7 @@ MOVES: dict[str, Move] = {
             "progress": 0,
             "step": "",
             "failure_reason": "",
+            "failure_detail": {},
             "next_retry_at": None,
         },
         by_hand=True,

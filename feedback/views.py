@@ -74,7 +74,7 @@ def take_submission(request: HtmxHttpRequest) -> HttpResponse:
     with answers_timed(request.session, mode=mode) as answered:
         feedback = services.feedback_submit(
             **form.cleaned_data,
-            # Its email and the status pushed to this page speak the page's language.
+            # Its email speaks the page's language (a card speaks its reader's).
             language=translation.get_language(),
             time_zone=timezone.get_current_timezone_name(),
         )

@@ -1,14 +1,17 @@
 import asyncio
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.http import HttpRequest, parse_cookie
+from django.utils import translation
 
 from . import watch
+from .publish import BROADCAST_TYPE, EVENT_TYPE
 
 # Close codes. 4403 mirrors HTTP 403; a normal close (1000) at a final state
 # tells the browser not to reconnect. 4401 (after HTTP 401) says the session
@@ -110,17 +113,42 @@ def session_load(session: Any) -> bool:
     return session.session_key is not None
 
 
-def resolve_all(asked: list[tuple[str, str, int]], *, session: Any) -> list[watch.Snapshot | None]:
-    """Blocking: for each (kind, token, version shown), its state if newer (watch.resolve).
+def handshake_language(scope: Mapping[str, Any]) -> str:
+    """The language Django picks for the handshake as it does for the page's own request
+    (LocaleMiddleware): the language cookie, else Accept-Language, else LANGUAGE_CODE.
+
+    A page that switches language reloads, so its new socket speaks the new one.
+    """
+    headers = dict(scope.get("headers", ()))
+    request = HttpRequest()
+    request.COOKIES = parse_cookie(headers.get(b"cookie", b"").decode("latin-1"))
+    request.META["HTTP_ACCEPT_LANGUAGE"] = headers.get(b"accept-language", b"").decode("latin-1")
+    return translation.get_language_from_request(request)
+
+
+def in_language(html: str | Mapping[str, str], language: str) -> str:
+    """A published frame's HTML for a reader of `language`: one rendering per language
+    (realtime.publish.publish), or one for every reader (a string)."""
+    if isinstance(html, str):
+        return html
+    return html.get(language) or html[settings.LANGUAGE_CODE]
+
+
+def resolve_all(
+    asked: list[tuple[str, str, int]], *, session: Any, language: str
+) -> list[watch.Snapshot | None]:
+    """Blocking: for each (kind, token, version shown), its state if newer (watch.resolve),
+    rendered in the socket's language.
 
     A socket's re-reads go to the database thread together, once per round, not
     once per watch: each trip there costs a thread switch and a database
     connection taken from the pool and given back.
     """
-    return [
-        watch.resolve(kind, token, session=session, newer_than=version)
-        for kind, token, version in asked
-    ]
+    with translation.override(language):
+        return [
+            watch.resolve(kind, token, session=session, newer_than=version)
+            for kind, token, version in asked
+        ]
 
 
 class WatchingConsumer(AsyncWebsocketConsumer):
@@ -134,6 +162,8 @@ class WatchingConsumer(AsyncWebsocketConsumer):
     live: set[Watched] = set()  # noqa: RUF012
 
     async def websocket_connect(self, message: dict) -> None:
+        # Every frame this socket sends is in its page's language.
+        self.language = handshake_language(self.scope)
         self.watches: dict[str, Watched] = {}
         self.by_group: dict[str, Watched] = {}
         # Groups shared by many watchers (a Snapshot's `also`), with the names
@@ -142,20 +172,19 @@ class WatchingConsumer(AsyncWebsocketConsumer):
         await super().websocket_connect(message)
 
     async def dispatch(self, message: dict) -> None:
-        """Channels' own dispatch, without its database clean-up before every message.
+        """A published frame is forwarded here at once; every other message through Channels.
 
-        Channels runs ``close_old_connections`` ahead of each message, on the one
-        thread it gives all database work of the process. A status frame then
-        waits behind every watch being read and every re-read in the process
-        (under load: seconds, docs/benchmarks.md, scenario 4), though forwarding
-        it touches no database. Here the database is only reached through
-        ``database_sync_to_async``, which does that clean-up itself, around the
-        work, on that thread.
+        Channels' own dispatch first closes old database connections on the
+        process's one database thread: a frame, which touches no database, would
+        wait there behind every watch being read
+        (docs/decisions/*-a-card-in-its-readers-language.md).
         """
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+        if message["type"] == EVENT_TYPE:
+            await self.status_update(message)
+        elif message["type"] == BROADCAST_TYPE:
+            await self.watch_broadcast(message)
+        else:
+            await super().dispatch(message)
 
     # Heartbeats from the accept on; PageConsumer starts them once its session has loaded.
     beat_on_accept = True
@@ -224,12 +253,11 @@ class WatchingConsumer(AsyncWebsocketConsumer):
     async def snapshot(self, watched: Watched) -> watch.Snapshot | None:
         # The session (from asgi.py's SessionMiddlewareStack) says who is asking.
         # Only a state newer than the one it shows is rendered (a re-read rarely finds one).
-        return await database_sync_to_async(watch.resolve)(
-            watched.kind,
-            watched.token,
-            session=self.scope.get("session"),
-            newer_than=watched.version,
+        asked = [(watched.kind, watched.token, watched.version)]
+        (snapshot,) = await database_sync_to_async(resolve_all)(
+            asked, session=self.scope.get("session"), language=self.language
         )
+        return snapshot
 
     async def resync(self) -> None:
         """Re-read the state now and then, and forward it if it is newer.
@@ -243,7 +271,7 @@ class WatchingConsumer(AsyncWebsocketConsumer):
             watching = [w for w in self.watches.values() if not w.final]
             asked = [(w.kind, w.token, w.version) for w in watching]
             snapshots = await database_sync_to_async(resolve_all)(
-                asked, session=self.scope.get("session")
+                asked, session=self.scope.get("session"), language=self.language
             )
             for watched, snapshot in zip(watching, snapshots, strict=True):
                 if self.watches.get(watched.name) is not watched:
@@ -291,11 +319,13 @@ class WatchingConsumer(AsyncWebsocketConsumer):
         if self.shared:
             await self.send(text_data=event["html"])
 
-    async def forward(self, watched: Watched, html: str, version: int, final: bool) -> None:
+    async def forward(
+        self, watched: Watched, html: str | Mapping[str, str], version: int, final: bool
+    ) -> None:
         if version <= watched.version or watched.final:
             return  # an older update arriving late never overwrites a newer one
         watched.version = version
-        await self.send(text_data=html)
+        await self.send(text_data=in_language(html, self.language))
         if final:
             watched.final = True
             await self.reached_final(watched)

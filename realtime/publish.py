@@ -5,7 +5,7 @@ import concurrent.futures
 import logging
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -23,7 +23,9 @@ CONNECTION_ATTEMPTS = 2
 CONNECTION_LOST = (ConnectionError, RedisConnectionError)
 
 
-def status_event(*, html: str, version: int, final: bool, group: str | None = None) -> dict:
+def status_event(
+    *, html: str | Mapping[str, str], version: int, final: bool, group: str | None = None
+) -> dict:
     """The channel-layer message; `group` lets a socket watching many tell them apart."""
     event = {"type": EVENT_TYPE, "html": html, "version": version, "final": final}
     if group is not None:
@@ -75,8 +77,9 @@ _publish_loop = _PublishLoop()
 os.register_at_fork(after_in_child=_publish_loop.forget)
 
 
-def publish(*, group: str, html: str, version: int, final: bool) -> bool:
-    """Send rendered HTML to every watcher of `group`.
+def publish(*, group: str, html: str | Mapping[str, str], version: int, final: bool) -> bool:
+    """Send rendered HTML to every watcher of `group`: one rendering per language
+    ({language code: html}), of which each socket sends its page's, or one for all.
 
     The stored state is the truth and a published update only a hint, so a
     failure here (Redis down) is logged and reported, never raised: watchers

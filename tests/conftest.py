@@ -101,6 +101,16 @@ def _close_layer_listeners():
     close_all_listeners()
 
 
+@pytest.fixture(autouse=True)
+def _no_language_left_active():
+    """A request's language (LocaleMiddleware activates it, nothing deactivates it) ends
+    with its test: a card read outside a request speaks LANGUAGE_CODE, as in a worker."""
+    yield
+    from django.utils import translation
+
+    translation.deactivate()
+
+
 # -- SMTP ----------------------------------------------------------------------
 
 

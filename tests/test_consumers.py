@@ -263,7 +263,7 @@ async def test_a_page_socket_goes_to_the_database_thread_once_per_watch(settings
         assert f'id="status-{card.pk}"' in await status_frame(ws)
     await ws.send_to(text_data="watch feedback/forged")  # refused without a trip
     assert await status_frame(ws) == "refused feedback/forged"
-    assert trips == ["session_load", "resolve", "resolve"]
+    assert trips == ["session_load", "resolve_all", "resolve_all"]
     await ws.disconnect()
 
 
@@ -288,7 +288,7 @@ async def test_a_page_socket_re_reads_all_its_watches_in_one_trip(settings, monk
     frames = "".join([await status_frame(ws) for _ in cards])
     assert frames.count('data-status="sent"') == len(cards)
     assert all(f'id="status-{card.pk}"' in frames for card in cards)
-    assert trips[:3] == ["session_load", "resolve", "resolve"]
+    assert trips[:3] == ["session_load", "resolve_all", "resolve_all"]
     assert trips[3:] and set(trips[3:]) == {"resolve_all"}  # a round: one trip, both watches
     await ws.disconnect()
 
@@ -326,7 +326,7 @@ async def test_a_card_shown_final_is_not_sent_nor_watched_on(settings, monkeypat
     ws = await open_page_socket()
     await ws.send_to(text_data=f"watch feedback/{feedback_token(sent.pk)} 3")
     assert await ws.receive_nothing(timeout=0.5)
-    assert trips == ["session_load", "resolve"]  # no re-reads: nothing left to watch
+    assert trips == ["session_load", "resolve_all"]  # no re-reads: nothing left to watch
     await ws.disconnect()
 
 

@@ -73,7 +73,7 @@ def test_a_submission_in_portuguese_gets_its_email_and_its_pushes_in_portuguese(
     start_worker, start_daphne, smtp_server
 ):
     """The worker has no request and runs in English (LANGUAGE_CODE); the feedback's
-    language decides its email and every status pushed to its page."""
+    language decides its email, the page's (its socket's handshake) every status pushed."""
     start_worker(FEEDBACK_UNDO_SECONDS=0, FEEDBACK_SEND_DELAY=1)
     stack = start_daphne(FEEDBACK_UNDO_SECONDS=0, FEEDBACK_SEND_DELAY=1)
     with Visitor(stack.url) as visitor:

@@ -86,7 +86,7 @@ def test_an_injected_header_never_reaches_the_smtp_server(smtp_mail):
         assert b"evil@example.com" not in message.raw and b"pwned" not in message.raw
     hostile.refresh_from_db()
     assert hostile.status == Feedback.Status.FAILED
-    assert hostile.failure_reason == (
+    assert hostile.failure_text == (
         "The email address cannot be used. This is permanent: it will not be tried again."
     )
 

@@ -28,6 +28,7 @@ from feedback.answers import Stopwatch
 from feedback.mail import DeliveryError, build_confirmation_email
 from feedback.models import Feedback, SendMode
 from feedback.selectors import feedback_render_status
+from feedback.wording import Failure, Reason
 from tests.support.po import messages, read_po
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -392,26 +393,34 @@ def test_the_email_is_in_the_feedbacks_language_whatever_is_active():
 
 
 @pytest.mark.django_db
-def test_the_status_is_rendered_in_the_feedbacks_language_and_time_zone():
+def test_the_status_is_rendered_in_its_readers_language_and_its_senders_time_zone():
     feedback = pt_feedback()
     at = timezone.now().replace(microsecond=0) + timedelta(seconds=30)
-    with delivery.feedback_in_language(feedback_id=feedback.pk):
-        delivery.feedback_claim(feedback_id=feedback.pk)
-        error = DeliveryError(smtp.describe_send_error(OSError()), cause=OSError(), transient=True)
-        reason = error.reason_for(retrying=True)
-    delivery.feedback_mark_retrying(feedback_id=feedback.pk, reason=reason, next_retry_at=at)
+    delivery.feedback_claim(feedback_id=feedback.pk)
+    error = DeliveryError(smtp.describe_send_error(OSError()), cause=OSError(), transient=True)
+    delivery.feedback_mark_retrying(
+        feedback_id=feedback.pk, reason=error.reason_for(retrying=True), next_retry_at=at
+    )
     feedback.refresh_from_db()
-    with translation.override("en"):
-        html = feedback_render_status(feedback=feedback)
     local = timezone.localtime(at, timezone=zoneinfo.ZoneInfo("America/Sao_Paulo"))
+    shown = f'<time datetime="{local.isoformat()}">{local:%H:%M:%S} America/Sao_Paulo</time>'
+    with translation.override("pt-br"):
+        html = feedback_render_status(feedback=feedback)
     assert "Tentando de novo" in html
     assert (
         "A tentativa 1 não deu certo: Não foi possível falar com o servidor de e-mail. "
         "É temporário: vamos tentar de novo."
     ) in html
-    shown = f'<time datetime="{local.isoformat()}">{local:%H:%M:%S} America/Sao_Paulo</time>'
     assert f"Tentativa 2 às {shown}." in html
     assert "Parar de tentar" in html and 'aria-label="Linha do tempo"' in html
+    # The same row, read by an English page: English, the sender's time zone still.
+    with translation.override("en"):
+        html = feedback_render_status(feedback=feedback)
+    assert (
+        "Attempt 1 did not go through: The mail server could not be reached. "
+        "This is temporary: it will be tried again."
+    ) in html
+    assert f"Attempt 2 at {shown}." in html and "Tentando" not in html
 
 
 @pytest.mark.django_db
@@ -422,7 +431,8 @@ def test_numbers_follow_the_language():
     event.at = feedback.created_at + timedelta(milliseconds=3012)
     event.save()
     feedback.events.create(status="cancelled", at=feedback.created_at + timedelta(seconds=4.5))
-    html = feedback_render_status(feedback=Feedback.objects.get(pk=feedback.pk))
+    with translation.override("pt-br"):
+        html = feedback_render_status(feedback=Feedback.objects.get(pk=feedback.pk))
     assert "+4,50 s" in html and "(desfeito)" in html
     with translation.override("pt-br"):
         page = render_to_string(
@@ -471,7 +481,7 @@ def test_over_the_rate_limit_htmx_gets_its_form_back_with_the_reason_in_its_lang
 @pytest.mark.django_db
 def test_the_admin_speaks_portuguese_too(admin_client):
     feedback = pt_feedback()
-    delivery.feedback_mark_failed(feedback_id=feedback.pk, reason="x")
+    delivery.feedback_mark_failed(feedback_id=feedback.pk, reason=Failure(Reason.NOT_SENT))
     admin_client.defaults.update(PT)
     html = admin_client.get("/admin/feedback/feedback/").content.decode()
     assert "Reenviar a confirmação dos feedbacks com falha selecionados" in html
@@ -501,3 +511,138 @@ def test_a_time_zone_cookie_is_checked_by_loading_that_zone_alone(monkeypatch):
     assert time_zone_name("Etc/GMT+3") == "Etc/GMT+3"
     for not_a_zone in ("../../etc/passwd", "/etc/passwd", "America", "Foo/Bar", "", None, "x" * 65):
         assert time_zone_name(not_a_zone) == ""
+
+
+# -- Every card text, through the socket, in the socket's language ------------------
+
+SOCKET_SESSION: dict = {}
+ZONE = "America/Sao_Paulo"
+SERVER_TEXT = "4.3.0 Try again later"
+UNIT = re.compile(r"(?<!\w)m?s(?!\w)")
+
+
+def page_socket(accept_language: str):
+    from channels.routing import URLRouter
+    from channels.testing import WebsocketCommunicator
+
+    from realtime.routing import websocket_urlpatterns
+
+    router = URLRouter(websocket_urlpatterns)
+
+    async def with_session(scope, receive, send):
+        return await router({**scope, "session": SOCKET_SESSION}, receive, send)
+
+    headers = [(b"accept-language", accept_language.encode())]
+    return WebsocketCommunicator(with_session, "/ws/watch/", headers=headers)
+
+
+def card_of_every_kind() -> list[Feedback]:
+    """Cards submitted in English, waiting to go through every state a card can show."""
+    return [
+        services.feedback_create(
+            email=f"card-{n}@example.com",
+            message="Hi",
+            enqueue=False,
+            undo_seconds=60 if n == 0 else 0,  # the first can be undone
+            time_zone=ZONE,
+        )
+        for n in range(3 + len(Reason))
+    ]
+
+
+def every_card_state(cards: list[Feedback]) -> None:
+    """Each card through its states, every step, reason and outcome, each move published."""
+    from feedback.wording import Outcome
+
+    undone, sent, stopped, *failed = cards
+    services.feedback_cancel(feedback_id=undone.pk)  # Undo while queued
+    delivery.feedback_claim(feedback_id=sent.pk)
+    for progress, step in enumerate(delivery.SEND_STEPS[1:], start=1):
+        delivery.feedback_mark_progress(feedback_id=sent.pk, step=step, progress=progress * 33)
+    delivery.feedback_mark_sent(feedback=Feedback.objects.get(pk=sent.pk))
+    delivery.feedback_claim(feedback_id=stopped.pk)
+    retry = Failure(Reason.SMTP_DATA, Outcome.RETRYING, smtp_code=451, smtp_text=SERVER_TEXT)
+    at = timezone.now() + timedelta(minutes=1)
+    delivery.feedback_mark_retrying(feedback_id=stopped.pk, reason=retry, next_retry_at=at)
+    services.feedback_cancel(feedback_id=stopped.pk)  # Stop trying
+    outcomes = [Outcome.PERMANENT, Outcome.FINAL, Outcome.GAVE_UP, Outcome.NONE]
+    for number, (card, reason) in enumerate(zip(failed, Reason, strict=True)):
+        smtp = {"smtp_code": 550, "smtp_text": SERVER_TEXT} if reason.startswith("smtp") else {}
+        outcome = outcomes[number % len(outcomes)]
+        attempts = 2 if outcome == Outcome.GAVE_UP else None
+        delivery.feedback_claim(feedback_id=card.pk)
+        failure = Failure(reason, outcome, attempts=attempts, **smtp)
+        delivery.feedback_mark_failed(feedback_id=card.pk, reason=failure)
+
+
+def words(frame: str, data: list[str]) -> set[str]:
+    """What a person reads in a frame, data (an address, the server's text, a zone) taken out."""
+    parser = ShownText()
+    parser.feed(frame)
+    shown = set()
+    for text in parser.shown:
+        for value in data:
+            text = text.replace(value, "")
+        text = UNIT.sub("", text)  # seconds and milliseconds: "s" and "ms" in both
+        if LETTER.search(text):
+            shown.add(" ".join(text.split()))
+    return shown
+
+
+async def frames_until_final(ws, cards: int) -> dict[tuple[str, str], str]:
+    """Every status frame, by (card id, version), until each card is final."""
+    frames, finals = {}, 0
+    while finals < cards:
+        frame = await ws.receive_from(timeout=10)
+        if 'id="feedback-queue"' in frame:
+            continue
+        key = (re.search(r'id="status-([^"]+)"', frame).group(1),
+               re.search(r'data-version="(\d+)"', frame).group(1))  # fmt: skip
+        frames[key] = frame
+        finals += 'data-final="true"' in frame
+    return frames
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_every_card_text_a_socket_sends_is_in_its_pages_language():
+    """A Portuguese page and an English one watch cards submitted in English while they go
+    through every state, step, reason and outcome: nothing the Portuguese page is sent
+    reads as the English page's (the server's own words and the data aside)."""
+    from asgiref.sync import sync_to_async
+
+    from feedback.tokens import feedback_token
+
+    cards = await sync_to_async(card_of_every_kind)()
+    tokens = [feedback_token(card.pk, session=SOCKET_SESSION) for card in cards]
+    portuguese, english = page_socket("pt-BR,pt;q=0.9"), page_socket("en-US,en;q=0.9")
+    for ws in (portuguese, english):
+        assert (await ws.connect())[0]
+        for token in tokens:
+            await ws.send_to(text_data=f"watch feedback/{token}")
+    # Each has the queued snapshot of every card before anything moves.
+    seen = {ws: await frames_until_queued(ws, len(cards)) for ws in (portuguese, english)}
+    await sync_to_async(every_card_state)(cards)
+    for ws in (portuguese, english):
+        seen[ws].update(await frames_until_final(ws, len(cards)))
+        await ws.disconnect()
+
+    assert seen[portuguese].keys() == seen[english].keys()
+    assert len(seen[portuguese]) > 3 * len(cards)
+    data = [f"card-{n}@example.com" for n in range(len(cards))] + [SERVER_TEXT, ZONE, "UTC"]
+    for key, frame in seen[portuguese].items():
+        ours, theirs = words(frame, data), words(seen[english][key], data)
+        assert ours, frame
+        assert ours & theirs == set(), frame
+    badges = {re.search(r'status__badge">([^<]+)', f).group(1) for f in seen[portuguese].values()}
+    assert badges == {"Na fila", "Enviando", "Enviado", "Tentando de novo", "Falhou", "Cancelado"}
+
+
+async def frames_until_queued(ws, cards: int) -> dict[tuple[str, str], str]:
+    frames = {}
+    while len(frames) < cards:
+        frame = await ws.receive_from(timeout=10)
+        if 'data-status="queued"' in frame:
+            key = (re.search(r'id="status-([^"]+)"', frame).group(1),
+                   re.search(r'data-version="(\d+)"', frame).group(1))  # fmt: skip
+            frames[key] = frame
+    return frames

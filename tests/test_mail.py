@@ -14,7 +14,7 @@ from devtools.ports import free_port
 from devtools.smtp_sink import SmtpSink
 from feedback import services
 from feedback.forms import FeedbackForm
-from feedback.mail import build_confirmation_email
+from feedback.mail import DeliveryError, build_confirmation_email
 from feedback.models import Feedback
 from feedback.selectors import feedback_status_context
 from feedback.smtp import describe_send_error, server_text
@@ -116,7 +116,7 @@ def test_without_smtputf8_a_non_ascii_local_part_fails_at_once_saying_why(sink_f
     row.refresh_from_db()
     assert row.status == Feedback.Status.FAILED
     assert row.attempts == 1
-    assert row.failure_reason == (
+    assert row.failure_text == (
         "The address has non-ASCII characters before the @, and the mail server does not "
         "accept such addresses (no SMTPUTF8). This is permanent: it will not be tried again."
     )
@@ -140,12 +140,12 @@ def test_a_refusal_at_data_names_the_code_and_the_cleaned_text(sink_factory, cap
         send_feedback_email(str(row.pk))
     row.refresh_from_db()
     assert row.status == Feedback.Status.FAILED
-    assert row.failure_reason.startswith(
+    assert row.failure_text.startswith(
         "The mail server refused the message: 554 5.7.1 Message [31mrejected as spam xxx"
     )
-    assert "\x1b" not in row.failure_reason and "\x07" not in row.failure_reason
-    assert "…" in row.failure_reason and len(row.failure_reason) < 320  # shortened
-    assert row.failure_reason.endswith("This is permanent: it will not be tried again.")
+    assert "\x1b" not in row.failure_text and "\x07" not in row.failure_text
+    assert "…" in row.failure_text and len(row.failure_text) < 320  # shortened
+    assert row.failure_text.endswith("This is permanent: it will not be tried again.")
     [record] = [r for r in caplog.records if str(row.pk) in r.getMessage()]
     assert "attempt 1 failed: code=554 text='5.7.1 Message" in record.getMessage()
     assert record.getMessage().endswith("; final")
@@ -187,7 +187,7 @@ def test_a_server_that_hangs_up_after_250_to_mail_is_retried_then_sent_once(sink
         send_feedback_email(str(row.pk))
     row.refresh_from_db()
     assert row.status == Feedback.Status.RETRYING
-    assert row.failure_reason == (
+    assert row.failure_text == (
         "The mail server closed the connection. This is temporary: it will be tried again."
     )
     assert sink.messages == []
@@ -264,8 +264,11 @@ def test_a_refusal_at_connect_names_the_server_answer():
     import smtplib
 
     error = smtplib.SMTPConnectError(554, b"5.3.2 No SMTP service here\r\nGo away")
-    assert describe_send_error(error) == (
-        "The mail server refused the connection: 554 5.3.2 No SMTP service here Go away."
+    assert DeliveryError(describe_send_error(error), cause=error).reason_for(
+        retrying=False
+    ).text == (
+        "The mail server refused the connection: 554 5.3.2 No SMTP service here Go away. "
+        "This is permanent: it will not be tried again."
     )
     assert server_text("a\r\nb\x00c\u202ed") == "a b c d"
 

@@ -121,7 +121,7 @@ def test_a_450_at_rcpt_is_retried_with_the_answer_then_sent_once_lifted(postfix,
         timeout=30,
         what="retrying",
     )
-    assert retrying.failure_reason == (
+    assert retrying.failure_text == (
         "The mail server refused the recipient address: 450 4.2.0 <later@example.com>: "
         "Recipient address rejected: Mailbox busy, try again later. "
         "This is temporary: it will be tried again."
@@ -146,7 +146,7 @@ def test_a_550_at_rcpt_fails_at_once_with_the_answer(postfix, worker_for):
 
     wait_until(lambda: row(feedback).status == Feedback.Status.FAILED, timeout=30, what="failed")
     feedback = row(feedback)
-    assert feedback.failure_reason == (
+    assert feedback.failure_text == (
         "The mail server refused the recipient address: 550 5.1.1 <nobody@example.com>: "
         "Recipient address rejected: User unknown in virtual mailbox table. "
         "This is permanent: it will not be tried again."
@@ -171,7 +171,7 @@ def test_postfix_stopped_and_started_again_every_email_is_sent_once(postfix, wor
     )
     assert all(
         re.fullmatch(
-            r"The mail server refused the connection\. .*tried again\.", row(f).failure_reason
+            r"The mail server refused the connection\. .*tried again\.", row(f).failure_text
         )
         for f in waiting
     )

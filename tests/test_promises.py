@@ -20,7 +20,9 @@ from feedback.models import Feedback
 
 
 def check_ids() -> set[str]:
-    return {message.id for message in run_checks() if message.id.startswith("feedback.")}
+    # No database here: the checks that need one (a JSONField's support) are left out.
+    checked = run_checks(databases=[])
+    return {message.id for message in checked if message.id.startswith("feedback.")}
 
 
 def test_the_settings_as_shipped_pass_the_timeouts_check():
@@ -131,7 +133,7 @@ def test_email_timeout_from_the_environment_bounds_a_hung_mail_server(start_work
         took = time.monotonic() - started
     assert took < 7, f"the hung attempt took {took:.1f} s"
     feedback.refresh_from_db()
-    assert "(gave up after 1 attempt)" in feedback.failure_reason
+    assert "(gave up after 1 attempt)" in feedback.failure_text
 
 
 # -- One Message-ID on every attempt ---------------------------------------------------
@@ -211,6 +213,6 @@ def test_a_535_for_our_credentials_fails_at_once_with_a_plain_reason(settings):
     assert tried  # the credentials were offered, and refused
     assert result.status == "failed"
     # A plain reason with the server's own answer (code and text), not a traceback.
-    assert result.failure_reason.startswith("The mail server did not accept our credentials")
-    assert "535" in result.failure_reason
-    assert "Traceback" not in result.failure_reason
+    assert result.failure_text.startswith("The mail server did not accept our credentials")
+    assert "535" in result.failure_text
+    assert "Traceback" not in result.failure_text

@@ -21,8 +21,9 @@ from django.utils import timezone
 
 from devtools.smtp_sink import SmtpSink
 from django_celery import worker_liveness
-from feedback import selectors, services, sweeping, tasks
+from feedback import selectors, services, tasks
 from feedback.models import Feedback, FeedbackEvent
+from feedback.wording import Reason
 from tests.support.layer import LayerListener
 from tests.support.waiting import wait_until
 
@@ -63,7 +64,7 @@ class GroupListener(LayerListener):
 
 
 def statuses(events: list[dict]) -> list[str]:
-    return [re.search(r'data-status="(\w+)"', e["html"]).group(1) for e in events]
+    return [re.search(r'data-status="(\w+)"', e["html"]["en"]).group(1) for e in events]
 
 
 def submit(*, enqueue: bool = False) -> Feedback:
@@ -83,7 +84,7 @@ def test_smtp_refusing_then_accepting_retries_then_sends_one_email(start_worker,
     events = listener.until_final(timeout=30)
     assert statuses(events)[-1] == "sent"
     assert "retrying" in statuses(events)
-    retrying = next(e["html"] for e in events if 'data-status="retrying"' in e["html"])
+    retrying = next(e["html"]["en"] for e in events if 'data-status="retrying"' in e["html"]["en"])
     assert (
         "Attempt 1 did not go through: The mail server refused the message: "
         "451 Greylisted, try again. This is temporary: it will be tried again."
@@ -112,7 +113,7 @@ def test_a_permanent_refusal_fails_at_once_without_retrying(start_worker, smtp_s
     assert (
         "Not sent: The mail server refused the sender address: 550 No such user here. "
         "This is permanent: it will not be tried again."
-    ) in events[-1]["html"]
+    ) in events[-1]["html"]["en"]
     # Longer than a retry would wait: still one attempt.
     time.sleep(2 * float(QUICK["FEEDBACK_RETRY_BACKOFF"]))
     feedback.refresh_from_db()
@@ -296,7 +297,7 @@ def test_the_soft_time_limit_is_80_percent_of_the_setting_and_travels_in_the_mes
     assert "retrying" in statuses(events)  # the soft limit's end of an attempt is retried
     feedback.refresh_from_db()
     assert feedback.attempts == 2
-    assert feedback.failure_reason == f"{tasks.TOOK_TOO_LONG} (gave up after 2 attempts)"
+    assert feedback.failure_text == f"{Reason.TOO_LONG.label} (gave up after 2 attempts)"
     assert smtp_server.messages == []
 
 
@@ -384,8 +385,10 @@ def test_the_hard_time_limit_ends_a_send_that_hangs_and_the_lease_brings_it_back
         assert pool_process not in worker.pool_pids()
 
         assert statuses(events)[-1] == "sent"
-        retrying = next(e["html"] for e in events if 'data-status="retrying"' in e["html"])
-        assert str(sweeping.WORKER_LOST_REASON) in retrying
+        retrying = next(
+            e["html"]["en"] for e in events if 'data-status="retrying"' in e["html"]["en"]
+        )
+        assert str(Reason.WORKER_LOST.label) in retrying
         timeline = list(FeedbackEvent.objects.filter(feedback=feedback).values_list("status", "at"))
         assert [status for status, _ in timeline] == [
             "queued", "sending", "retrying", "sending", "sent"
@@ -531,8 +534,8 @@ def test_a_dead_worker_node_is_noticed_in_seconds_not_after_the_lease(
 
     print(f"\ndead worker node: {seen}, sent by the other node {recovered:.1f} s after the kill")
     assert seen[-1] == "sent"
-    retrying = next(e["html"] for e in events if 'data-status="retrying"' in e["html"])
-    assert str(sweeping.WORKER_LOST_REASON) in retrying
+    retrying = next(e["html"]["en"] for e in events if 'data-status="retrying"' in e["html"]["en"])
+    assert str(Reason.WORKER_LOST.label) in retrying
     assert seen.index("retrying") < len(seen) - 1
     assert claimed_by(feedback.pk) == other.hostname
     assert recovered < 20  # the lease alone would take 75 s

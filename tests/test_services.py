@@ -9,6 +9,7 @@ from feedback import delivery, selectors, services, smtp, sweeping
 from feedback.mail import DeliveryError, build_confirmation_email
 from feedback.models import Feedback
 from feedback.timeline import feedback_timeline
+from feedback.wording import Failure, Outcome, Reason
 from tests.support.layer import LayerListener
 
 # Claims, conditional updates and the sweeper: also run on PostgreSQL (make test).
@@ -62,16 +63,16 @@ def test_each_change_is_saved_then_published_with_a_growing_version():
     claimed = delivery.feedback_claim(feedback_id=feedback.pk)
     first = receive(channel)
     assert first["type"] == "status.update"
-    assert 'data-status="sending"' in first["html"]
+    assert 'data-status="sending"' in first["html"]["en"]
     assert first["version"] == 1 and first["final"] is False
 
     delivery.feedback_mark_failed(
-        feedback_id=claimed.pk, reason="The mail server refused the recipient address."
+        feedback_id=claimed.pk, reason=Failure(Reason.SMTP_RECIPIENT, Outcome.PERMANENT)
     )
     second = receive(channel)
     assert second["version"] == 2 and second["final"] is True
-    assert 'data-status="failed"' in second["html"]
-    assert "refused the recipient address" in second["html"]
+    assert 'data-status="failed"' in second["html"]["en"]
+    assert "refused the recipient address" in second["html"]["en"]
     stored = Feedback.objects.get(pk=feedback.pk)
     assert stored.status == Feedback.Status.FAILED
     assert stored.version == 2
@@ -143,7 +144,7 @@ def test_the_timeline_shows_what_is_still_ahead():
         ("sent", "next"),
     ]
     assert steps[0].since_submit == "+0 ms" and steps[1].since_submit == ""
-    delivery.feedback_mark_failed(feedback_id=feedback.pk, reason="No.")
+    delivery.feedback_mark_failed(feedback_id=feedback.pk, reason=Failure(Reason.NOT_SENT))
     steps = feedback_timeline(feedback=Feedback.objects.get(pk=feedback.pk))
     assert [(step.status, step.state) for step in steps] == [("queued", "done"), ("failed", "done")]
 
@@ -177,8 +178,7 @@ def test_a_row_without_events_still_shows_its_status():
 )
 def test_smtp_errors_are_classified_transient_or_permanent(error, transient):
     assert smtp.is_transient_send_error(error) is transient
-    assert smtp.describe_send_error(error)  # always a reason in plain words
-    assert "Traceback" not in smtp.describe_send_error(error)
+    assert smtp.describe_send_error(error) in Reason  # always a reason a card can say
 
 
 def test_a_send_error_becomes_a_delivery_error_that_says_if_it_is_transient(settings, smtp_server):
@@ -189,7 +189,7 @@ def test_a_send_error_becomes_a_delivery_error_that_says_if_it_is_transient(sett
     with pytest.raises(DeliveryError) as transient:
         delivery.feedback_deliver(feedback_id=feedback.pk)
     assert transient.value.transient is True
-    assert "451" in transient.value.reason
+    assert (transient.value.code, transient.value.server_text) == (451, "Greylisted, try again")
 
     smtp_server.fail_next(1, code=550, text="No such user", stage="MAIL")
     with pytest.raises(DeliveryError) as permanent:
@@ -204,16 +204,20 @@ def test_mark_retrying_stores_the_reason_and_when_the_next_attempt_runs():
     channel = listen(selectors.status_group(feedback.pk))
     at = timezone.now().replace(microsecond=0) + timedelta(seconds=30)
     delivery.feedback_mark_retrying(
-        feedback_id=feedback.pk, reason="The mail server closed the connection.", next_retry_at=at
+        feedback_id=feedback.pk, reason=Failure(Reason.CLOSED), next_retry_at=at
     )
     feedback.refresh_from_db()
     assert feedback.status == Feedback.Status.RETRYING
     assert feedback.next_retry_at == at
     update = receive(channel)
-    assert 'data-status="retrying"' in update["html"]
-    assert "Attempt 1 did not go through: The mail server closed the connection." in update["html"]
+    assert 'data-status="retrying"' in update["html"]["en"]
     assert (
-        f'Attempt 2 at <time datetime="{at.isoformat()}">{at:%H:%M:%S} UTC</time>' in update["html"]
+        "Attempt 1 did not go through: The mail server closed the connection."
+        in update["html"]["en"]
+    )
+    assert (
+        f'Attempt 2 at <time datetime="{at.isoformat()}">{at:%H:%M:%S} UTC</time>'
+        in update["html"]["en"]
     )
     # A retrying row is waiting: the next delivery claims it.
     assert delivery.feedback_claim(feedback_id=feedback.pk).attempts == 2
@@ -253,7 +257,7 @@ def test_the_sweeper_takes_back_at_once_a_row_whose_worker_node_is_dead(settings
     delivery.feedback_claim(feedback_id=feedback.pk, worker="gone@nowhere")
     assert sweeping.feedback_requeue_stuck() == [feedback.pk]  # and enqueued once committed
     feedback.refresh_from_db()
-    assert (feedback.status, feedback.failure_reason) == ("retrying", sweeping.WORKER_LOST_REASON)
+    assert (feedback.status, feedback.failure_text) == ("retrying", str(Reason.WORKER_LOST.label))
 
 
 def test_a_row_claimed_in_a_web_request_waits_for_its_lease(settings):
@@ -337,7 +341,7 @@ def test_the_sweeper_requeues_what_nothing_else_will_pick_up(
 
     dead_send.refresh_from_db()
     assert dead_send.status == Feedback.Status.RETRYING
-    assert dead_send.failure_reason == sweeping.WORKER_LOST_REASON
+    assert dead_send.failure_text == str(Reason.WORKER_LOST.label)
     dead_last_send.refresh_from_db()
     assert dead_last_send.status == Feedback.Status.FAILED
     for untouched in (fresh_queued, waiting_retry, live_send, sent, failed):
@@ -361,7 +365,7 @@ def test_resend_queues_a_failed_row_again_with_fresh_attempts(django_capture_on_
         assert services.feedback_resend(feedback_id=sent.pk) is False  # never twice
     assert len(callbacks) == 2  # the failed row's move published, and its enqueue
     failed.refresh_from_db()
-    assert (failed.status, failed.attempts, failed.failure_reason) == ("queued", 0, "")
+    assert (failed.status, failed.attempts, failed.failure_text) == ("queued", 0, "")
     sent.refresh_from_db()
     assert sent.status == "sent"
 

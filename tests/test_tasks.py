@@ -65,8 +65,8 @@ def test_a_refused_recipient_ends_failed_with_a_plain_reason(smtp_settings, smtp
 
     feedback.refresh_from_db()
     assert feedback.status == Feedback.Status.FAILED
-    assert "refused" in feedback.failure_reason
-    assert "Traceback" not in feedback.failure_reason
+    assert "refused" in feedback.failure_text
+    assert "Traceback" not in feedback.failure_text
     assert smtp_server.messages == []
 
 
@@ -84,7 +84,7 @@ def test_a_transient_failure_schedules_a_retry_and_says_when(smtp_settings, smtp
     feedback.refresh_from_db()
     assert feedback.status == Feedback.Status.RETRYING
     assert feedback.attempts == 1
-    assert feedback.failure_reason == (
+    assert feedback.failure_text == (
         "The mail server refused the message: 451 Try again later. "
         "This is temporary: it will be tried again."
     )
@@ -101,7 +101,7 @@ def test_a_permanent_failure_fails_at_once(smtp_settings, smtp_server):
     feedback.refresh_from_db()
     assert feedback.status == Feedback.Status.FAILED
     assert feedback.attempts == 1
-    assert "550" in feedback.failure_reason and "No such user here" in feedback.failure_reason
+    assert "550" in feedback.failure_text and "No such user here" in feedback.failure_text
 
 
 def test_after_the_last_attempt_it_fails_with_the_reason(smtp_settings, smtp_server):
@@ -113,7 +113,7 @@ def test_after_the_last_attempt_it_fails_with_the_reason(smtp_settings, smtp_ser
     tasks.send_feedback_email(str(feedback.pk))  # the retry, run now
     feedback.refresh_from_db()
     assert feedback.status == Feedback.Status.FAILED
-    assert feedback.failure_reason == (
+    assert feedback.failure_text == (
         "The mail server refused the message: 421 Service busy. (gave up after 2 attempts)"
     )
     assert smtp_server.messages == []
@@ -132,7 +132,7 @@ def test_an_unreachable_server_is_retried(settings, unused_tcp_port):
         tasks.send_feedback_email(str(feedback.pk))
     feedback.refresh_from_db()
     assert feedback.status == Feedback.Status.RETRYING
-    assert feedback.failure_reason == (
+    assert feedback.failure_text == (
         "The mail server refused the connection. This is temporary: it will be tried again."
     )
 
@@ -164,7 +164,7 @@ def test_a_hung_mail_server_times_out_and_is_retried(settings):
         assert time.monotonic() - started < 30  # bounded by the timeout, not hung
     feedback.refresh_from_db()
     assert feedback.status == Feedback.Status.RETRYING
-    assert feedback.failure_reason == (
+    assert feedback.failure_text == (
         "The mail server did not answer in time. This is temporary: it will be tried again."
     )
 
@@ -210,26 +210,40 @@ def test_one_email_takes_six_statements_and_the_queue_event_three(
     assert (feedback.status, feedback.version) == (Feedback.Status.SENT, 2)
 
 
-def test_the_task_speaks_the_feedbacks_language_without_reading_it_first(
+def test_the_task_stores_codes_that_each_reader_reads_in_their_own_language(
     smtp_settings, smtp_server
 ):
-    """The claim's step is picked by the database in the row's language; a failure's
-    reason is written in it too, whatever the worker's language."""
+    """Whatever the submitter's language and the worker's, the step and the reason are
+    stored as codes and data; the server's words are kept as it sent them."""
     smtp_server.fail_next(1, code=451, text="Try again later")
     feedback = services.feedback_create(
         email="ana@example.com.br", message="Oi", enqueue=False, language="pt-br"
     )
-    english = services.feedback_create(email="ada@example.com", message="Hi", enqueue=False)
-    with translation.override("en"), pytest.raises(Retry):
+    with translation.override("pt-br"), pytest.raises(Retry):
         send_feedback_email(str(feedback.pk))
     feedback.refresh_from_db()
     assert feedback.status == Feedback.Status.RETRYING
-    assert feedback.failure_reason.endswith("É temporário: vamos tentar de novo.")
+    assert feedback.failure_reason == "smtp-data"
+    assert feedback.failure_detail == {
+        "outcome": "retrying",
+        "smtp_code": 451,
+        "smtp_text": "Try again later",
+    }
     with translation.override("en"):
-        assert delivery.feedback_claim(feedback_id=feedback.pk).step == "Preparando sua confirmação"
+        assert feedback.failure_text == (
+            "The mail server refused the message: 451 Try again later. "
+            "This is temporary: it will be tried again."
+        )
     with translation.override("pt-br"):
-        claimed = delivery.feedback_claim(feedback_id=english.pk)
-    assert claimed.step == "Preparing your confirmation"
+        assert feedback.failure_text == (
+            "O servidor de e-mail recusou a mensagem: 451 Try again later. "
+            "É temporário: vamos tentar de novo."
+        )
+        claimed = delivery.feedback_claim(feedback_id=feedback.pk)
+        assert claimed.step == "preparing"
+        assert claimed.get_step_display() == "Preparando sua confirmação"
+    with translation.override("en"):
+        assert claimed.get_step_display() == "Preparing your confirmation"
 
 
 def test_a_database_without_returning_still_gets_the_moved_row(monkeypatch):

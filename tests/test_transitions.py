@@ -21,10 +21,11 @@ from tests.support.layer import LayerListener
 
 # What each move's caller gives it (transitions.Move.takes), by field.
 GIVEN = {
-    "step": "A step",
+    "step": "connecting",
     "claimed_by": "worker@node-1",
     "progress": 42,
-    "failure_reason": "A reason.",
+    "failure_reason": "closed",
+    "failure_detail": {"outcome": "retrying"},
     "next_retry_at": timezone.now().replace(microsecond=0) + timedelta(minutes=5),
 }
 
@@ -45,8 +46,9 @@ def make(status: Status) -> Feedback:
         status=status,
         attempts=2,
         progress=7,
-        step="Before",
-        failure_reason="Before.",
+        step="preparing",
+        failure_reason="refused",
+        failure_detail={"outcome": "final"},
         next_retry_at=timezone.now() - timedelta(minutes=1),
         version=3,
     )
@@ -132,7 +134,7 @@ def test_an_allowed_move_changes_the_row_records_and_publishes_once(
     assert len(callbacks) == 1 + (Status.QUEUED in move.source)
     update = listener.receive(timeout=10)
     assert update["version"] == 4
-    assert f'data-status="{move.target}"' in update["html"]
+    assert f'data-status="{move.target}"' in update["html"]["en"]
     assert update["final"] is transitions.is_final(move.target)
     with pytest.raises(TimeoutError):
         listener.receive(timeout=QUIET)  # once
@@ -212,6 +214,6 @@ def test_a_move_in_a_transaction_that_commits_publishes_once_after_the_commit():
             listener.receive(timeout=QUIET)  # not yet: nothing is committed
     update = listener.receive(timeout=10)
     assert update["version"] == 1
-    assert 'data-status="queued"' in update["html"]
+    assert 'data-status="queued"' in update["html"]["en"]
     with pytest.raises(TimeoutError):
         listener.receive(timeout=QUIET)  # once

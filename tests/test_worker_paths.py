@@ -40,4 +40,4 @@ def test_resend_hands_a_failed_feedback_to_a_worker_that_sends_it(start_worker, 
     assert received.message["Message-ID"] == f"<feedback-{failed.pk}@localhost>"
     wait_for_status(failed.pk, "sent")
     failed.refresh_from_db()
-    assert (failed.attempts, failed.failure_reason) == (1, "")
+    assert (failed.attempts, failed.failure_text) == (1, "")
