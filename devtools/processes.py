@@ -318,7 +318,9 @@ class DaphneServer(_Listener):
 
     def __init__(self, *, application="django_celery.asgi:application", extra_args=(), **kwargs):
         def argv(host: str, port: int) -> list[str]:
-            return _app_command("daphne", "-b", host, "-p", str(port), *extra_args, application)
+            # No access log: it bypasses logging (and its token redaction); HAProxy keeps one.
+            return _app_command("daphne", "-b", host, "-p", str(port), "--access-log",
+                                os.devnull, *extra_args, application)  # fmt: skip
 
         super().__init__(argv, **kwargs)
 

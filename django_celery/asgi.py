@@ -9,31 +9,16 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.sessions import SessionMiddlewareStack  # noqa: E402
-from django.conf import settings  # noqa: E402
 
-from django_celery.body_limit import (  # noqa: E402
-    BodySizeLimitMiddleware,
-    limit_daphne_request_bodies,
-)
-from django_celery.client_address import scope_client_address  # noqa: E402
-from django_celery.log_redaction import redact_daphne_access_log  # noqa: E402
-from django_celery.slow_clients import limit_daphne_header_time  # noqa: E402
 from realtime.origin import SameOriginValidator  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 from realtime.socket_limits import SocketLimits  # noqa: E402
+from web.client_address import scope_client_address  # noqa: E402
 
-# daphne writes its access log (every URL, tokens included) outside logging.
-redact_daphne_access_log()
-# A big body is dropped as it arrives, never held whole (django_celery/body_limit.py).
-limit_daphne_request_bodies(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
-# A client that trickles its headers is dropped (django_celery/slow_clients.py).
-limit_daphne_header_time(settings.HTTP_HEADER_TIMEOUT)
-
+# Request sizes and slow clients are bounded by HAProxy in front (deploy/haproxy.cfg).
 application = ProtocolTypeRouter(
     {
-        "http": BodySizeLimitMiddleware(
-            django_asgi_app, limit=lambda: settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        ),
+        "http": django_asgi_app,
         "websocket": SameOriginValidator(
             # Caps and connect rate first: a refused socket costs no session
             # lookup and no trip to the database thread.

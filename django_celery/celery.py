@@ -10,9 +10,6 @@ app = Celery("django_celery")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-# Each worker node's heartbeat, so the sweeper notices a dead node in seconds.
-from django_celery import worker_liveness  # noqa: E402, F401
-
 
 # Celery's Django fixup closes the database before and after every task and,
 # with Django's pool in a prefork child, the whole pool: each task connected

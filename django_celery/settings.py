@@ -6,7 +6,6 @@ Defaults serve local development; production is switched on by variables
 
 import hashlib
 import ipaddress
-import os
 import re
 import tempfile
 import warnings
@@ -17,6 +16,7 @@ import idna
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 from django.utils.translation import gettext_lazy as _
+from environs import Env
 from kombu import Exchange, Queue
 
 from django_celery.redis_prefix import ALLOWED as REDIS_PREFIX_ALLOWED
@@ -24,51 +24,44 @@ from django_celery.redis_prefix import checkout_prefix
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+# Every variable is parsed by environs: a value that is not of its type stops the start.
+env = Env()
 
-def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or value.strip() == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_list(name: str, default: str) -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
-
-
-DEBUG = env_bool("DJANGO_DEBUG", True)
+DEBUG = env.bool("DJANGO_DEBUG", True)
 
 # In production (debug off) there is no safe default for these two: refuse to
 # start rather than run with a published key or accept any Host header.
 if not DEBUG:
     for required in ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS"):
-        if not os.environ.get(required, "").strip():
+        if not env.str(required, "").strip():
             raise ImproperlyConfigured(f"{required} must be set when DJANGO_DEBUG=0.")
-SECRET_KEY = os.environ.get(
+SECRET_KEY = env.str(
     "DJANGO_SECRET_KEY", "django-insecure-local-development-only-change-me-in-production"
 )
-ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 if not DEBUG and "*" in ALLOWED_HOSTS:
     # "*" would also let websockets in from any Origin (AllowedHostsOriginValidator).
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must name the hosts, not '*', in production.")
-CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 # --- HTTPS and browser hardening ---------------------------------------------
 # On by default in production, each switchable by its variable (e.g. off
 # behind a proxy that already redirects to HTTPS). See the README's "Deploying".
-SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
 # Health probes (load balancers, orchestrators) often ask over plain HTTP from inside.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
-if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
+if env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
     # Only behind a proxy that sets (and strips from clients) X-Forwarded-Proto.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_HSTS_SECONDS = int(
-    os.environ.get("DJANGO_SECURE_HSTS_SECONDS", "0" if DEBUG else str(365 * 24 * 60 * 60))
-)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
-SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
-SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 60 * 60)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+if SESSION_COOKIE_SECURE:
+    # A __Host- cookie is only ever set by this host over HTTPS: no sibling subdomain and
+    # no plain-HTTP page can plant a session key (docs/decisions/, session rotation).
+    SESSION_COOKIE_NAME = "__Host-sessionid"
 SESSION_COOKIE_HTTPONLY = True
 SECURE_REFERRER_POLICY = "same-origin"  # status URLs carry a token: never send them elsewhere
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -86,11 +79,10 @@ SECURE_CSP = {
     "form-action": [CSP.SELF],
     "frame-ancestors": [CSP.NONE],
 }
-# The form is small: anything bigger is refused with 413 before it is parsed.
+# The form is small: anything bigger is refused with 413 before it is parsed. In
+# production HAProxy refuses it before daphne reads it, and drops a client whose
+# headers are slow (deploy/haproxy.cfg: keep its limit equal to this one).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
-# Seconds a request's headers may take to arrive under daphne (django_celery/slow_clients.py);
-# also how long a kept-alive connection may stay idle. 0 switches the limit off.
-HTTP_HEADER_TIMEOUT = float(os.environ.get("HTTP_HEADER_TIMEOUT", "30"))
 
 INSTALLED_APPS = [
     "daphne",
@@ -106,6 +98,8 @@ INSTALLED_APPS = [
     "feedback",
     "outbox",
     "health",
+    "web",
+    "workers",
 ]
 
 MIDDLEWARE = [
@@ -117,8 +111,8 @@ MIDDLEWARE = [
     # Before the early error answers (413, 400), so they speak the person's language
     # too; it reads the language cookie and Accept-Language, not the session.
     "django.middleware.locale.LocaleMiddleware",
-    "django_celery.errors.RequestSizeLimitMiddleware",
-    "django_celery.errors.RequestEncodingMiddleware",
+    "web.errors.RequestSizeLimitMiddleware",
+    "web.errors.RequestEncodingMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Django's, with a busy database (in a view or the session's save) answered 503, not 500.
     "shedding.middleware.SheddingSessionMiddleware",
@@ -132,15 +126,12 @@ MIDDLEWARE = [
     # thread. Below a sync-only one in the middle, Django's own middleware would run in async
     # mode: one thread hop per process_request and process_response, about ten a request.
     # tests/test_settings.py checks that the chain is adapted here only.
-    "django_celery.time_zone.TimeZoneMiddleware",
+    "web.time_zone.TimeZoneMiddleware",
 ]
 
-# Database sessions, with one write where Django's makes two when the key changes.
-SESSION_ENGINE = "django_celery.sessions"
-# A key rotated away (each submission gives the session a new one) still loads, as it was,
-# for this many seconds: requests already on their way with it (another tab, a page socket's
-# handshake) keep their watch rights. 0 deletes it at once (django_celery/sessions.py).
-SESSION_ROTATED_GRACE_SECONDS = float(os.environ.get("SESSION_ROTATED_GRACE_SECONDS", "60"))
+# Django's database sessions. A session gets a new key once, with its watcher key
+# (feedback/tokens.py), not at every submission (docs/decisions/).
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 ROOT_URLCONF = "django_celery.urls"
 WSGI_APPLICATION = "django_celery.wsgi.application"
@@ -172,8 +163,8 @@ TEMPLATES = [
 # psycopg driver from requirements.txt) overrides.
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
+        env.str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        conn_max_age=env.int("DATABASE_CONN_MAX_AGE", 0),
     )
 }
 # PostgreSQL: Django's own connection pool (psycopg_pool), per process. Under
@@ -181,7 +172,7 @@ DATABASES = {
 # per thread: without a pool each request would open one (a few ms, and more
 # under load). The pool requires CONN_MAX_AGE=0: a connection goes back to
 # the pool at the end of each request or task instead of being closed.
-DATABASE_POOL = env_bool("DATABASE_POOL", True)
+DATABASE_POOL = env.bool("DATABASE_POOL", True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL:
     if DATABASES["default"]["CONN_MAX_AGE"] != 0:
         raise ImproperlyConfigured(
@@ -189,9 +180,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABAS
             "connections); set DATABASE_POOL=0 to use persistent connections instead."
         )
     pool = {
-        "min_size": int(os.environ.get("DATABASE_POOL_MIN_SIZE", "1")),
-        "max_size": int(os.environ.get("DATABASE_POOL_MAX_SIZE", "10")),
-        "timeout": float(os.environ.get("DATABASE_POOL_TIMEOUT", "10")),
+        "min_size": env.int("DATABASE_POOL_MIN_SIZE", 1),
+        "max_size": env.int("DATABASE_POOL_MAX_SIZE", 10),
+        "timeout": env.float("DATABASE_POOL_TIMEOUT", 10),
     }
     if not 0 <= pool["min_size"] <= pool["max_size"] or pool["max_size"] < 1:
         raise ImproperlyConfigured(
@@ -201,7 +192,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABAS
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = pool
 # PostgreSQL: a statement that runs (or waits for a lock) longer than DATABASE_STATEMENT_TIMEOUT
 # seconds is cancelled, and its request shed with a 503 (shedding/); 0, the default, is no limit.
-statement_timeout = float(os.environ.get("DATABASE_STATEMENT_TIMEOUT", "0"))
+statement_timeout = env.float("DATABASE_STATEMENT_TIMEOUT", 0.0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and statement_timeout > 0:
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
         f"-c statement_timeout={round(statement_timeout * 1000)}"
@@ -215,7 +206,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
-        "timeout": float(os.environ.get("DATABASE_BUSY_TIMEOUT", "5")),
+        "timeout": env.float("DATABASE_BUSY_TIMEOUT", 5.0),
     }
     # A file, not ":memory:", so test subprocesses (worker, daphne) share it.
     db_name = Path(DATABASES["default"]["NAME"])
@@ -224,14 +215,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: broker, results, channel layer, cache -------------------------
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = env.str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Seconds any Redis command may take, for every client of the stack (broker, cache,
+# channel layer): a Redis that accepts connections but never answers must not hang a
+# web request that enqueues (nor a worker) for ever.
+REDIS_TIMEOUT = env.float("REDIS_TIMEOUT", 2)
 
 
 # Every key, queue and pub/sub channel of this stack in Redis starts with this,
 # so two checkouts (or another project) on one Redis never take each other's
 # tasks or pushes. In development each checkout has its own; in production
 # every web and worker node must share one (set REDIS_PREFIX on all of them).
-REDIS_PREFIX = os.environ.get("REDIS_PREFIX", "").strip() or (
+REDIS_PREFIX = env.str("REDIS_PREFIX", "").strip() or (
     checkout_prefix(BASE_DIR) if DEBUG else "feedback"
 )
 if not REDIS_PREFIX_ALLOWED.fullmatch(REDIS_PREFIX):
@@ -270,33 +265,36 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # it is not delivered again, and FEEDBACK_SENDING_LEASE and the sweeper take its
 # row back. Both must leave room for FEEDBACK_SEND_DELAY plus one SMTP exchange
 # (EMAIL_TIMEOUT per network operation).
-CELERY_TASK_TIME_LIMIT = float(os.environ.get("FEEDBACK_TASK_TIME_LIMIT", "60"))
+CELERY_TASK_TIME_LIMIT = env.float("FEEDBACK_TASK_TIME_LIMIT", 60)
 CELERY_TASK_SOFT_TIME_LIMIT = 0.8 * CELERY_TASK_TIME_LIMIT
 
 # --- Retries and recovery of the confirmation email ---------------------------
 # Transient failures (4xx replies, refused or dropped connections, timeouts)
 # are retried with exponential backoff and jitter: the n-th retry waits
 # between half and all of min(BACKOFF * 2**(n-1), BACKOFF_MAX) seconds.
-FEEDBACK_MAX_ATTEMPTS = int(os.environ.get("FEEDBACK_MAX_ATTEMPTS", "5"))
-FEEDBACK_RETRY_BACKOFF = float(os.environ.get("FEEDBACK_RETRY_BACKOFF", "5"))
-FEEDBACK_RETRY_BACKOFF_MAX = float(os.environ.get("FEEDBACK_RETRY_BACKOFF_MAX", "300"))
+FEEDBACK_MAX_ATTEMPTS = env.int("FEEDBACK_MAX_ATTEMPTS", 5)
+FEEDBACK_RETRY_BACKOFF = env.float("FEEDBACK_RETRY_BACKOFF", 5)
+FEEDBACK_RETRY_BACKOFF_MAX = env.float("FEEDBACK_RETRY_BACKOFF_MAX", 300)
 # A row in `sending` that has not changed for this long belongs to a dead
 # worker (the hard time limit would have ended a live one): it may be claimed
-# again. Kept above CELERY_TASK_TIME_LIMIT, or a slow send could run twice.
-FEEDBACK_SENDING_LEASE = max(
-    float(os.environ.get("FEEDBACK_SENDING_LEASE", "0")),
-    CELERY_TASK_TIME_LIMIT + max(2.0, 0.25 * CELERY_TASK_TIME_LIMIT),
+# again. Above CELERY_TASK_TIME_LIMIT, or a slow send could run twice (a system check).
+FEEDBACK_SENDING_LEASE = env.float(
+    "FEEDBACK_SENDING_LEASE", CELERY_TASK_TIME_LIMIT + max(2.0, 0.25 * CELERY_TASK_TIME_LIMIT)
 )
 # The sweeper (a beat job) re-enqueues feedback that nothing will pick up by
 # itself: `queued` for longer than STUCK_AFTER (e.g. Redis was down when it was
 # submitted), `retrying` past its retry time by as much, `sending` past the lease.
-FEEDBACK_SWEEP_INTERVAL = float(os.environ.get("FEEDBACK_SWEEP_INTERVAL", "5"))
-FEEDBACK_STUCK_AFTER = float(os.environ.get("FEEDBACK_STUCK_AFTER", "30"))
+FEEDBACK_SWEEP_INTERVAL = env.float("FEEDBACK_SWEEP_INTERVAL", 5)
+FEEDBACK_STUCK_AFTER = env.float("FEEDBACK_STUCK_AFTER", 30)
 
-# Each worker node writes a heartbeat in Redis this often (django_celery/worker_liveness.py);
-# a node whose heartbeat is three beats late and that does not answer a ping is dead,
+# Which worker nodes live, and their pool sizes, by Celery's remote control
+# (workers/presence.py): a node that does not answer within this many seconds is dead,
 # and the sweeper takes back its `sending` rows without waiting for their lease.
-WORKER_HEARTBEAT_SECONDS = float(os.environ.get("WORKER_HEARTBEAT_SECONDS", "2"))
+WORKER_PRESENCE_TIMEOUT = env.float("WORKER_PRESENCE_TIMEOUT", 1)
+# Seconds between two counts of the worker processes (a beat job), for the queue's pace;
+# a count is used for three of them.
+WORKER_CENSUS_SECONDS = env.float("WORKER_CENSUS_SECONDS", 10)
+WORKER_CENSUS_MAX_AGE = 3 * WORKER_CENSUS_SECONDS
 
 # The sends' queue, and the sweeper's own, which every worker also consumes (no -Q):
 # behind a backlog of sends longer than a sweep's expiry, every sweep on the sends'
@@ -323,17 +321,20 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": FEEDBACK_SWEEP_INTERVAL,
         "options": {"expires": FEEDBACK_SWEEP_INTERVAL, "queue": FEEDBACK_SWEEP_QUEUE},
     },
-    # Session rows past their end: rotated keys after their grace, abandoned sessions.
+    "workers-census": {
+        "task": "workers.tasks.take_workers_census",
+        "schedule": WORKER_CENSUS_SECONDS,
+        "options": {"expires": WORKER_CENSUS_SECONDS, "queue": FEEDBACK_SWEEP_QUEUE},
+    },
+    # Session rows past their end.
     "sessions-clear-expired": {
-        "task": "django_celery.sessions.sessions_clear_expired",
+        "task": "web.tasks.sessions_clear_expired",
         "schedule": 300.0,
         "options": {"expires": 300.0},
     },
 }
-# The worker registers the tasks of the project package too (autodiscovery covers the apps).
-CELERY_IMPORTS = ("django_celery.sessions",)
 # Beat's state file lives outside the repository, one per checkout.
-CELERY_BEAT_SCHEDULE_FILENAME = os.environ.get(
+CELERY_BEAT_SCHEDULE_FILENAME = env.str(
     "CELERY_BEAT_SCHEDULE_FILENAME",
     str(
         Path(tempfile.gettempdir())
@@ -350,15 +351,13 @@ CELERY_BEAT_SCHEDULE_FILENAME = os.environ.get(
 CELERY_VISIBILITY_TIMEOUT = int(
     2 * (FEEDBACK_RETRY_BACKOFF_MAX + CELERY_TASK_TIME_LIMIT) + FEEDBACK_STUCK_AFTER
 )
-# socket timeouts: a Redis that accepts connections but never answers must
-# not hang a web request that enqueues (nor a worker) for ever.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # The queues, the workers' control messages (ping, the health check) and
     # events (Flower) all live under it.
     "global_keyprefix": f"{REDIS_PREFIX}:",
     "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
-    "socket_connect_timeout": 3,
-    "socket_timeout": 3,
+    "socket_connect_timeout": REDIS_TIMEOUT,
+    "socket_timeout": REDIS_TIMEOUT,
 }
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
     "global_keyprefix": f"{REDIS_PREFIX}:",
@@ -369,7 +368,7 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
 # so the person gets their answer in well under a few seconds either way.
 # No request may wait for ever for a pooled broker connection (Celery's default):
 # enqueueing gives up after this many seconds and the sweeper takes the row.
-FEEDBACK_ENQUEUE_WAIT = float(os.environ.get("FEEDBACK_ENQUEUE_WAIT", "2"))
+FEEDBACK_ENQUEUE_WAIT = env.float("FEEDBACK_ENQUEUE_WAIT", 2)
 CELERY_BROKER_POOL_ACQUIRE_TIMEOUT = FEEDBACK_ENQUEUE_WAIT
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "max_retries": 1,
@@ -386,7 +385,7 @@ CHANNEL_LAYER_BACKENDS = {
     "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
     "core": "channels_redis.core.RedisChannelLayer",
 }
-CHANNEL_LAYER = os.environ.get("CHANNEL_LAYER", "pubsub").strip().lower() or "pubsub"
+CHANNEL_LAYER = env.str("CHANNEL_LAYER", "pubsub").strip().lower() or "pubsub"
 if CHANNEL_LAYER not in CHANNEL_LAYER_BACKENDS:
     raise ImproperlyConfigured(
         f"CHANNEL_LAYER must be one of {', '.join(CHANNEL_LAYER_BACKENDS)}, not {CHANNEL_LAYER!r}."
@@ -394,38 +393,35 @@ if CHANNEL_LAYER not in CHANNEL_LAYER_BACKENDS:
 
 # Seconds between a watcher's re-reads of the row, which catch an update the
 # channel layer lost (it delivers at most once); a state is only sent if newer.
-REALTIME_RESYNC_SECONDS = float(os.environ.get("REALTIME_RESYNC_SECONDS", "5"))
+REALTIME_RESYNC_SECONDS = env.float("REALTIME_RESYNC_SECONDS", 5)
 # All the re-reads of one daphne process together, per second, at most: with
 # many watchers each re-reads less often (realtime/consumers.py says why).
-REALTIME_RESYNC_PER_SECOND = float(os.environ.get("REALTIME_RESYNC_PER_SECOND", "50"))
+REALTIME_RESYNC_PER_SECOND = env.float("REALTIME_RESYNC_PER_SECOND", 50)
 
 # Seconds between two heartbeats on every open status socket, and seconds of
 # silence after which the page takes its socket for dead (reconnects, polls).
-# The silence must outlast two heartbeats: one late frame is not a dead socket.
-REALTIME_HEARTBEAT_SECONDS = float(os.environ.get("REALTIME_HEARTBEAT_SECONDS", "5"))
-REALTIME_SILENCE_SECONDS = float(os.environ.get("REALTIME_SILENCE_SECONDS", "12"))
-if REALTIME_HEARTBEAT_SECONDS <= 0 or REALTIME_SILENCE_SECONDS < 2 * REALTIME_HEARTBEAT_SECONDS:
-    raise ImproperlyConfigured(
-        "REALTIME_SILENCE_SECONDS must be at least twice REALTIME_HEARTBEAT_SECONDS (and that "
-        f"above 0): got {REALTIME_SILENCE_SECONDS:g} and {REALTIME_HEARTBEAT_SECONDS:g}."
-    )
+# The silence must outlast two heartbeats: one late frame is not a dead socket (a system check).
+REALTIME_HEARTBEAT_SECONDS = env.float("REALTIME_HEARTBEAT_SECONDS", 5)
+REALTIME_SILENCE_SECONDS = env.float("REALTIME_SILENCE_SECONDS", 12)
 # How many things one page's socket may watch at once.
-REALTIME_WATCHES_PER_SOCKET = int(os.environ.get("REALTIME_WATCHES_PER_SOCKET", "50"))
+REALTIME_WATCHES_PER_SOCKET = env.int("REALTIME_WATCHES_PER_SOCKET", 50)
 # Status sockets one daphne process keeps open per session and per client
 # address, and new sockets per second per client address (realtime/socket_limits.py).
 # Over them a socket is closed with code 4429 and the page polls over HTTP instead.
-REALTIME_MAX_SOCKETS_PER_SESSION = int(os.environ.get("REALTIME_MAX_SOCKETS_PER_SESSION", "20"))
-REALTIME_MAX_SOCKETS_PER_CLIENT = int(os.environ.get("REALTIME_MAX_SOCKETS_PER_CLIENT", "200"))
-REALTIME_CONNECTS_PER_SECOND = float(os.environ.get("REALTIME_CONNECTS_PER_SECOND", "10"))
+REALTIME_MAX_SOCKETS_PER_SESSION = env.int("REALTIME_MAX_SOCKETS_PER_SESSION", 20)
+REALTIME_MAX_SOCKETS_PER_CLIENT = env.int("REALTIME_MAX_SOCKETS_PER_CLIENT", 200)
+REALTIME_CONNECTS_PER_SECOND = env.float("REALTIME_CONNECTS_PER_SECOND", 10)
 
 # The core layer waits for messages with BZPOPMIN, up to 5 s on the server
 # (RedisChannelLayer.brpop_timeout), and redis-py 8 reads every reply within
 # 5 s by default: on a busy machine the empty answer to an idle wait came a
 # little late, the read timed out, and the socket's consumer died (close 1011,
-# every later update lost). Its reads get room past the wait.
-CHANNEL_LAYER_HOST = {"address": REDIS_URL}
+# every later update lost). Its reads get room past the wait: as long again, plus
+# REDIS_TIMEOUT.
+CORE_LAYER_BLOCKING_POP = 5  # RedisChannelLayer's default brpop_timeout
+CHANNEL_LAYER_HOST = {"address": REDIS_URL, "socket_connect_timeout": REDIS_TIMEOUT}
 if CHANNEL_LAYER == "core":
-    CHANNEL_LAYER_HOST["socket_timeout"] = 15
+    CHANNEL_LAYER_HOST["socket_timeout"] = 2 * CORE_LAYER_BLOCKING_POP + REDIS_TIMEOUT
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": CHANNEL_LAYER_BACKENDS[CHANNEL_LAYER],
@@ -435,31 +431,30 @@ CHANNEL_LAYERS = {
 
 CACHES = {
     "default": {
-        # Django's RedisCache, with one client per process (django_celery/redis_pool.py).
-        "BACKEND": "django_celery.redis_pool.SharedClientRedisCache",
+        # django-redis: its connection pools are per process, not per thread (daphne runs
+        # each request in a new thread), and `get_redis_connection()` is the one way the
+        # app reaches Redis itself (the rate limit's pipeline).
+        "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": REDIS_PREFIX,
         "OPTIONS": {
-            # The rate limit's counters live here: with Redis down a request must
-            # not hang on it (the limit then lets submissions through).
-            "socket_connect_timeout": 2,
-            "socket_timeout": 2,
-            # Django builds a cache client per thread, and daphne runs each request
-            # in a new thread: without this, every request opened a new connection.
-            "pool_class": "django_celery.redis_pool.SharedConnectionPool",
+            # With Redis down a request must not hang on the rate limit's counters
+            # (the limit then lets submissions through).
+            "SOCKET_CONNECT_TIMEOUT": REDIS_TIMEOUT,
+            "SOCKET_TIMEOUT": REDIS_TIMEOUT,
         },
     }
 }
 
 # /healthz answers from a report at most this many seconds old: one check runs
 # at a time per process, however many probes ask (health/checks.py).
-HEALTH_CACHE_SECONDS = float(os.environ.get("HEALTH_CACHE_SECONDS", "1.5"))
+HEALTH_CACHE_SECONDS = env.float("HEALTH_CACHE_SECONDS", 1.5)
 
 # --- Email ------------------------------------------------------------------
 # When EMAIL_HOST is set, mail goes over SMTP to it. Otherwise, in debug, the
 # console backend prints it in the worker's log.
-email_host = os.environ.get("EMAIL_HOST", "")
-DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Feedback <feedback@localhost>")
+email_host = env.str("EMAIL_HOST", "")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "Feedback <feedback@localhost>")
 if email_host or not DEBUG:
     MAILERS = {
         "default": {
@@ -467,12 +462,12 @@ if email_host or not DEBUG:
             "BACKEND": "feedback.smtp.EmailBackend",
             "OPTIONS": {
                 "host": email_host or "localhost",
-                "port": int(os.environ.get("EMAIL_PORT", "25")),
-                "username": os.environ.get("EMAIL_HOST_USER", ""),
-                "password": os.environ.get("EMAIL_HOST_PASSWORD", ""),
-                "use_tls": env_bool("EMAIL_USE_TLS", False),
+                "port": env.int("EMAIL_PORT", 25),
+                "username": env.str("EMAIL_HOST_USER", ""),
+                "password": env.str("EMAIL_HOST_PASSWORD", ""),
+                "use_tls": env.bool("EMAIL_USE_TLS", False),
                 # A hung mail server must never hold a worker for long.
-                "timeout": float(os.environ.get("EMAIL_TIMEOUT", "10")),
+                "timeout": env.float("EMAIL_TIMEOUT", 10),
             },
         }
     }
@@ -507,35 +502,31 @@ def _idna(domain: str) -> str:
     return idna.encode(domain, uts46=True, transitional=False).decode("ascii")
 
 
-EMAIL_HELO_NAME = _idna(
-    os.environ.get("EMAIL_HELO_NAME", "").strip() or _helo_default(ALLOWED_HOSTS)
-)
+EMAIL_HELO_NAME = _idna(env.str("EMAIL_HELO_NAME", "").strip() or _helo_default(ALLOWED_HOSTS))
 # Empty: the domain of DEFAULT_FROM_EMAIL (read when each email is built).
-EMAIL_MESSAGE_ID_DOMAIN = _idna(os.environ.get("EMAIL_MESSAGE_ID_DOMAIN", "").strip())
+EMAIL_MESSAGE_ID_DOMAIN = _idna(env.str("EMAIL_MESSAGE_ID_DOMAIN", "").strip())
 
 # The local SMTP server of `make run` (`manage.py mailbox`) stores what it
 # receives here; the debug-only Outbox page reads it.
-DEV_MAILBOX = Path(os.environ.get("DEV_MAILBOX", "").strip() or BASE_DIR / "var" / "mailbox.jsonl")
+DEV_MAILBOX = Path(env.str("DEV_MAILBOX", "").strip() or BASE_DIR / "var" / "mailbox.jsonl")
 # Whether mail goes to that local mailbox (set by `make run` when it starts
 # it): only then does a sent status link to the Outbox.
-DEV_MAILBOX_IN_USE = DEBUG and env_bool("DEV_MAILBOX_IN_USE", False)
+DEV_MAILBOX_IN_USE = DEBUG and env.bool("DEV_MAILBOX_IN_USE", False)
 
 # --- The feedback domain ---------------------------------------------------
 # Seconds the task spends "talking to a slow mail service" before the real
 # send, like the tutorial's time.sleep(); progress is published meanwhile.
-FEEDBACK_SEND_DELAY = float(os.environ.get("FEEDBACK_SEND_DELAY", "3"))
+FEEDBACK_SEND_DELAY = env.float("FEEDBACK_SEND_DELAY", 3)
 # Seconds after submitting (with Celery) during which the submitter may undo
 # and no worker sends; 0 switches the window off.
-FEEDBACK_UNDO_SECONDS = max(0.0, float(os.environ.get("FEEDBACK_UNDO_SECONDS", "5")))
+FEEDBACK_UNDO_SECONDS = max(0.0, env.float("FEEDBACK_UNDO_SECONDS", 5))
 # How many queued feedback the queue-wide event lists by submit time (the head
 # of the line; feedback/queue.py): a page further back shows "at least this many
 # ahead". It bounds the event's size, which every queued watcher receives.
-FEEDBACK_QUEUE_LINE_MAX = int(os.environ.get("FEEDBACK_QUEUE_LINE_MAX", "100"))
-if FEEDBACK_QUEUE_LINE_MAX < 1:
-    raise ImproperlyConfigured("FEEDBACK_QUEUE_LINE_MAX must be 1 or more.")
+FEEDBACK_QUEUE_LINE_MAX = env.int("FEEDBACK_QUEUE_LINE_MAX", 100)
 # Submissions per client address, a count per period ("5/m", "100/h", "10/30s");
 # "off" (or empty) switches the limit off.
-FEEDBACK_RATE_LIMIT: str | None = os.environ.get("FEEDBACK_RATE_LIMIT", "5/m").strip()
+FEEDBACK_RATE_LIMIT: str | None = env.str("FEEDBACK_RATE_LIMIT", "5/m").strip()
 if FEEDBACK_RATE_LIMIT.lower() in {"", "off", "0"}:
     FEEDBACK_RATE_LIMIT = None
 elif not re.fullmatch(r"[1-9]\d*/\d*[smhd]", FEEDBACK_RATE_LIMIT):
@@ -547,12 +538,10 @@ elif not re.fullmatch(r"[1-9]\d*/\d*[smhd]", FEEDBACK_RATE_LIMIT):
 # submission is still stored.
 # How many proxies in front of daphne append to X-Forwarded-For: the client's
 # address (rate limit, socket caps) is the entry that many from the right.
-# 0: the connection's peer address (django_celery/client_address.py).
-TRUSTED_PROXY_HOPS = int(os.environ.get("TRUSTED_PROXY_HOPS", "0"))
-if TRUSTED_PROXY_HOPS < 0:
-    raise ImproperlyConfigured("TRUSTED_PROXY_HOPS must be 0 or more.")
+# 0: the connection's peer address (web/client_address.py).
+TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", 0)
 # Seconds a watch token (status page, websocket) stays valid after submitting.
-FEEDBACK_TOKEN_MAX_AGE = int(os.environ.get("FEEDBACK_TOKEN_MAX_AGE", str(24 * 60 * 60)))
+FEEDBACK_TOKEN_MAX_AGE = env.int("FEEDBACK_TOKEN_MAX_AGE", 24 * 60 * 60)
 
 # --- Static files -------------------------------------------------------------
 STATIC_URL = "static/"
@@ -572,7 +561,7 @@ LOCALE_PATHS = [BASE_DIR / "locale"]
 # Our own TIME_FORMAT and SHORT_DATETIME_FORMAT per language (with seconds).
 FORMAT_MODULE_PATH = ["django_celery.formats"]
 # Times are stored in UTC and shown in the person's zone when the page knows
-# it (django_celery/time_zone.py), in UTC otherwise.
+# it (web/time_zone.py), in UTC otherwise.
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -580,10 +569,10 @@ USE_TZ = True
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    # Watch tokens never reach a log line (django_celery/log_redaction.py).
+    # Watch tokens never reach a log line (web/log_redaction.py).
     "formatters": {
         "plain": {
-            "()": "django_celery.log_redaction.RedactingFormatter",
+            "()": "web.log_redaction.RedactingFormatter",
             "fmt": "%(levelname)s %(name)s: %(message)s",
         }
     },
@@ -597,7 +586,7 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {
-        "django": {"level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
+        "django": {"level": env.str("DJANGO_LOG_LEVEL", "INFO")},
         "django.request": {"filters": ["not_shed"]},
     },
 }

@@ -15,7 +15,7 @@ urlpatterns = [
 ]
 
 # A body over the size limit discovered while reading it: 413, not 400.
-handler400 = "django_celery.errors.bad_request"
+handler400 = "web.errors.bad_request"
 
 if settings.DEBUG:
     # Development only: the emails the local SMTP server of `make run` received.

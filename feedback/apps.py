@@ -9,7 +9,10 @@ class FeedbackConfig(AppConfig):
     def ready(self) -> None:
         from realtime import watch
 
-        from . import checks  # noqa: F401  (registers the timeouts check)
+        from . import (
+            checks,  # noqa: F401  (registers the timeouts check)
+            tasks,  # noqa: F401  (registers the Celery tasks: moves.enqueue finds one)
+        )
         from .selectors import feedback_group_for_token, feedback_snapshot
 
         watch.register("feedback", group=feedback_group_for_token, snapshot=feedback_snapshot)

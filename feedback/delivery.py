@@ -18,7 +18,7 @@ from . import receipts
 from .mail import DeliveryError, log_failed_attempt, send_confirmation
 from .models import Feedback
 from .moves import feedback_move
-from .transitions import WAITING, claimable
+from .transitions import WAITING, MoveName, claimable
 from .wording import Failure, Step
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def feedback_claim(*, feedback_id: uuid.UUID | str, worker: str = "") -> Feedbac
     now = timezone.now()
     lease = now - timedelta(seconds=settings.FEEDBACK_SENDING_LEASE)
     return feedback_move(
-        "claim",
+        MoveName.CLAIM,
         feedback_id=feedback_id,
         where=claimable(lease_ended_before=lease, now=now),
         step=SEND_STEPS[0],
@@ -82,7 +82,7 @@ def feedback_undo_wait(*, feedback_id: uuid.UUID | str) -> float:
 def feedback_mark_progress(
     *, feedback_id: uuid.UUID | str, step: str, progress: int
 ) -> Feedback | None:
-    return feedback_move("progress", feedback_id=feedback_id, step=step, progress=progress)
+    return feedback_move(MoveName.PROGRESS, feedback_id=feedback_id, step=step, progress=progress)
 
 
 def feedback_send_email(*, feedback: Feedback) -> None:
@@ -168,14 +168,14 @@ def feedback_record_sent(*, feedback_id: uuid.UUID | str) -> Feedback:
 
 
 def feedback_mark_sent(*, feedback_id: uuid.UUID | str) -> Feedback:
-    sent = feedback_move("sent", feedback_id=feedback_id)
+    sent = feedback_move(MoveName.SENT, feedback_id=feedback_id)
     if sent is None:  # no longer `sending` (taken back meanwhile): the receipt says it is sent
-        sent = feedback_move("sent_on_receipt", feedback_id=feedback_id)
+        sent = feedback_move(MoveName.SENT_ON_RECEIPT, feedback_id=feedback_id)
     return sent or Feedback.objects.get(pk=feedback_id)
 
 
 def feedback_mark_failed(*, feedback_id: uuid.UUID | str, reason: Failure) -> Feedback:
-    failed = feedback_move("fail", feedback_id=feedback_id, **reason.fields())
+    failed = feedback_move(MoveName.FAIL, feedback_id=feedback_id, **reason.fields())
     return failed or Feedback.objects.get(pk=feedback_id)
 
 
@@ -184,6 +184,6 @@ def feedback_mark_retrying(
 ) -> Feedback:
     """Record a failed attempt that will be tried again at `next_retry_at`."""
     retrying = feedback_move(
-        "retry", feedback_id=feedback_id, next_retry_at=next_retry_at, **reason.fields()
+        MoveName.RETRY, feedback_id=feedback_id, next_retry_at=next_retry_at, **reason.fields()
     )
     return retrying or Feedback.objects.get(pk=feedback_id)

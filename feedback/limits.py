@@ -19,11 +19,12 @@ import zlib
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import caches
+from django.core.cache import cache
 from django.http import HttpRequest
+from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 
-from django_celery.client_address import request_client_address
+from web.client_address import request_client_address
 
 logger = logging.getLogger(__name__)
 
@@ -73,9 +74,8 @@ def submission_limit_take(request: HttpRequest) -> SubmissionLimit:
 
 def _count(key: str, *, expires_in: int) -> int:
     """Add one to the counter (made with its expiry if new) and return it: one round trip."""
-    cache = caches["default"]
     key = cache.make_and_validate_key(key)
-    with cache.redis_client(key).pipeline(transaction=True) as pipe:
+    with get_redis_connection().pipeline(transaction=True) as pipe:
         pipe.set(key, 0, ex=expires_in, nx=True)
         pipe.incr(key)
         _, count = pipe.execute()

@@ -9,17 +9,18 @@ import uuid
 from functools import partial
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from realtime.publish import publish
 
-from .models import Feedback, FeedbackEvent, Status
+from .models import Feedback, FeedbackEvent
 from .queue import feedback_queue_changed
 from .selectors import feedback_render_status_each_language, status_group
-from .transitions import MOVES, NOW, is_final
+from .transitions import MOVES, NOW, MoveName, is_final
 
 
 class MoveError(TypeError):
@@ -27,7 +28,7 @@ class MoveError(TypeError):
 
 
 def feedback_move(
-    name: str, *, feedback_id: uuid.UUID | str, where: Q | None = None, **given: Any
+    name: MoveName, *, feedback_id: uuid.UUID | str, where: Q | None = None, **given: Any
 ) -> Feedback | None:
     """Make the move `name` of transitions.MOVES on one row; the row after it, or None if refused.
 
@@ -57,15 +58,11 @@ def feedback_move(
             FeedbackEvent.objects.create(feedback=feedback, status=feedback.status, at=now)
         # robust: the move is committed whatever happens to its publishing (a hint).
         transaction.on_commit(partial(feedback_publish, feedback=feedback), robust=True)
-        if Status.QUEUED in move.source:
-            # The line changed: one queue-wide event, from which every queued
-            # page computes its own place (never one publish per watcher).
+        if move.changes_line:
+            # One queue-wide event, from which every page in the line computes
+            # its own place (never one publish per watcher).
             transaction.on_commit(feedback_queue_changed, robust=True)
     return feedback
-
-
-# Every column, in the order Model.from_db takes them.
-_ROW = Feedback._meta.concrete_fields
 
 
 def _update_returning(
@@ -73,20 +70,44 @@ def _update_returning(
 ) -> Feedback | None:
     """`changed.update(**values)` on the one row `feedback_id`, returning it as it is after.
 
-    One statement, ``UPDATE … RETURNING`` (PostgreSQL, SQLite), where update()
-    and a read after it were two: the read was a third of a move's SQL.
-    Django's update() returns only a count; QuerySet._update is what
-    Model.save() uses for the same (fields as (field, model, value) triples;
-    the returned columns come back with their converters applied). A backend
-    without RETURNING gets empty rows back: the row is then read after.
+    One statement, ``UPDATE … FROM (the row, chosen and locked by the ORM) …
+    RETURNING`` (PostgreSQL; SQLite 3.35 and later), through raw(), which
+    converts the returned columns as a query does. FOR UPDATE: under
+    PostgreSQL's READ COMMITTED a row changed while this waited is checked
+    against the conditions again, and its increments computed on that version
+    (docs/decisions/, a move is one UPDATE from a locked row).
     """
-    fields = [(Feedback._meta.get_field(name), None, value) for name, value in values.items()]
-    rows = changed.filter(pk=feedback_id)._update(fields, returning_fields=_ROW)
-    if not rows:
-        return None
-    if not rows[0]:
-        return Feedback.objects.get(pk=feedback_id)
-    return Feedback.from_db(changed.db, [field.attname for field in _ROW], rows[0])
+    connection = connections[changed.db]
+    quote = connection.ops.quote_name
+    meta = Feedback._meta
+    computed = {
+        f"new_{name}": value
+        for name, value in values.items()
+        if hasattr(value, "resolve_expression")
+    }
+    chosen = (
+        changed.filter(pk=feedback_id)
+        .select_for_update()
+        .order_by()
+        .values(moved_id=F("pk"), **computed)
+    )
+    select, select_params = chosen.query.sql_with_params()
+    assignments, params = [], []
+    for name, value in values.items():
+        field = meta.get_field(name)
+        if f"new_{name}" in computed:
+            assignments.append(f"{quote(field.column)} = moved.{quote(f'new_{name}')}")
+        else:
+            assignments.append(f"{quote(field.column)} = %s")
+            params.append(field.get_db_prep_save(value, connection=connection))
+    table = quote(meta.db_table)
+    returning = ", ".join(quote(field.column) for field in meta.concrete_fields)
+    sql = (
+        f"UPDATE {table} SET {', '.join(assignments)} FROM ({select}) AS moved"
+        f" WHERE {table}.{quote(meta.pk.column)} = moved.moved_id RETURNING {returning}"
+    )
+    moved = list(Feedback.objects.db_manager(changed.db).raw(sql, [*params, *select_params]))
+    return moved[0] if moved else None
 
 
 def feedback_publish(*, feedback: Feedback) -> bool:
@@ -98,15 +119,18 @@ def feedback_publish(*, feedback: Feedback) -> bool:
     )
 
 
-def enqueue(feedback_id: uuid.UUID | str, countdown: float = 0) -> None:
-    from .tasks import send_feedback_email
+# Found by name in Celery's registry (apps.py registers the tasks in every process): the
+# task module imports the services, so they do not import it. The registered task, not a
+# bare send by name, puts its options (time limits, ignore_result) in the message.
+SEND_TASK = "feedback.tasks.send_feedback_email"
 
+
+def enqueue(feedback_id: uuid.UUID | str, countdown: float = 0) -> None:
+    task = current_app.tasks[SEND_TASK]
     # A bounded wait for a pooled broker connection (Celery's own waits for
     # ever): past it, LimitExceeded leaves the row queued for the sweeper.
-    with send_feedback_email.app.pool.acquire(
-        block=True, timeout=settings.FEEDBACK_ENQUEUE_WAIT
-    ) as connection:
-        send_feedback_email.apply_async(
+    with current_app.pool.acquire(block=True, timeout=settings.FEEDBACK_ENQUEUE_WAIT) as connection:
+        task.apply_async(
             args=(str(feedback_id),), countdown=countdown or None, connection=connection
         )
 

@@ -1,8 +1,8 @@
 """Your place in the queue: how many are sent before a queued feedback, and when it starts.
 
 Measured, not assumed: the time one send takes is the mean of the last sends
-(claim to sent), the number of workers is what the workers announce
-(capacity.py). The line drains at `workers / send time` per second, so a
+(claim to sent), the number of worker processes is the last census
+(workers/presence.py). The line drains at `workers / send time` per second, so a
 feedback with `ahead` others before it starts in about
 
     max(0, ahead + busy - workers + 1) * send_seconds / workers
@@ -31,10 +31,10 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from realtime.publish import broadcast
+from workers.presence import workers_processes
 
-from .capacity import workers_consuming
-from .models import Feedback, Status
-from .transitions import HELD
+from .models import Feedback
+from .transitions import GOAL, HELD, IN_LINE
 
 QUEUE_GROUP = "feedback.queue"
 QUEUE_PARTIAL = "feedback/detail.html#queue"
@@ -85,7 +85,7 @@ def measured_send_seconds() -> float | None:
     # evaluated (in Python, on SQLite) for every sent row before the sort.
     # The (status, sent_at) index walks only the latest.
     recent = (
-        Feedback.objects.filter(status=Status.SENT, claimed_at__isnull=False, sent_at__isnull=False)
+        Feedback.objects.filter(status=GOAL, claimed_at__isnull=False, sent_at__isnull=False)
         .order_by("-sent_at")
         .values_list("claimed_at", "sent_at")[:MEASURED_SENDS]
     )
@@ -95,7 +95,7 @@ def measured_send_seconds() -> float | None:
 
 def queue_pace() -> Pace:
     busy = Feedback.objects.filter(status=HELD).count()
-    workers = workers_consuming() or max(1, busy)
+    workers = workers_processes() or max(1, busy)
     return Pace(workers=workers, busy=busy, send_seconds=measured_send_seconds())
 
 
@@ -126,10 +126,10 @@ def feedback_place(
 
     `pace_max_age`: seconds the start estimate's pace may be old (0: read now).
     """
-    if feedback.status != Status.QUEUED:
+    if feedback.status not in IN_LINE:
         return None
     now = now or timezone.now()
-    ahead = Feedback.objects.filter(status=Status.QUEUED, created_at__lt=feedback.created_at)
+    ahead = Feedback.objects.filter(status__in=IN_LINE, created_at__lt=feedback.created_at)
     count = ahead.count()
     starts_in = queue_pace_recent(max_age=pace_max_age).starts_in(ahead=count)
     if starts_in is not None and feedback.undo_until is not None:
@@ -141,7 +141,7 @@ def queue_context() -> dict:
     """The queue-wide event: the head of the line (submit times), how many are queued, the pace."""
     # One statement: the count of all queued rows rides along with the first few.
     head = list(
-        Feedback.objects.filter(status=Status.QUEUED)
+        Feedback.objects.filter(status__in=IN_LINE)
         .order_by("created_at")
         .annotate(queued=Window(Count("pk")))
         .values_list("created_at", "queued")[: settings.FEEDBACK_QUEUE_LINE_MAX]

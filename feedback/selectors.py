@@ -21,7 +21,7 @@ from .queue import PACE_MAX_AGE, QUEUE_GROUP, epoch_ms, feedback_place
 from .submissions import submissions_recent_ids
 from .timeline import feedback_timeline
 from .tokens import feedback_id_from_token, feedback_token
-from .transitions import is_final
+from .transitions import IN_LINE, is_final
 
 STATUS_PARTIAL = "feedback/detail.html#status"
 
@@ -32,7 +32,7 @@ def status_group(feedback_id: uuid.UUID | str) -> str:
 
 def undo_seconds_left(*, feedback: Feedback, now: datetime | None = None) -> int | None:
     """Whole seconds left to undo a queued feedback; None when it cannot be undone any more."""
-    if feedback.status != Status.QUEUED or feedback.undo_until is None:
+    if feedback.status not in IN_LINE or feedback.undo_until is None:
         return None
     left = (feedback.undo_until - (now or timezone.now())).total_seconds()
     return math.ceil(left) if left > 0 else None
@@ -52,7 +52,6 @@ def feedback_status_context(*, feedback: Feedback) -> dict[str, Any]:
         # event lists only the head of the line and this one is further back.
         "queue_line_max": settings.FEEDBACK_QUEUE_LINE_MAX,
         "undo_left": undo_left,
-        "undo_until_ms": epoch_ms(feedback.undo_until) if undo_left else None,
         "Status": Status,
         # Only the local mailbox of development keeps what was sent.
         "outbox_linked": settings.DEV_MAILBOX_IN_USE,
@@ -119,5 +118,5 @@ def feedback_status_snapshot(*, feedback: Feedback, render: bool = True) -> Snap
         version=feedback.version,
         final=is_final(feedback.status),
         # A queued watcher also hears the queue-wide event, to count its place down.
-        also=(QUEUE_GROUP,) if feedback.status == Status.QUEUED else (),
+        also=(QUEUE_GROUP,) if feedback.status in IN_LINE else (),
     )

@@ -15,7 +15,7 @@ from django.utils import timezone
 from .delivery import feedback_deliver_in_request
 from .models import Feedback, FeedbackEvent, SendMode
 from .moves import enqueue_on_commit, feedback_move
-from .transitions import FINAL
+from .transitions import FINAL, MoveName
 
 
 def feedback_create(
@@ -77,7 +77,7 @@ def feedback_cancel(*, feedback_id: uuid.UUID | str) -> Feedback | None:
     The same conditional update as every move, so it cannot race a worker:
     if the claim won, nothing changes and None is returned (too late).
     """
-    return feedback_move("cancel", feedback_id=feedback_id)
+    return feedback_move(MoveName.CANCEL, feedback_id=feedback_id)
 
 
 def feedback_resend(*, feedback_id: uuid.UUID | str) -> bool:
@@ -86,7 +86,7 @@ def feedback_resend(*, feedback_id: uuid.UUID | str) -> bool:
     Only a `failed` row can be resent (the table says so), so a sent email never goes out twice.
     """
     with transaction.atomic():
-        if feedback_move("resend", feedback_id=feedback_id) is None:
+        if feedback_move(MoveName.RESEND, feedback_id=feedback_id) is None:
             return False
         enqueue_on_commit(feedback_id)
     return True

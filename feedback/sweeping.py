@@ -9,12 +9,12 @@ from django.db.models import Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from django_celery.worker_liveness import dead_workers
+from workers.presence import dead_workers
 
 from . import receipts
 from .models import Feedback
 from .moves import enqueue_on_commit, feedback_move
-from .transitions import HELD, WAITING
+from .transitions import HELD, WAITING, MoveName
 from .wording import Failure, Reason
 
 logger = logging.getLogger(__name__)
@@ -30,8 +30,8 @@ def feedback_requeue_stuck(*, now: datetime | None = None) -> list[uuid.UUID]:
       FEEDBACK_STUCK_AFTER: its task was never published (the broker was down
       at submit) or was lost with its worker;
     - `sending` untouched for longer than FEEDBACK_SENDING_LEASE, or claimed
-      by a worker node that is dead (no heartbeat, no answer to a ping:
-      django_celery.worker_liveness), which is noticed in seconds: its worker
+      by a worker node that is dead (no answer to Celery's remote control, or
+      another life: workers.presence), which is noticed in seconds: its worker
       died mid-send. It turns `retrying` (so the person sees why), or
       `failed` once it has used up FEEDBACK_MAX_ATTEMPTS; `sent` if the mail
       server had accepted it (a receipt: receipts.py).
@@ -84,12 +84,16 @@ def feedback_take_back_abandoned(*, now: datetime | None = None) -> list[uuid.UU
         if accepted is None:
             continue  # Redis cannot say whether it went out: the next sweep asks again
         if accepted:  # its sender died after the server's 250: sent, never again
-            feedback_move("sent_on_receipt", feedback_id=feedback_id, where=unchanged)
+            feedback_move(MoveName.SENT_ON_RECEIPT, feedback_id=feedback_id, where=unchanged)
             continue
         if attempts >= settings.FEEDBACK_MAX_ATTEMPTS:
-            feedback_move("fail", feedback_id=feedback_id, where=unchanged, **WORKER_LOST)
+            feedback_move(MoveName.FAIL, feedback_id=feedback_id, where=unchanged, **WORKER_LOST)
         elif feedback_move(
-            "retry", feedback_id=feedback_id, where=unchanged, next_retry_at=now, **WORKER_LOST
+            MoveName.RETRY,
+            feedback_id=feedback_id,
+            where=unchanged,
+            next_retry_at=now,
+            **WORKER_LOST,
         ):
             requeued.append(feedback_id)
 

@@ -5,13 +5,12 @@ from datetime import timedelta
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_ready, worker_shutting_down
 from django.conf import settings
 from django.utils import timezone
 
-from django_celery import worker_liveness
+from workers.presence import claimer
 
-from . import capacity, delivery, sweeping
+from . import delivery, sweeping
 from .mail import DeliveryError, log_failed_attempt
 from .models import Feedback
 from .wording import Reason
@@ -35,7 +34,7 @@ def retry_delay(attempt: int) -> float:
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
 def send_feedback_email(self: Task, feedback_id: str) -> None:
     try:
-        worker = worker_liveness.claimer(self.request.hostname) if self.request.hostname else ""
+        worker = claimer(self.request.hostname) if self.request.hostname else ""
         delivery.feedback_deliver(feedback_id=feedback_id, worker=worker)
     except delivery.TooEarly as early:
         raise self.retry(countdown=early.wait) from None
@@ -85,22 +84,3 @@ def requeue_stuck_feedback() -> int:
 def take_back_abandoned_feedback() -> int:
     """The sweeper's `sending` part, run by beat on its own queue (FEEDBACK_SWEEP_QUEUE)."""
     return len(sweeping.feedback_take_back_abandoned())
-
-
-# -- How many processes consume (feedback/capacity.py): wiring of the worker's own timer.
-
-
-@worker_ready.connect
-def announce_worker(sender, **kwargs) -> None:  # sender: the worker's Consumer
-    node, processes = sender.hostname, sender.controller.concurrency
-
-    def announce() -> None:
-        capacity.workers_announce(node=node, processes=processes)
-
-    announce()
-    sender.timer.call_repeatedly(capacity.ANNOUNCE_EVERY, announce)
-
-
-@worker_shutting_down.connect
-def forget_worker(sender, **kwargs) -> None:  # sender: the node's name
-    capacity.workers_forget(node=str(sender))

@@ -7,7 +7,7 @@ from django.utils.formats import number_format
 from django.utils.translation import gettext, pgettext
 
 from .models import Feedback, Status
-from .transitions import ahead, is_final
+from .transitions import GAVE_UP, TAKEN_BACK, ahead, is_final
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,9 @@ class TimelineStep:
     @property
     def state_label(self) -> str:
         # Said in words too: colour is never the only signal.
-        if self.status == Status.FAILED:
+        if self.status in GAVE_UP:
             return pgettext("timeline", "gave up")
-        if self.status == Status.CANCELLED:
+        if self.status in TAKEN_BACK:
             return pgettext("timeline", "taken back")
         if self.state == "done":  # one lookup, not one per state: it runs for every step shown
             return pgettext("timeline", "done")

@@ -13,6 +13,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from django.conf import settings
+from django.contrib.sessions.backends.base import SessionBase
 from django.core import signing
 from django.utils.crypto import constant_time_compare
 
@@ -21,9 +22,15 @@ SESSION_KEY = "feedback.watcher"
 
 
 def watcher_key(session: MutableMapping[str, Any]) -> str:
-    """This browser's random watcher key, created on first use."""
+    """This browser's random watcher key, created on first use.
+
+    The session gets a new key with it: watch rights never go to a session key
+    that someone could have planted before them (docs/decisions/).
+    """
     key = session.get(SESSION_KEY)
     if not isinstance(key, str) or not key:
+        if isinstance(session, SessionBase):
+            session.cycle_key()
         key = secrets.token_urlsafe(16)
         session[SESSION_KEY] = key
     return key

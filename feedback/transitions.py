@@ -2,10 +2,11 @@
 
 Each move says which statuses it may leave, the status it arrives in, what it
 sets on the row and which values its caller must give. `moves.feedback_move`
-is the one function that performs a move. Final statuses, what lies ahead on
-the timeline and which rows the claim and the sweeper may take are read from
-this table, never restated: a new status is a member of `models.Status` plus
-the moves into and out of it, here.
+is the one function that performs a move. Final statuses, the line, what lies
+ahead on the timeline and which rows the claim and the sweeper may take are
+read from this table, never restated: a new status is a member of
+`models.Status` (its label), the moves into and out of it here, and its words
+in the status partial.
 
 The table is data and imports only the model, so the reads (selectors, the
 timeline) can use it while the writer (services) renders through them.
@@ -14,6 +15,7 @@ timeline) can use it while the writer (services) renders through them.
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from django.db.models import F, Q
@@ -21,6 +23,22 @@ from django.db.models import F, Q
 from .models import Status
 
 NOW = object()  # in `sets`: the time of the move
+
+# Waiting its turn in the line: what the queue counts (a place, the queue-wide
+# event) and what Undo may take back while its window lasts. `retrying` waits
+# too, but for its own retry time, not in the line.
+IN_LINE = frozenset({Status.QUEUED})
+
+
+class MoveName(StrEnum):
+    CLAIM = "claim"
+    PROGRESS = "progress"
+    SENT = "sent"
+    SENT_ON_RECEIPT = "sent_on_receipt"
+    RETRY = "retry"
+    FAIL = "fail"
+    CANCEL = "cancel"
+    RESEND = "resend"
 
 
 @dataclass(frozen=True)
@@ -39,6 +57,11 @@ class Move:
     # False for a step inside one status (progress): the timeline shows statuses.
     records_event: bool = True
 
+    @property
+    def changes_line(self) -> bool:
+        """It may take a row out of the line or put one in (IN_LINE)."""
+        return bool(self.source & IN_LINE) or self.target in IN_LINE
+
 
 # What arriving at `sent` sets, by whichever move.
 SENT_SETS = {
@@ -50,10 +73,10 @@ SENT_SETS = {
     "sent_at": NOW,
 }
 
-MOVES: dict[str, Move] = {
+MOVES: dict[MoveName, Move] = {
     # A delivery takes a waiting row, or a `sending` one whose lease ran out
     # (its worker died): see claimable(). It notes who claimed (a worker node).
-    "claim": Move(
+    MoveName.CLAIM: Move(
         source=frozenset({Status.QUEUED, Status.RETRYING, Status.SENDING}),
         target=Status.SENDING,
         sets={
@@ -65,13 +88,13 @@ MOVES: dict[str, Move] = {
         takes=("step", "claimed_by"),
         forward=True,
     ),
-    "progress": Move(
+    MoveName.PROGRESS: Move(
         source=frozenset({Status.SENDING}),
         target=Status.SENDING,
         takes=("step", "progress"),
         records_event=False,
     ),
-    "sent": Move(
+    MoveName.SENT: Move(
         source=frozenset({Status.SENDING}),
         target=Status.SENT,
         sets=SENT_SETS,
@@ -79,18 +102,18 @@ MOVES: dict[str, Move] = {
     ),
     # The mail server accepted it (a receipt, feedback/receipts.py) but `sent` was not
     # recorded by its sender: whatever the row became meanwhile, it is sent, never again.
-    "sent_on_receipt": Move(
+    MoveName.SENT_ON_RECEIPT: Move(
         source=frozenset({Status.QUEUED, Status.RETRYING, Status.SENDING}),
         target=Status.SENT,
         sets=SENT_SETS,
     ),
-    "retry": Move(
+    MoveName.RETRY: Move(
         source=frozenset({Status.SENDING}),
         target=Status.RETRYING,
         sets={"step": "", "progress": 0},
         takes=("failure_reason", "failure_detail", "next_retry_at"),
     ),
-    "fail": Move(
+    MoveName.FAIL: Move(
         source=frozenset({Status.QUEUED, Status.SENDING, Status.RETRYING}),
         target=Status.FAILED,
         sets={"step": "", "next_retry_at": None},
@@ -98,13 +121,13 @@ MOVES: dict[str, Move] = {
     ),
     # The submitter takes it back: Undo while it waits its turn, "Stop trying"
     # between two attempts. Never from `sending`: once claimed, it is too late.
-    "cancel": Move(
+    MoveName.CANCEL: Move(
         source=frozenset({Status.QUEUED, Status.RETRYING}),
         target=Status.CANCELLED,
         sets={"step": "", "next_retry_at": None},
         by_hand=True,
     ),
-    "resend": Move(
+    MoveName.RESEND: Move(
         source=frozenset({Status.FAILED}),
         target=Status.QUEUED,
         sets={
@@ -130,11 +153,16 @@ _LEFT_BY_ITSELF = frozenset(
     if status != each.target
 )
 FINAL = frozenset(Status) - _LEFT_BY_ITSELF
+# Where the way forward ends: the email is sent.
+GOAL = next(m.target for m in MOVES.values() if m.forward and m.target in FINAL)
+# The other ends: taken back by a person, or given up by the app.
+TAKEN_BACK = FINAL & {m.target for m in MOVES.values() if m.by_hand}
+GAVE_UP = FINAL - {GOAL} - TAKEN_BACK
 
 # A claimed row is held by its sender: the claim's target. The rows a claim
 # may take without a lease running out are the other statuses it leaves.
-HELD = MOVES["claim"].target
-WAITING = MOVES["claim"].source - {HELD}
+HELD = MOVES[MoveName.CLAIM].target
+WAITING = MOVES[MoveName.CLAIM].source - {HELD}
 
 
 def is_final(status: str) -> bool:

@@ -68,9 +68,6 @@ def take_submission(request: HtmxHttpRequest) -> HttpResponse:
     if limit.exceeded:
         return too_many_submissions(request, form, limit)
     mode = form.cleaned_data["mode"]
-    # Watch rights go to this session: a planted key loses them. Before the feedback is
-    # stored, so a busy database sheds the submission (503) with nothing stored.
-    request.session.cycle_key()
     with answers_timed(request.session, mode=mode) as answered:
         feedback = services.feedback_submit(
             **form.cleaned_data,
@@ -97,6 +94,7 @@ def take_submission(request: HtmxHttpRequest) -> HttpResponse:
 
 
 FORM_PARTIAL = "feedback/index.html#form"
+WATCH_PARTIAL = "feedback/detail.html#watch"
 # Stands in for the request's CSRF token in the empty form rendered once (empty_form).
 CSRF_STAND_IN = "csrf-token-of-the-request"
 
@@ -120,7 +118,11 @@ def render_form(request: HtmxHttpRequest, form: FeedbackForm) -> HttpResponse:
     context = {
         "form": form,
         "answers": answers_recent(request.session),
-        "cards": feedback_session_cards(session=request.session),
+        # Each card rendered from its whole context, as the answer to a submission is.
+        "cards": [
+            render_to_string(WATCH_PARTIAL, card, request)
+            for card in feedback_session_cards(session=request.session)
+        ],
     }
     return render(request, "feedback/index.html", context)
 

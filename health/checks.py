@@ -5,9 +5,8 @@ A probe must never be able to take the site down, however often it is asked:
 - one check runs at a time per process, and its result serves every request
   for HEALTH_CACHE_SECONDS; a request that cannot get the result within
   a few seconds is answered 503 "busy", never kept waiting;
-- the worker ping opens a broker connection of its own and publishes on it,
-  so it never holds (or waits for) a connection of the pool that submissions
-  enqueue through.
+- the workers are asked on a broker connection of their own (workers/presence.py),
+  so the wait never holds a connection of the pool that submissions enqueue through.
 """
 
 import logging
@@ -15,21 +14,19 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 
-import redis
-from celery.app.control import Control
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
-from kombu.pidbox import Mailbox
 
-from django_celery.celery import app as celery_app
+from workers.presence import workers_present
 
 logger = logging.getLogger(__name__)
 
-# Seconds a check may take; a health endpoint that hangs is worse than one that says no.
-TIMEOUT = 1.0
-# Seconds a request waits for the check another request is running. All three
-# checks together take at most about 3 * TIMEOUT.
-WAIT_FOR_RUNNING_CHECK = 4 * TIMEOUT
+
+def wait_for_running_check() -> float:
+    """Seconds a request waits for the check another request is running: the three checks
+    together take at most about a Redis timeout and the workers' (the database's is short)."""
+    return settings.REDIS_TIMEOUT + settings.WORKER_PRESENCE_TIMEOUT + 1
 
 
 @dataclass
@@ -55,53 +52,27 @@ def check_database() -> Check:
 
 
 def check_redis() -> Check:
-    client = redis.Redis.from_url(
-        settings.REDIS_URL, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT
-    )
     try:
-        client.ping()
-    except redis.RedisError:
+        cache.has_key("health")  # one round trip, through the app's own Redis client
+    except Exception:
         logger.warning("health: Redis does not answer", exc_info=True)
         return Check(ok=False, detail="Redis does not answer")
-    finally:
-        client.close()
     return Check(ok=True)
 
 
-class _OwnConnectionMailbox(Mailbox):
-    """Publishes on the connection it is bound to, never on one taken from the pool."""
-
-    def __init__(self, *args, producer_pool=None, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-
-
-class _OwnConnectionControl(Control):
-    Mailbox = _OwnConnectionMailbox
-
-
-_control: Control | None = None
-
-
 def check_worker(*, redis_ok: bool) -> Check:
-    global _control
     if not redis_ok:
-        # The ping travels through Redis: without it the answer is known, and
+        # The question travels through Redis: without it the answer is known, and
         # asking would only wait on broker connection retries.
         return Check(ok=False, detail="not asked: Redis does not answer")
-    if _control is None:
-        _control = _OwnConnectionControl(celery_app)
-    try:
-        # Celery's own ping holds a pooled connection while it waits for a
-        # second one to publish on: twenty at once exhausted the pool for good.
-        with celery_app.connection_for_write() as own:
-            # limit=1: answer as soon as one worker replies rather than waiting the full timeout.
-            replies = _control.ping(timeout=TIMEOUT, limit=1, connection=own)
-    except Exception:
-        logger.warning("health: could not ping the workers", exc_info=True)
+    # limit=1: answer as soon as one worker replies rather than waiting the full timeout.
+    present = workers_present(limit=1)
+    if present is None:
         return Check(ok=False, detail="could not ask the workers")
-    if not replies:
-        return Check(ok=False, detail=f"no worker answered within {TIMEOUT:g} s")
-    return Check(ok=True, extra={"workers": len(replies)})
+    if not present:
+        timeout = settings.WORKER_PRESENCE_TIMEOUT
+        return Check(ok=False, detail=f"no worker answered within {timeout:g} s")
+    return Check(ok=True, extra={"workers": len(present)})
 
 
 def _run_checks() -> tuple[bool, dict]:
@@ -138,7 +109,7 @@ class _Cached:
     def get(self) -> tuple[bool, dict]:
         if report := self.fresh():
             return report
-        if not self.refreshing.acquire(timeout=WAIT_FOR_RUNNING_CHECK):
+        if not self.refreshing.acquire(timeout=wait_for_running_check()):
             return BUSY
         try:
             if report := self.fresh():  # made by the request we waited for

@@ -177,7 +177,7 @@ class WatchingConsumer(AsyncWebsocketConsumer):
         Channels' own dispatch first closes old database connections on the
         process's one database thread: a frame, which touches no database, would
         wait there behind every watch being read
-        (docs/decisions/*-a-card-in-its-readers-language.md).
+        (docs/decisions/0008-a-card-in-its-readers-language.md).
         """
         if message["type"] == EVENT_TYPE:
             await self.status_update(message)

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from channels.security.websocket import WebsocketDenier
 from django.conf import settings
-from django.http.request import split_domain_port, validate_host
+from django.http.request import validate_host
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -40,22 +40,21 @@ def same_origin(origin: str | None, host: str | None) -> bool:
     try:
         parts = urlsplit(origin)
         origin_port = parts.port or DEFAULT_PORTS.get(parts.scheme)
+        # The Host header parsed as a URL's authority: host name and port, as the browser sent.
+        target = urlsplit(f"//{host}")
+        host_port = target.port or DEFAULT_PORTS.get(parts.scheme)
     except ValueError:
         return False
     if parts.scheme not in DEFAULT_PORTS or parts.path not in ("", "/") or parts.username:
         return False
-    origin_host = (parts.hostname or "").lower()
-    if ":" in origin_host:
-        origin_host = f"[{origin_host}]"  # written as in a Host header
-    if not origin_host or not validate_host(origin_host, _allowed_hosts()):
+    if target.username or target.path or target.query or target.fragment or not parts.hostname:
         return False
-    host_domain, host_port = split_domain_port(host)
-    if host_domain != origin_host:
+    origin_host = parts.hostname  # lower case, without the brackets of an IPv6 address
+    written = f"[{origin_host}]" if ":" in origin_host else origin_host  # as in a Host header
+    if not validate_host(written, _allowed_hosts()):
         return False
-    if host_port:
-        return origin_port == int(host_port)
     # No port in Host: the browser connected to the default port of its scheme.
-    return origin_port == DEFAULT_PORTS[parts.scheme]
+    return (target.hostname or "").rstrip(".") == origin_host and host_port == origin_port
 
 
 class SameOriginValidator:

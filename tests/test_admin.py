@@ -64,8 +64,9 @@ def test_resend_action_queues_failed_feedback_again_and_leaves_the_rest(
     html = response.content.decode()
     assert "Queued 1 confirmation again." in html
     assert "Left 1 alone: only failed feedback can be resent." in html
-    # One task, enqueued after the commit (and the move, published after it).
-    assert len(callbacks) == 2
+    # One task, enqueued after the commit (and the move, published after it, and the
+    # queue-wide event: the row re-entered the line).
+    assert len(callbacks) == 3
     failed.refresh_from_db()
     sent.refresh_from_db()
     assert (failed.status, failed.attempts) == ("queued", 0)

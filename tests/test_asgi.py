@@ -7,10 +7,9 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
-from django.contrib.sessions.models import Session
+from django.contrib.sessions.backends.db import SessionStore
 from django.core import signing
 from django.test import Client
-from django.utils import timezone
 
 from django_celery.asgi import application
 from feedback.models import Feedback
@@ -116,28 +115,19 @@ async def test_on_the_page_socket_only_the_submitting_browser_gets_its_card():
     await ws.disconnect()
 
 
-# -- The session key rotates under an open page socket --------------------------------
-# Each submission gives the session a new key; the old row stays, as it was, for
-# SESSION_ROTATED_GRACE_SECONDS (django_celery/sessions.py), and the watcher key
-# inside survives in both. A page socket whose handshake carried the old key
-# still watches within the grace; with a key truly gone it is told to come back.
+# -- The session key rotates once, when the session gets its watcher key --------------
+# A later submission keeps the key (feedback/tokens.py, docs/decisions/): a page socket
+# opened before it, or another tab submitting at the same instant, keeps every card live.
 
 
 @sync_to_async
 def submit_again(client: Client) -> str:
-    """A second submission from the same browser (another tab, a double click): a new key."""
+    """A second submission from the same browser (another tab, a double click)."""
     response = client.post(
         "/", {"email": "ada@example.com", "message": "Again"}, headers={"HX-Request": "true"}
     )
     assert response.status_code == 200
     return re.search(r'data-watch="(feedback/[^"]+)"', response.content.decode()).group(1)
-
-
-@sync_to_async
-def grace_over(cookie: str) -> None:
-    """Moves the clock past the grace for one rotated key (its row's end, in the past)."""
-    key = cookie.partition("=")[2]
-    assert Session.objects.filter(session_key=key).update(expire_date=timezone.now()) == 1
 
 
 def browser_with(cookie: str) -> Client:
@@ -157,26 +147,33 @@ async def watches(cookie: str, *names: str) -> None:
     await ws.disconnect()
 
 
-async def test_a_page_socket_opened_before_the_key_rotates_still_watches_the_first_card():
+async def test_a_page_socket_opened_before_a_second_submission_watches_every_card():
     client, path = await submit()
-    name = path.removeprefix("/ws/").rstrip("/")
+    first = path.removeprefix("/ws/").rstrip("/")
     presented = cookie_of(client)
     ws = socket("/ws/watch/", cookie=presented)
     connected, _ = await ws.connect(timeout=5)
     assert connected
-    await submit_again(client)  # the key the socket presented is in its grace now
-    await grace_over(presented)  # and then gone
-    await ws.send_to(text_data=f"watch {name}")  # loaded at connect: the end changes nothing
-    assert 'data-status="queued"' in await ws.receive_from(timeout=5)
+    second = await submit_again(client)
+    assert cookie_of(client) == presented  # rotated once, at the first submission only
+    for name in (first, second):
+        await ws.send_to(text_data=f"watch {name}")
+        assert 'data-status="queued"' in await ws.receive_from(timeout=5)
     await ws.disconnect()
 
 
-async def test_a_page_socket_with_a_key_rotated_just_before_its_handshake_watches_every_card():
+async def test_two_tabs_submitting_with_the_same_key_keep_every_card_live():
     client, path = await submit()
-    first = path.removeprefix("/ws/").rstrip("/")
-    rotated = cookie_of(client)
-    second = await submit_again(client)  # this handshake raced the second submission
-    await watches(rotated, first, second)  # the same watcher key: no 4401, nothing refused
+    earlier = path.removeprefix("/ws/").rstrip("/")
+    key = cookie_of(client)
+    tab_a, tab_b = browser_with(key), browser_with(key)
+    card_a = await submit_again(tab_a)
+    card_b = await submit_again(tab_b)
+    assert {cookie_of(tab_a), cookie_of(tab_b)} == {key}
+    await watches(key, earlier, card_a, card_b)
+    for card in (card_a, card_b):
+        status = await sync_to_async(browser_with(key).get)(f"/{card}/")
+        assert status.status_code == 200
 
 
 async def assert_closed_with_4401(ws: WebsocketCommunicator, *, watch: str) -> None:
@@ -187,42 +184,26 @@ async def assert_closed_with_4401(ws: WebsocketCommunicator, *, watch: str) -> N
     assert await ws.receive_nothing(timeout=0.2)  # no card, not even a "refused"
 
 
-async def test_a_page_socket_with_a_key_past_its_grace_is_told_to_reconnect_and_then_watches():
-    client, path = await submit()
-    name = path.removeprefix("/ws/").rstrip("/")
-    rotated_away = cookie_of(client)
-    await submit_again(client)
-    await grace_over(rotated_away)  # this handshake was late: the old key is gone
-    await assert_closed_with_4401(socket("/ws/watch/", cookie=rotated_away), watch=name)
-    await watches(cookie_of(client), name)  # the browser's cookie now
+@sync_to_async
+def planted_then_submitted() -> tuple[str, str]:
+    """A session key planted in a browser before it submitted: (that key, the watch name)."""
+    attackers = SessionStore()  # a row of the attacker's, then planted in the victim's browser
+    attackers["planted"] = True
+    attackers.create()
+    client = browser_with(f"{settings.SESSION_COOKIE_NAME}={attackers.session_key}")
+    planted = cookie_of(client)
+    response = client.post(
+        "/", {"email": "ada@example.com", "message": "Hi"}, headers={"HX-Request": "true"}
+    )
+    assert cookie_of(client) != planted  # the watcher key came with a new session key
+    name = re.search(r'data-watch="(feedback/[^"]+)"', response.content.decode()).group(1)
+    return planted, name
 
 
-async def test_two_tabs_submitting_with_the_same_key_keep_every_card_live():
-    """Tab A's submission rotates the key; tab B's, sent with the old key at the same
-    instant, is answered from the old row and rotates it to a key of its own. Whichever
-    cookie the browser keeps, both cards' tokens are its own."""
-    client, path = await submit()
-    earlier = path.removeprefix("/ws/").rstrip("/")
-    old = cookie_of(client)
-    tab_a, tab_b = browser_with(old), browser_with(old)
-    card_a = await submit_again(tab_a)
-    card_b = await submit_again(tab_b)
-    assert len({old, cookie_of(tab_a), cookie_of(tab_b)}) == 3
-    for final in (cookie_of(tab_a), cookie_of(tab_b)):  # the last Set-Cookie wins
-        await watches(final, earlier, card_a, card_b)
-        for card in (card_a, card_b):
-            status = await sync_to_async(browser_with(final).get)(f"/{card}/")
-            assert status.status_code == 200
-
-
-async def test_a_planted_or_stale_key_gains_no_watch_rights():
-    client, path = await submit()
-    name = path.removeprefix("/ws/").rstrip("/")
-    stale = cookie_of(client)
-    await submit_again(client)
-    await grace_over(stale)
-    planted = f"{settings.SESSION_COOKIE_NAME}={'x' * 32}"  # a key the store never had
-    for cookie in (stale, planted, stale):  # coming back with it changes nothing
+async def test_a_planted_or_unknown_key_gains_no_watch_rights():
+    planted, name = await planted_then_submitted()
+    unknown = f"{settings.SESSION_COOKIE_NAME}={'x' * 32}"  # a key the store never had
+    for cookie in (planted, unknown, planted):  # coming back with it changes nothing
         await assert_closed_with_4401(socket("/ws/watch/", cookie=cookie), watch=name)
     # A key too short to be one is no key: an empty session, whose watches are refused.
     ws = socket("/ws/watch/", cookie=f"{settings.SESSION_COOKIE_NAME}=short")

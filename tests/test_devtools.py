@@ -313,7 +313,7 @@ def test_run_starts_the_processes_of_devtools_processes_redis_first():
     assert "celery -A django_celery worker" in " ".join(processes["worker"].argv)
     assert "celery -A django_celery beat" in " ".join(processes["beat"].argv)
     web = " ".join(processes["web"].argv)
-    assert "daphne -b 127.0.0.1 -p 8123 django_celery.asgi:application" in web
+    assert "daphne -b 127.0.0.1 -p 8123 --access-log /dev/null django_celery.asgi:app" in web
 
 
 def test_run_has_no_redis_process_with_an_external_redis():

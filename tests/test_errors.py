@@ -8,8 +8,8 @@ from django.core.handlers.exception import response_for_exception
 from django.test import Client
 from django.views import defaults
 
-from django_celery.errors import bad_request
 from feedback.models import Feedback
+from web.errors import bad_request
 
 pytestmark = pytest.mark.django_db
 

@@ -308,7 +308,7 @@ def test_any_forwarded_for_is_answered_never_a_5xx(settings, entries, peer, hops
     peer=st.one_of(st.none(), forwarded_entries),
 )
 def test_entries_a_client_adds_on_the_left_never_change_its_address(trusted, spoofed, peer):
-    from django_celery.client_address import UNKNOWN, client_address, parse_address
+    from web.client_address import UNKNOWN, client_address, parse_address
 
     hops = len(trusted)
     seen = client_address(peer=peer, forwarded_for=[", ".join(trusted)], trusted_hops=hops)

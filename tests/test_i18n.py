@@ -28,6 +28,7 @@ from feedback.answers import Stopwatch
 from feedback.mail import DeliveryError, build_confirmation_email
 from feedback.models import Feedback, SendMode
 from feedback.selectors import feedback_render_status
+from feedback.transitions import MoveName
 from feedback.wording import Failure, Reason
 from tests.support.po import messages, read_po
 
@@ -39,7 +40,7 @@ each_catalogue = pytest.mark.parametrize("po", CATALOGUES, ids=lambda po: po.par
 # What makemessages reads: the project minus what is not the app (the Makefile's
 # `messages` target ignores the same).
 NOT_THE_APP = {".git", ".venv", "tests", "devtools", "docs", "deploy", "staticfiles", "var"}
-APP_PACKAGES = ["django_celery", "feedback", "health", "outbox", "realtime"]
+APP_PACKAGES = ["django_celery", "feedback", "health", "outbox", "realtime", "web", "workers"]
 
 PT = {"HTTP_ACCEPT_LANGUAGE": "pt-BR,pt;q=0.9,en;q=0.5"}
 EN = {"HTTP_ACCEPT_LANGUAGE": "en-US,en;q=0.9"}
@@ -426,7 +427,7 @@ def test_the_status_is_rendered_in_its_readers_language_and_its_senders_time_zon
 @pytest.mark.django_db
 def test_numbers_follow_the_language():
     feedback = pt_feedback()
-    moves.feedback_move("cancel", feedback_id=feedback.pk)
+    moves.feedback_move(MoveName.CANCEL, feedback_id=feedback.pk)
     event = feedback.events.first()
     event.at = feedback.created_at + timedelta(milliseconds=3012)
     event.save()
@@ -499,7 +500,7 @@ def test_a_time_zone_cookie_is_checked_by_loading_that_zone_alone(monkeypatch):
     """Never by listing the zone database (a second of CPU, once per process)."""
     import zoneinfo
 
-    from django_celery.time_zone import time_zone_name
+    from web.time_zone import time_zone_name
 
     def listed():
         raise AssertionError("the whole zone database was read")

@@ -1,62 +1,52 @@
-"""The direction of imports, read from the source (ast), so no import is ever executed.
+"""The direction of imports: import-linter's contracts in pyproject.toml, run as CI runs them.
 
-Tests import tooling and the app; tooling (devtools, the bench) imports the app's
-public services; the app imports neither; `realtime` never imports `feedback`.
+Tests import tooling and the app; tooling imports the app's public services; the
+app imports neither; `realtime` never imports `feedback`; the domain never
+imports the project's wiring; no package has an import circle.
 """
 
-import ast
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
-import pytest
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
-APP_PACKAGES = ["django_celery", "feedback", "realtime", "outbox", "health"]
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+CONFIG = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Every module a file imports, anywhere in it (inside functions too)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    modules = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            modules.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            modules.add(node.module)
-    return modules
-
-
-def offending_imports(packages: list[str], forbidden: set[str]) -> list[str]:
-    found = []
-    for package in packages:
-        sources = sorted((REPO_ROOT / package).rglob("*.py"))
-        assert sources, f"no Python source under {package}/"
-        for path in sources:
-            for module in sorted(imported_modules(path)):
-                if module.partition(".")[0] in forbidden:
-                    found.append(f"{path.relative_to(REPO_ROOT)} imports {module}")
-    return found
-
-
-def test_the_check_sees_every_form_of_import(tmp_path):
-    source = tmp_path / "sample.py"
-    source.write_text(
-        "import devtools.ports\n"
-        "from tests.support import layer\n"
-        "from . import sibling\n"
-        "def later():\n"
-        "    import tests as t\n"
+def lint_imports(cwd: Path, *arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [LINT_IMPORTS, *arguments], cwd=cwd, capture_output=True, text=True, timeout=120
     )
-    assert imported_modules(source) == {"devtools.ports", "tests.support", "tests"}
 
 
-@pytest.mark.parametrize("package", APP_PACKAGES)
-def test_the_app_imports_neither_tooling_nor_tests(package):
-    assert offending_imports([package], {"devtools", "tests"}) == []
+def test_every_import_contract_is_kept():
+    result = lint_imports(REPO_ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_tooling_never_imports_the_tests():
-    assert offending_imports(["devtools"], {"tests"}) == []
+def test_the_contracts_cover_every_package_so_a_new_app_is_checked_too():
+    packages = {path.parent.name for path in REPO_ROOT.glob("*/__init__.py")}
+    assert set(CONFIG["root_packages"]) == packages
+    tooling = {"devtools", "tests"}
+    [app] = [c for c in CONFIG["contracts"] if set(c.get("forbidden_modules", ())) == tooling]
+    assert set(app["source_modules"]) == packages - tooling
 
 
-def test_realtime_never_imports_feedback():
-    assert offending_imports(["realtime"], {"feedback"}) == []
+def test_an_import_inside_a_function_counts_too(tmp_path):
+    """A lazy import (a task module imported inside a service) is an import all the same."""
+    package = tmp_path / "sample"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "tasks.py").write_text("")
+    (package / "services.py").write_text("def enqueue():\n    from . import tasks\n")
+    config = tmp_path / "imports.toml"
+    config.write_text(
+        '[tool.importlinter]\nroot_packages = ["sample"]\n'
+        '[[tool.importlinter.contracts]]\nname = "Lazy"\ntype = "forbidden"\n'
+        'source_modules = ["sample.services"]\nforbidden_modules = ["sample.tasks"]\n'
+    )
+    result = lint_imports(tmp_path, str(config))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "sample.services -> sample.tasks" in result.stdout

@@ -1,4 +1,4 @@
-"""Watch tokens never reach a log: not Django's, not daphne's access log."""
+"""Watch tokens never reach a log: not Django's, not the access log (HAProxy's; daphne's is off)."""
 
 import logging
 import re
@@ -10,8 +10,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from django_celery.log_redaction import REDACTED, RedactingFormatter, redact
 from feedback.tokens import feedback_token
+from web.log_redaction import REDACTED, RedactingFormatter, redact
 
 
 def a_token() -> str:
@@ -33,7 +33,7 @@ def test_every_configured_handler_formats_through_the_redactor(settings):
     formatters = settings.LOGGING["formatters"]
     for handler in settings.LOGGING["handlers"].values():
         formatter = formatters[handler["formatter"]]
-        assert formatter["()"] == "django_celery.log_redaction.RedactingFormatter"
+        assert formatter["()"] == "web.log_redaction.RedactingFormatter"
     token = a_token()
     record = logging.LogRecord(
         "django.request",
@@ -49,11 +49,30 @@ def test_every_configured_handler_formats_through_the_redactor(settings):
     )
 
 
+def test_file_paths_in_a_traceback_are_kept():
+    token = a_token()
+    for line in [
+        'File "/srv/app/feedback/tasks.py", line 42, in send_feedback_email',
+        'File "/srv/app/realtime/consumers.py", line 7',
+        "/home/ada/checkout/feedback/templates/feedback/detail.html",
+    ]:
+        assert redact(line) == line
+    try:
+        raise RuntimeError(f"while serving /feedback/{token}/")
+    except RuntimeError:
+        record = logging.LogRecord("feedback", logging.ERROR, __file__, 1, "boom", (), None)
+        record.exc_info = __import__("sys").exc_info()
+    text = RedactingFormatter(fmt="%(message)s").format(record)
+    assert f'{__file__}", line' in text  # this file's path, whole
+    assert token not in text
+
+
 @pytest.mark.django_db(transaction=True)
-def test_no_token_in_daphne_output_after_a_real_visit(start_daphne):
+def test_no_token_in_haproxy_or_daphne_output_after_a_real_visit(start_daphne, start_haproxy):
     daphne = start_daphne()
-    origin = daphne.url
-    with httpx.Client(base_url=daphne.url, timeout=20) as browser:
+    proxy = start_haproxy(web=[f"{daphne.host}:{daphne.port}"] * 2)  # the file names two
+    origin = proxy.url
+    with httpx.Client(base_url=proxy.url, timeout=20) as browser:
         page = browser.get("/")
         csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
         posted = browser.post(
@@ -68,7 +87,7 @@ def test_no_token_in_daphne_output_after_a_real_visit(start_daphne):
         )  # Django logs "Not Found: <path>"
         cookie = "; ".join(f"{name}={value}" for name, value in browser.cookies.items())
 
-    ws_path = f"{daphne.ws_url}/ws/feedback/{token}/"
+    ws_path = f"{proxy.ws_url}/ws/feedback/{token}/"
     with connect(
         ws_path, origin=origin, additional_headers={"Cookie": cookie}, open_timeout=20
     ) as ws:
@@ -82,13 +101,14 @@ def test_no_token_in_daphne_output_after_a_real_visit(start_daphne):
         )
     assert refused.value.response.status_code == 403
 
-    # The access log is written as requests complete; wait for the last lines.
+    # HAProxy logs a request as it completes; wait for the refused socket's line.
     deadline = time.monotonic() + 10
-    while "WSREJECT" not in daphne.log_text() and time.monotonic() < deadline:
+    while " 403 " not in proxy.log_text() and time.monotonic() < deadline:
         time.sleep(0.1)
-    log = daphne.log_text()
-    assert f"GET /feedback/{REDACTED}/" in log
-    assert f"WSCONNECT /ws/feedback/{REDACTED}/" in log
-    assert f"Not Found: /feedback/{REDACTED}/" in log
-    assert token not in log
-    assert token[:40] not in log  # not even a piece of it
+    access = proxy.log_text()
+    assert f'"GET /feedback/{REDACTED}/"' in access
+    assert f'"GET /ws/feedback/{REDACTED}/"' in access
+    assert f"Not Found: /feedback/{REDACTED}/" in daphne.log_text()
+    for log in (access, daphne.log_text()):
+        assert token not in log
+        assert token[:40] not in log  # not even a piece of it

@@ -14,11 +14,13 @@ from datetime import timedelta
 import pytest
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.core.cache import cache
 from django.utils import timezone
 
-from feedback import capacity, delivery, queue, selectors
+from feedback import delivery, queue, selectors
 from feedback.models import Feedback, Status
 from feedback.queue import Pace
+from workers import presence
 
 # Records every status the page shows, with its place and estimate, as they change.
 RECORDER = """() => {
@@ -60,15 +62,15 @@ def test_place_counts_the_queued_before_and_the_estimate_uses_measured_sends():
     Feedback.objects.create(email="busy@example.com", message="Hi", status=Status.SENDING)
     rows = [Feedback.objects.create(email=f"{n}@example.com", message="Hi") for n in range(4)]
     Feedback.objects.create(email="gone@example.com", message="Hi", status=Status.CANCELLED)
-    capacity._redis().delete(*capacity._keys())  # no worker announced (one killed earlier)
+    cache.delete(presence.CENSUS_KEY)  # no census (no worker counted)
     place = queue.feedback_place(feedback=rows[3])
     assert place.ahead == 3
-    # No worker announced: one assumed per send under way. It ends, then the 3 ahead: 4 × 3 s.
+    # No census: one worker assumed per send under way. It ends, then the 3 ahead: 4 × 3 s.
     assert place.starts_in == 4 * 3
-    capacity.workers_announce(node="test@here", processes=2)
+    cache.set(presence.CENSUS_KEY, 2)  # as a census of the workers writes it
     # Two processes, one busy: (3 ahead + 1 busy - 2 + 1) × 3 s / 2 = 4.5 s, rounded up.
     assert queue.feedback_place(feedback=rows[3]).starts_in == 5
-    capacity.workers_forget(node="test@here")
+    cache.delete(presence.CENSUS_KEY)
     assert queue.feedback_place(feedback=rows[0]).ahead == 0
     context = queue.queue_context()
     assert context["line"].split() == [str(queue.epoch_ms(row.created_at)) for row in rows]
@@ -152,10 +154,10 @@ def test_after_an_event_counting_n_queued_the_next_is_not_due_before_n_over_fano
 
 @pytest.mark.django_db
 def test_a_rendered_status_reuses_a_recent_pace_and_counts_its_place_afresh():
-    capacity._redis().delete(*capacity._keys())
+    cache.delete(presence.CENSUS_KEY)
     first = Feedback.objects.create(email="first@example.com", message="Hi")
     queue.queue_pace_recent(max_age=0)  # read now, and kept
-    capacity.workers_announce(node="test@here", processes=3)
+    cache.set(presence.CENSUS_KEY, 3)  # as a census of the workers writes it
     try:
         second = Feedback.objects.create(email="second@example.com", message="Hi")
         assert queue.queue_pace_recent(max_age=60).workers == 1  # the kept one
@@ -164,7 +166,7 @@ def test_a_rendered_status_reuses_a_recent_pace_and_counts_its_place_afresh():
         assert queue.queue_pace().workers == 3  # and the queue-wide event reads it now
         assert queue.feedback_place(feedback=first, pace_max_age=60).ahead == 0
     finally:
-        capacity.workers_forget(node="test@here")
+        cache.delete(presence.CENSUS_KEY)
 
 
 def test_seven_submissions_while_both_workers_are_busy_count_their_place_down(

@@ -16,16 +16,15 @@ from datetime import timedelta
 
 import httpx
 import pytest
-import redis
 from django.utils import timezone
 
 from devtools.smtp_sink import SmtpSink
-from django_celery import worker_liveness
 from feedback import selectors, services, tasks
 from feedback.models import Feedback, FeedbackEvent
 from feedback.wording import Reason
 from tests.support.layer import LayerListener
 from tests.support.waiting import wait_until
+from workers.presence import node_of
 
 # Killed workers, duplicate tasks, the sweeper: also run on PostgreSQL (make test).
 pytestmark = pytest.mark.engines
@@ -499,17 +498,18 @@ def test_a_row_left_sending_is_taken_back_while_a_backlog_drains_not_after_it(
         assert len(messages_for(smtp_server, feedback_id)) == 1
 
 
-# -- A dead worker node, noticed by its heartbeat -------------------------------------
+# -- A dead worker node, noticed by Celery's remote control ---------------------------
 
-# The workers keep the default time limit, so the lease is 75 s: only the heartbeat can
-# explain a recovery within seconds. Beat sweeps every second (QUICK).
-LIVENESS = {"WORKER_HEARTBEAT_SECONDS": "1", "FEEDBACK_SEND_DELAY": "2"}
+# The workers keep the default time limit, so the lease is 75 s: only the node's silence
+# to the sweeper's question can explain a recovery within seconds. Beat sweeps every
+# second (QUICK).
+LIVENESS = {"FEEDBACK_SEND_DELAY": "2"}
 
 
 def claimed_by(feedback_id) -> str:
     """The worker node that holds the row (its name, without the life)."""
     claimer = Feedback.objects.values_list("claimed_by", flat=True).get(pk=feedback_id)
-    return worker_liveness.node_of(claimer)
+    return node_of(claimer)
 
 
 @pytest.mark.timeout(120)
@@ -543,31 +543,23 @@ def test_a_dead_worker_node_is_noticed_in_seconds_not_after_the_lease(
 
 
 @pytest.mark.timeout(120)
-def test_a_slow_but_living_worker_never_loses_its_row(start_worker, beat, smtp_server, redis_url):
-    # A send of 8 s, longer than a heartbeat lives (3 s); two pool processes, so the
-    # sweeper runs next to the send; and its heartbeat keeps vanishing (as after a
-    # Redis restart): the ping vouches for the node.
-    worker = start_worker(
-        purge=True, concurrency=2, WORKER_HEARTBEAT_SECONDS="1", FEEDBACK_SEND_DELAY="8"
-    )
+def test_a_slow_but_living_worker_never_loses_its_row(start_worker, beat, smtp_server):
+    # A send of 8 s, many sweeps long; two pool processes, so the sweeper runs next to
+    # the send: each time the node's main process answers for it.
+    worker = start_worker(purge=True, concurrency=2, FEEDBACK_SEND_DELAY="8")
     feedback = submit()
     listener = GroupListener(feedback.pk)
     tasks.send_feedback_email.delay(str(feedback.pk))
     wait_until(lambda: status_of(feedback.pk) == "sending", 30, "sending")
     sweeps = r"requeue_stuck_feedback\[[^\]]+\] succeeded"
     before = len(re.findall(sweeps, worker.log_text()))
-    client = redis.Redis.from_url(redis_url)
-    key = worker_liveness.heartbeat_key(worker.hostname)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        client.delete(key)
-        time.sleep(0.2)
+    time.sleep(5)  # sweeps run meanwhile
     swept_meanwhile = len(re.findall(sweeps, worker.log_text())) - before
     assert status_of(feedback.pk) == "sending"
 
     events = listener.until_final(timeout=60)
     print(f"\nslow worker: {swept_meanwhile} sweeps during its send, {statuses(events)}")
-    assert swept_meanwhile >= 2  # the sweeper did look, while the heartbeat was missing
+    assert swept_meanwhile >= 2  # the sweeper did look, and asked the node
     assert statuses(events)[-1] == "sent"
     assert "retrying" not in statuses(events)
     feedback.refresh_from_db()

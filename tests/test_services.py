@@ -363,7 +363,8 @@ def test_resend_queues_a_failed_row_again_with_fresh_attempts(django_capture_on_
     with django_capture_on_commit_callbacks() as callbacks:
         assert services.feedback_resend(feedback_id=failed.pk) is True
         assert services.feedback_resend(feedback_id=sent.pk) is False  # never twice
-    assert len(callbacks) == 2  # the failed row's move published, and its enqueue
+    # the failed row's move published, the line's event (it re-enters it), and its enqueue
+    assert len(callbacks) == 3
     failed.refresh_from_db()
     assert (failed.status, failed.attempts, failed.failure_text) == ("queued", 0, "")
     sent.refresh_from_db()

@@ -66,14 +66,42 @@ def test_production_refuses_any_host():
     assert "DJANGO_ALLOWED_HOSTS must name the hosts, not '*'" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DJANGO_DEBUG", "ture"),
+        ("REALTIME_WATCHES_PER_SOCKET", "50x"),
+        ("FEEDBACK_SWEEP_INTERVAL", "five"),
+    ],
+)
+def test_a_bad_value_stops_the_start_never_a_silent_default(variable, value):
+    result = manage("check", **{variable: value})
+    assert result.returncode != 0
+    assert f'Environment variable "{variable}" invalid' in result.stderr
+
+
+def test_timings_that_disagree_are_reported_by_the_system_checks():
+    result = manage(
+        "check", REALTIME_HEARTBEAT_SECONDS="5", REALTIME_SILENCE_SECONDS="6",
+        WORKER_PRESENCE_TIMEOUT="3", WORKER_CENSUS_SECONDS="2", FEEDBACK_SENDING_LEASE="10",
+    )  # fmt: skip
+    assert result.returncode != 0
+    for check in ("web.E001", "web.E002", "feedback.E002"):
+        assert check in result.stderr
+
+
 def test_production_switches_on_https_and_secure_cookies():
     code = (
         "from django.conf import settings as s; "
         "print(s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS, s.SECURE_HSTS_INCLUDE_SUBDOMAINS, "
-        "s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_REFERRER_POLICY)"
+        "s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_REFERRER_POLICY, "
+        "s.SESSION_COOKIE_NAME)"
     )
     result = manage("shell", "--no-imports", "-c", code, **PRODUCTION)
-    assert result.stdout.split() == ["True", "31536000", "True", "True", "True", "same-origin"]
+    assert result.stdout.split() == [
+        "True", "31536000", "True", "True", "True", "same-origin",
+        "__Host-sessionid",  # only this host, over HTTPS, can set it: no planted key
+    ]  # fmt: skip
     # Each can be switched off by its variable, e.g. behind a proxy that redirects itself.
     result = manage(
         "shell", "--no-imports", "-c", code, **PRODUCTION, DJANGO_SECURE_SSL_REDIRECT="0"

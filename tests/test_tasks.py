@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone, translation
 
-from feedback import delivery, queue, services, tasks
+from feedback import delivery, moves, queue, services, tasks
 from feedback.models import Feedback
 from feedback.tasks import send_feedback_email
 
@@ -29,6 +29,10 @@ def smtp_settings(settings, smtp_server):
     settings.FEEDBACK_SEND_DELAY = 0
     settings.DEFAULT_FROM_EMAIL = "Feedback <feedback@example.org>"
     return settings
+
+
+def test_the_services_enqueue_the_task_by_its_name():
+    assert send_feedback_email.name == moves.SEND_TASK
 
 
 def test_the_task_sends_the_confirmation_over_smtp_and_marks_it_sent(smtp_settings, smtp_server):
@@ -244,13 +248,3 @@ def test_the_task_stores_codes_that_each_reader_reads_in_their_own_language(
         assert claimed.get_step_display() == "Preparando sua confirmação"
     with translation.override("en"):
         assert claimed.get_step_display() == "Preparing your confirmation"
-
-
-def test_a_database_without_returning_still_gets_the_moved_row(monkeypatch):
-    monkeypatch.setattr(connection.features, "can_return_rows_from_update", False)
-    feedback = make_feedback()
-    with CaptureQueriesContext(connection) as captured:
-        claimed = delivery.feedback_claim(feedback_id=feedback.pk, worker="w@h/1")
-    assert (claimed.status, claimed.attempts, claimed.claimed_by) == ("sending", 1, "w@h/1")
-    assert "SELECT feedback_feedback" in statements(captured)  # read after the UPDATE
-    assert delivery.feedback_claim(feedback_id=feedback.pk) is None

@@ -28,9 +28,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError, InvalidHandshake
 
 from devtools.http_client import Visitor, status_of, watch_token
-from django_celery.worker_liveness import node_of
 from feedback.models import Feedback, FeedbackEvent
 from tests.support.waiting import wait_until
+from workers.presence import node_of
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.timeout(300)]
 
@@ -44,9 +44,8 @@ ENV = {
     "FEEDBACK_STUCK_AFTER": "5",
     "FEEDBACK_RETRY_BACKOFF": "1",
     "FEEDBACK_RETRY_BACKOFF_MAX": "2",
-    # The default time limit, so a dead worker's rows wait 75 s for their lease: the
-    # heartbeat (three beats of 1 s, then a ping) is what gets them back in seconds.
-    "WORKER_HEARTBEAT_SECONDS": "1",
+    # The default time limit, so a dead worker's rows wait 75 s for their lease: Celery's
+    # remote control (no answer within WORKER_PRESENCE_TIMEOUT) gets them back in seconds.
 }
 
 

@@ -6,18 +6,22 @@ transaction commits, never before, and never if it rolls back.
 """
 
 import itertools
+import threading
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, connections, transaction
 from django.db.models import Q
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
-from feedback import delivery, moves, selectors, transitions
+from feedback import delivery, moves, queue, selectors, transitions
 from feedback.models import Feedback, FeedbackEvent, Status
-from feedback.transitions import MOVES, NOW
+from feedback.transitions import MOVES, NOW, MoveName
 from tests.support.layer import LayerListener
+
+# The one UPDATE a move makes is raw SQL: also run on PostgreSQL (make test).
+pytestmark = pytest.mark.engines
 
 # What each move's caller gives it (transitions.Move.takes), by field.
 GIVEN = {
@@ -88,6 +92,13 @@ def test_what_is_read_from_the_table():
     assert final == {Status.SENT, Status.FAILED, Status.CANCELLED}
     assert waiting == {Status.QUEUED, Status.RETRYING}
     assert transitions.HELD == Status.SENDING
+    in_line, taken_back, gave_up = transitions.IN_LINE, transitions.TAKEN_BACK, transitions.GAVE_UP
+    assert in_line == {Status.QUEUED}
+    assert transitions.GOAL == Status.SENT
+    assert taken_back == {Status.CANCELLED}
+    assert gave_up == {Status.FAILED}
+    changing_the_line = {name for name, move in MOVES.items() if move.changes_line}
+    assert changing_the_line == {"claim", "fail", "cancel", "resend"}
     assert transitions.ahead(Status.QUEUED) == [Status.SENDING, Status.SENT]
     assert transitions.ahead(Status.RETRYING) == [Status.SENDING, Status.SENT]
     assert transitions.ahead(Status.SENDING) == [Status.SENT]
@@ -130,8 +141,8 @@ def test_an_allowed_move_changes_the_row_records_and_publishes_once(
     recorded = [event.status for event in events]
     assert recorded == ([move.target] if move.records_event else [])
 
-    # Its status, and when it leaves the queue, one queue-wide event (feedback/queue.py).
-    assert len(callbacks) == 1 + (Status.QUEUED in move.source)
+    # Its status, and when it may leave or enter the line, one queue-wide event (feedback/queue.py).
+    assert len(callbacks) == 1 + move.changes_line
     update = listener.receive(timeout=10)
     assert update["version"] == 4
     assert f'data-status="{move.target}"' in update["html"]["en"]
@@ -164,10 +175,18 @@ def test_any_other_move_is_refused_and_changes_nothing(
 
 
 @pytest.mark.django_db
+def test_a_resend_re_enters_the_line_so_the_line_is_told(django_capture_on_commit_callbacks):
+    failed = make(Status.FAILED)
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert moves.feedback_move(MoveName.RESEND, feedback_id=failed.pk) is not None
+    assert queue.feedback_queue_changed in callbacks
+
+
+@pytest.mark.django_db
 def test_a_condition_of_the_caller_can_refuse_a_move_too():
     feedback = make(Status.SENDING)
     stale = Q(version=2)
-    assert moves.feedback_move("sent", feedback_id=feedback.pk, where=stale) is None
+    assert moves.feedback_move(MoveName.SENT, feedback_id=feedback.pk, where=stale) is None
     assert Feedback.objects.get(pk=feedback.pk).status == Status.SENDING
 
 
@@ -175,10 +194,49 @@ def test_a_condition_of_the_caller_can_refuse_a_move_too():
 def test_a_move_given_the_wrong_values_is_a_programming_error():
     feedback = make(Status.SENDING)
     with pytest.raises(moves.MoveError):
-        moves.feedback_move("retry", feedback_id=feedback.pk, failure_reason="No time.")
+        moves.feedback_move(MoveName.RETRY, feedback_id=feedback.pk, failure_reason="No time.")
     with pytest.raises(moves.MoveError):
-        moves.feedback_move("sent", feedback_id=feedback.pk, step="Sneaked in")
+        moves.feedback_move(MoveName.SENT, feedback_id=feedback.pk, step="Sneaked in")
     assert Feedback.objects.get(pk=feedback.pk).version == 3
+
+
+@pytest.mark.postgres_only  # SQLite lets one writer in at a time: no two moves overlap
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_waiting_for_another_is_checked_again_against_the_row_it_left():
+    """READ COMMITTED: a second claim blocked by the first sees, once the first commits,
+    a row no longer claimable (`sending`, its lease fresh), and claims nothing."""
+    feedback = Feedback.objects.create(email="ada@example.com", message="Hi")
+    first_claimed, release = threading.Event(), threading.Event()
+    second: list[Feedback | None] = []
+
+    def claim_and_hold() -> None:
+        with transaction.atomic():
+            assert delivery.feedback_claim(feedback_id=feedback.pk) is not None
+            first_claimed.set()
+            release.wait(30)
+        connections.close_all()
+
+    def claim_after() -> None:
+        first_claimed.wait(30)
+        second.append(delivery.feedback_claim(feedback_id=feedback.pk))
+        connections.close_all()
+
+    threads = [threading.Thread(target=claim_and_hold), threading.Thread(target=claim_after)]
+    for thread in threads:
+        thread.start()
+    with connection.cursor() as cursor:  # until the second claim waits for the first's lock
+        while not release.is_set():
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE%%'"
+            )
+            if cursor.fetchone()[0]:
+                release.set()
+    for thread in threads:
+        thread.join(30)
+    assert second == [None]
+    stored = Feedback.objects.get(pk=feedback.pk)
+    assert (stored.status, stored.attempts, stored.version) == ("sending", 1, 1)
 
 
 # -- Published after commit ---------------------------------------------------------
@@ -209,7 +267,7 @@ def test_a_move_in_a_transaction_that_commits_publishes_once_after_the_commit():
     )
     listener = LayerListener(selectors.status_group(failed.pk))
     with transaction.atomic():
-        assert moves.feedback_move("resend", feedback_id=failed.pk) is not None
+        assert moves.feedback_move(MoveName.RESEND, feedback_id=failed.pk) is not None
         with pytest.raises(TimeoutError):
             listener.receive(timeout=QUIET)  # not yet: nothing is committed
     update = listener.receive(timeout=10)

@@ -19,7 +19,7 @@ from devtools.http_client import Visitor, status_of, watch_token
 from feedback import delivery, services
 from feedback.models import Feedback, Status
 from feedback.tasks import send_feedback_email
-from feedback.tokens import feedback_token
+from tests.test_views import watch_token as token_for
 
 HTMX = {"HX-Request": "true"}
 
@@ -90,8 +90,7 @@ def test_undo_cancels_a_queued_feedback_and_stop_trying_a_retrying_one(client, s
     settings.FEEDBACK_UNDO_SECONDS = 5
     submit(client, settings)
     queued = Feedback.objects.get()
-    token = feedback_token(queued.pk, session=client.session)
-    client.session.save()
+    token = token_for(client, queued)
     response = client.post(f"/feedback/{token}/cancel/", headers=HTMX)
     assert response.status_code == HTTPStatus.OK
     html = response.content.decode()
@@ -107,9 +106,7 @@ def test_undo_cancels_a_queued_feedback_and_stop_trying_a_retrying_one(client, s
         failure_reason="The mail server answered 451.",
         next_retry_at=timezone.now() + timedelta(minutes=1),
     )
-    session = client.session
-    token = feedback_token(retrying.pk, session=session)
-    session.save()
+    token = token_for(client, retrying)
     page = client.get(f"/feedback/{token}/").content.decode()
     assert ">Stop trying</button>" in page
     assert client.post(f"/feedback/{token}/cancel/", headers=HTMX).status_code == HTTPStatus.OK
@@ -119,9 +116,7 @@ def test_undo_cancels_a_queued_feedback_and_stop_trying_a_retrying_one(client, s
 @pytest.mark.django_db
 def test_a_feedback_already_being_sent_is_not_cancelled_too_late_is_said(client):
     sending = Feedback.objects.create(email="ada@example.com", message="Hi", status="sending")
-    session = client.session
-    token = feedback_token(sending.pk, session=session)
-    session.save()
+    token = token_for(client, sending)
     response = client.post(f"/feedback/{token}/cancel/", headers=HTMX)
     assert response.status_code == HTTPStatus.CONFLICT
     assert "Too late to take it back" in response.content.decode()

@@ -4,9 +4,9 @@
 // websocket (data-live-path on #live): the page sends "watch <kind>/<token>
 // <version>" for each card, those on the page at load and those htmx adds later,
 // and the server answers with the card's current state if newer than the
-// version the card shows, then every newer one. A frame
-// is the status partial, swapped in by its id (an older data-version never
-// replaces a newer one).
+// version the card shows, then every newer one. A frame is the status partial,
+// handed to htmx's swap by its id (an older data-version never replaces a
+// newer one).
 //
 // The server sends a heartbeat on the socket every few seconds. A socket that
 // says nothing for data-silence-ms is taken for dead even if it never closed (a
@@ -26,7 +26,7 @@
   "use strict";
 
   var indicator = document.getElementById("live");
-  if (!indicator || !window.WebSocket) return;
+  if (!indicator || !window.WebSocket || !window.htmx) return;
 
   var PATH = indicator.getAttribute("data-live-path");
   var SILENCE_MS = parseInt(indicator.getAttribute("data-silence-ms"), 10) || 12000;
@@ -193,8 +193,9 @@
       var next = versionOf(incoming);
       var now = versionOf(current);
       if (next !== null && now !== null && next < now) return; // older: never shown
-      current.replaceWith(incoming);
-      if (window.htmx) window.htmx.process(incoming);
+      // htmx swaps, settles and processes it, as every other fragment
+      // (docs/decisions/: why this file, not the htmx ws extension).
+      window.htmx.swap(current, incoming.outerHTML, { swapStyle: "outerHTML" });
     });
   }
 
@@ -202,7 +203,7 @@
   // status-fallback.js), and make sure a socket is on its way.
   function refresh() {
     pending().forEach(function (card) {
-      if (!window.htmx || !card.hasAttribute("hx-get")) return;
+      if (!card.hasAttribute("hx-get")) return;
       card.setAttribute("data-refresh", "now");
       window.htmx.trigger(card, "live:refresh");
     });

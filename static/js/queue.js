@@ -16,7 +16,8 @@
 (function () {
   "use strict";
 
-  var QUEUED = '.status[data-queued-at]';
+  // The server gives data-queued-at only to a status waiting in the line.
+  var IN_LINE = ".status[data-queued-at]";
   var queue = { at: 0, line: null, count: null, base: null, step: null, seen: 0 };
 
   function number(value) {
@@ -129,12 +130,12 @@
 
   function tick() {
     readQueue();
-    document.querySelectorAll(QUEUED + '[data-status="queued"]').forEach(update);
+    document.querySelectorAll(IN_LINE).forEach(update);
   }
 
   document.addEventListener("htmx:oobAfterSwap", tick);
   document.addEventListener("htmx:afterSwap", tick);
-  document.addEventListener("htmx:load", tick); // a frame static/js/live.js swapped in
+  document.addEventListener("htmx:load", tick);
   document.addEventListener("DOMContentLoaded", tick);
   setInterval(tick, 1000);
 })();

@@ -14,8 +14,6 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views import defaults
 
-from .body_limit import SCOPE_TOO_LARGE
-
 TOO_LARGE = 413
 
 
@@ -36,7 +34,8 @@ class RequestSizeLimitMiddleware:
     Django only raises RequestDataTooBig once the body is read (and, with
     DEBUG on, answers it with a 400 debug page); checking Content-Length up
     front gives the same clear 413 in every mode and also covers multipart
-    file parts, which DATA_UPLOAD_MAX_MEMORY_SIZE does not count.
+    file parts, which DATA_UPLOAD_MAX_MEMORY_SIZE does not count. In production HAProxy
+    refuses such a body before daphne reads it (deploy/haproxy.cfg).
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -48,9 +47,7 @@ class RequestSizeLimitMiddleware:
             declared = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             declared = 0  # not a number: Django's own body reading decides
-        # Refused by size at the ASGI level (django_celery/body_limit.py), unread.
-        refused = getattr(request, "scope", {}).get(SCOPE_TOO_LARGE, False)
-        if refused or (limit is not None and declared > limit):
+        if limit is not None and declared > limit:
             return request_too_large(request)
         return self.get_response(request)
 
