@@ -115,7 +115,7 @@ MIDDLEWARE = [
     "web.errors.RequestEncodingMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Django's, with a busy database (in a view or the session's save) answered 503, not 500.
-    "shedding.middleware.SheddingSessionMiddleware",
+    "web.shedding.SheddingSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -191,7 +191,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABAS
         )
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = pool
 # PostgreSQL: a statement that runs (or waits for a lock) longer than DATABASE_STATEMENT_TIMEOUT
-# seconds is cancelled, and its request shed with a 503 (shedding/); 0, the default, is no limit.
+# seconds is cancelled, and its request shed with a 503 (web/shedding.py); 0 (default): no limit.
 statement_timeout = env.float("DATABASE_STATEMENT_TIMEOUT", 0.0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and statement_timeout > 0:
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
@@ -202,7 +202,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # seconds (sqlite3's timeout is SQLite's busy timeout): IMMEDIATE takes the write lock at
     # BEGIN, so a transaction never fails upgrading a read to a write, the one "database is
     # locked" no busy timeout waits out. Past the timeout a request is shed with a 503
-    # (shedding/), a worker tries again (feedback/delivery.py).
+    # (web/shedding.py), a worker tries again (feedback/delivery.py).
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
@@ -577,11 +577,11 @@ LOGGING = {
         }
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    # A request shed under overload logs one warning line (shedding/), not Django's too.
+    # A request shed under overload logs one warning line (web/shedding.py), not Django's too.
     "filters": {
         "not_shed": {
             "()": "django.utils.log.CallbackFilter",
-            "callback": "ext://shedding.middleware.not_shed",
+            "callback": "ext://web.shedding.not_shed",
         }
     },
     "root": {"handlers": ["console"], "level": "INFO"},

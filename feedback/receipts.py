@@ -1,4 +1,4 @@
-"""Receipts: the mail server accepted a feedback's confirmation (docs/decisions, "receipt").
+"""Receipts: the mail server accepted a feedback's confirmation (docs/decisions/).
 
 Written in Redis right after the server's 250 for the DATA, before anything
 else: a database that refuses the `sent` write (locked, restarting, failing
@@ -6,15 +6,17 @@ over) cannot lose it. The delivery, the task's retry and the sweeper read it
 before they would send: a feedback with a receipt is recorded `sent`, never
 handed to the mail server again.
 
-Through the project's one Redis client for the app (the default cache,
-django_celery/redis_pool.py), so its socket timeouts bound every call.
+Through django-redis's `get_redis_connection()`, the app's one way to Redis
+(its keys prefixed as the cache's are), so the cache's socket timeouts bound
+every call.
 """
 
 import logging
 import uuid
 
 from django.conf import settings
-from django.core.cache import caches
+from django.core.cache import cache
+from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
@@ -25,7 +27,7 @@ RECEIPT_TTL_MIN = 7 * 24 * 60 * 60
 
 
 def receipt_key(feedback_id: uuid.UUID | str) -> str:
-    return f"feedback.receipt:{uuid.UUID(str(feedback_id)).hex}"
+    return cache.make_and_validate_key(f"feedback.receipt:{uuid.UUID(str(feedback_id)).hex}")
 
 
 def receipt_ttl() -> int:
@@ -44,7 +46,7 @@ def receipt_write(*, feedback_id: uuid.UUID | str, message_id: str) -> bool:
     Never raises: the message is out, and what follows (recording `sent`) must run.
     """
     try:
-        caches["default"].set(receipt_key(feedback_id), message_id, timeout=receipt_ttl())
+        get_redis_connection().set(receipt_key(feedback_id), message_id, ex=receipt_ttl())
     except (RedisError, OSError) as error:
         logger.error(
             "Feedback %s: accepted by the mail server, its receipt not written (%s)",
@@ -57,4 +59,5 @@ def receipt_write(*, feedback_id: uuid.UUID | str, message_id: str) -> bool:
 
 def receipt_read(*, feedback_id: uuid.UUID | str) -> str | None:
     """The accepted message's Message-ID, or None. Raises RedisError when Redis cannot say."""
-    return caches["default"].get(receipt_key(feedback_id))
+    message_id = get_redis_connection().get(receipt_key(feedback_id))
+    return message_id.decode() if message_id is not None else None

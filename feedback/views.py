@@ -14,7 +14,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from django_htmx.http import HTMX_STOP_POLLING
 from django_htmx.middleware import HtmxDetails
 
-from shedding.middleware import sheds_with
+from web.shedding import sheds_with
 
 from . import services
 from .answers import answers_recent, answers_timed, with_server_timing

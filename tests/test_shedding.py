@@ -1,4 +1,4 @@
-"""Overload is shed, never a 500 (shedding/middleware.py): a busy database answers 503 with
+"""Overload is shed, never a 500 (web/shedding.py): a busy database answers 503 with
 Retry-After, the form comes back with the person's text and "Busy, try again in N s", one
 warning line and no traceback per shed request, and nothing is stored.
 
@@ -15,15 +15,15 @@ from http import HTTPStatus
 
 import httpx
 import pytest
+from django.contrib.sessions.backends.db import SessionStore
 from django.http import HttpResponse
 from django.test import RequestFactory
 from playwright.sync_api import expect
 
-from django_celery.sessions import SessionStore
 from feedback.models import Feedback
-from shedding.middleware import RETRY_AFTER, SheddingSessionMiddleware
 from tests.support.holds import DatabaseHold
 from tests.support.waiting import wait_until
+from web.shedding import RETRY_AFTER, SheddingSessionMiddleware
 
 # The web's busy timeout: a held lock sheds after half a second.
 BUSY = {"DATABASE_BUSY_TIMEOUT": "0.5", "FEEDBACK_RATE_LIMIT": "off"}

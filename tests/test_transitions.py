@@ -98,7 +98,7 @@ def test_what_is_read_from_the_table():
     assert taken_back == {Status.CANCELLED}
     assert gave_up == {Status.FAILED}
     changing_the_line = {name for name, move in MOVES.items() if move.changes_line}
-    assert changing_the_line == {"claim", "fail", "cancel", "resend"}
+    assert changing_the_line == {"claim", "sent_on_receipt", "fail", "cancel", "resend"}
     assert transitions.ahead(Status.QUEUED) == [Status.SENDING, Status.SENT]
     assert transitions.ahead(Status.RETRYING) == [Status.SENDING, Status.SENT]
     assert transitions.ahead(Status.SENDING) == [Status.SENT]

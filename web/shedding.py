@@ -1,4 +1,4 @@
-"""A busy database answers 503 with Retry-After, never 500 (docs/decisions, "shedding").
+"""A busy database answers 503 with Retry-After, never 500 (docs/decisions/).
 
 Busy: SQLite's writer lock held past the busy timeout, PostgreSQL's pool
 exhausted (its timeout), a statement timeout or a dropped connection. Django
