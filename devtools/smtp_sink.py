@@ -1,20 +1,30 @@
-"""A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps what it receives."""
+"""A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps what it receives, for the tests.
+
+It can refuse (``fail_next``) or hang up (``drop_after``) at each stage of a
+transaction: what a mail server does to a client that must cope. The Outbox's
+server (outbox/mailbox.py) is the other handler: it stores mail for the page.
+"""
 
 import asyncio
 import email
 import email.policy
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
 
 from devtools.ports import free_port
+from devtools.processes import wait_until
 
 # aiosmtpd logs every connection at INFO: noise in a failing test's report.
 logging.getLogger("mail.log").setLevel(logging.WARNING)
+
+
+def parse(raw: bytes | str) -> tuple[bytes, EmailMessage]:
+    raw = raw.encode() if isinstance(raw, str) else raw
+    return raw, email.message_from_bytes(raw, policy=email.policy.default)
 
 
 @dataclass(frozen=True)
@@ -46,21 +56,15 @@ class Refusal:
 class SmtpSink:
     """Collects messages; ``fail_next`` makes it refuse the next messages first.
 
-    The handler runs on aiosmtpd's thread, tests read from theirs: every shared
-    list is guarded by one condition variable.
+    The handler runs on aiosmtpd's thread, tests read from theirs: the shared lists
+    are guarded by one lock (``_cond``). ``eight_bit=False``: no 8BITMIME offered;
+    ``smtputf8=False``: no SMTPUTF8; other keywords go to aiosmtpd's ``Controller``.
     """
 
     STAGES = ("MAIL", "RCPT", "DATA")
 
-    def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int | None = None,
-        *,
-        eight_bit: bool = True,
-        smtputf8: bool = True,
-    ) -> None:
-        """``eight_bit=False``: no 8BITMIME offered; ``smtputf8=False``: no SMTPUTF8."""
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, *, eight_bit: bool = True,
+                 smtputf8: bool = True, **controller_options) -> None:  # fmt: skip
         self.host = host
         self.port = port if port is not None else free_port(host)
         self._cond = threading.Condition()
@@ -71,17 +75,11 @@ class SmtpSink:
         self.mail_options: list[list[str]] = []  # MAIL FROM parameters, per transaction
         self.helo_names: list[str] = []  # the EHLO/HELO name, per transaction
         self.peers: list[tuple] = []  # the client's (address, port), per transaction
-        self._controller = Controller(
-            self,
-            hostname=host,
-            port=self.port,
-            ready_timeout=10,
-            # aiosmtpd offers 8BITMIME unless it decodes the data itself.
-            decode_data=not eight_bit,
-            enable_SMTPUTF8=smtputf8,
-        )
+        # aiosmtpd offers 8BITMIME unless it decodes the data itself.
+        self._controller = Controller(self, hostname=host, port=self.port, ready_timeout=10,
+                                      decode_data=not eight_bit, enable_SMTPUTF8=smtputf8,
+                                      **controller_options)  # fmt: skip
 
-    # -- lifecycle ---------------------------------------------------------
     def start(self) -> "SmtpSink":
         self._controller.start()
         return self
@@ -95,7 +93,6 @@ class SmtpSink:
     def __exit__(self, *exc_info) -> None:
         self.stop()
 
-    # -- what tests use ------------------------------------------------------
     @property
     def messages(self) -> list[ReceivedMessage]:
         with self._cond:
@@ -106,9 +103,8 @@ class SmtpSink:
         with self._cond:
             return list(self._refusals)
 
-    def fail_next(
-        self, n: int = 1, *, code: int = 451, text: str = "Try again later", stage: str = "DATA"
-    ) -> None:
+    def fail_next(self, n: int = 1, *, code: int = 451, text: str = "Try again later",
+                  stage: str = "DATA") -> None:  # fmt: skip
         """Answer ``code text`` to the next ``n`` messages at ``stage`` (MAIL, RCPT or DATA).
 
         4xx is a temporary refusal (a client should retry), 5xx a permanent one.
@@ -124,6 +120,12 @@ class SmtpSink:
         with self._cond:
             self._drop_after[stage] = n
 
+    def wait_for(self, count: int = 1, timeout: float = 10.0) -> list[ReceivedMessage]:
+        """Block until at least ``count`` messages arrived; return them all."""
+        what = f"{count} message(s) received (got {len(self.messages)} so far)"
+        return wait_until(lambda: len(self.messages) >= count and self.messages, timeout, what)
+
+    # -- aiosmtpd handler hooks (run on the server's thread) -------------------
     def _hang_up_after_reply(self, stage: str, server) -> None:
         with self._cond:
             if self._drop_after.get(stage, 0) <= 0:
@@ -132,55 +134,21 @@ class SmtpSink:
         # After the reply has been written: close the socket under the client.
         asyncio.get_running_loop().call_soon(server.transport.close)
 
-    def wait_for(self, count: int = 1, timeout: float = 10.0) -> list[ReceivedMessage]:
-        """Block until at least ``count`` messages arrived; return them all."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self._messages) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(
-                        f"SMTP server got {len(self._messages)} message(s), "
-                        f"expected {count} within {timeout:g}s"
-                    )
-                self._cond.wait(remaining)
-            return list(self._messages)
-
-    def clear(self) -> None:
-        with self._cond:
-            self._messages.clear()
-            self._refusals.clear()
-            self._fail.clear()
-            self._drop_after.clear()
-            self.mail_options.clear()
-            self.helo_names.clear()
-            self.peers.clear()
-
-    # -- aiosmtpd handler hooks (run on the server's thread) -------------------
     def _take_failure(self, stage: str, envelope) -> str | None:
         with self._cond:
             pending = self._fail.get(stage)
             if not pending or pending[0] <= 0:
                 return None
             pending[0] -= 1
-            reply = pending[1]
             message_id = None
             if stage == "DATA":
-                raw = envelope.original_content or envelope.content or b""
-                if isinstance(raw, str):
-                    raw = raw.encode()
-                message_id = email.message_from_bytes(raw, policy=email.policy.default)[
-                    "Message-ID"
-                ]
-            self._refusals.append(
-                Refusal(stage, envelope.mail_from, list(envelope.rcpt_tos), reply, message_id)
-            )
-            self._cond.notify_all()
-            return reply
+                message_id = parse(envelope.original_content or envelope.content)[1]["Message-ID"]
+            self._refusals.append(Refusal(stage, envelope.mail_from, list(envelope.rcpt_tos),
+                                          pending[1], message_id))  # fmt: skip
+            return pending[1]
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        reply = self._take_failure("MAIL", envelope)
-        if reply:
+        if reply := self._take_failure("MAIL", envelope):
             return reply
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -192,28 +160,19 @@ class SmtpSink:
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        reply = self._take_failure("RCPT", envelope)
-        if reply:
+        if reply := self._take_failure("RCPT", envelope):
             return reply
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        reply = self._take_failure("DATA", envelope)
-        if reply:
+        if reply := self._take_failure("DATA", envelope):
             return reply
-        raw = envelope.original_content or envelope.content
-        if isinstance(raw, str):
-            raw = raw.encode()
-        received = ReceivedMessage(
-            mail_from=envelope.mail_from,
-            rcpt_tos=list(envelope.rcpt_tos),
-            message=email.message_from_bytes(raw, policy=email.policy.default),
-            raw=raw,
-        )
+        raw, message = parse(envelope.original_content or envelope.content)
         with self._cond:
-            self._messages.append(received)
-            self._cond.notify_all()
+            self._messages.append(
+                ReceivedMessage(envelope.mail_from, list(envelope.rcpt_tos), message, raw)
+            )
         self._hang_up_after_reply("DATA", server)
         return "250 Message accepted for delivery"

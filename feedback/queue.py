@@ -1,19 +1,15 @@
 """Your place in the queue: how many are sent before a queued feedback, and when it starts.
 
-Measured, not assumed: the time one send takes is the mean of the last sends
-(claim to sent), the number of worker processes is the last census
-(workers/presence.py). The line drains at `workers / send time` per second, so a
-feedback with `ahead` others before it starts in about
+Measured, not assumed: a send takes the mean of the last sends (claim to sent), and the
+workers are the last census (workers/presence.py). With `busy` sends under way, a feedback
+with `ahead` others before it starts in about
 
     max(0, ahead + busy - workers + 1) * send_seconds / workers
 
-seconds (`busy`: sends under way), and never before its undo window ends.
-Written as `base + ahead * step` so the page can recompute it from one
-queue-wide event (`queue_render`): the queue never publishes per watcher.
-The event lists only the head of the line (settings.FEEDBACK_QUEUE_LINE_MAX
-submit times, about 14 bytes each) and the count of all queued, so its size
-stays bounded however long the line is: a page further back knows only that at
-least that many are ahead of it.
+seconds, and never before its undo window ends. Written as `base + ahead * step`, so a page
+recomputes it from one queue-wide event (`queue_render`) that lists only the head of the line
+(FEEDBACK_QUEUE_LINE_MAX submit times) and the count of all queued: its size stays bounded, and
+the queue never publishes per watcher.
 """
 
 import logging
@@ -36,15 +32,20 @@ from workers.presence import workers_processes
 from .models import Feedback
 from .transitions import GOAL, HELD, IN_LINE
 
+logger = logging.getLogger(__name__)
+
 QUEUE_GROUP = "feedback.queue"
 QUEUE_PARTIAL = "feedback/detail.html#queue"
-# How many of the latest sends the mean is taken over.
-MEASURED_SENDS = 20
-# A rendered status (the answer to a submission, a watcher's snapshot or re-read) may
-# use a pace this many seconds old, read at most once per interval per process: two
-# queries and a Redis read that every queued status paid. The place (how many are
-# ahead) is always counted afresh, and the queue-wide event reads the pace afresh.
+MEASURED_SENDS = 20  # the mean send time is taken over this many of the latest
+# Seconds a rendered status may reuse this process's pace (two queries and a Redis read that
+# every queued status paid); its place is always counted afresh, the queue-wide event's pace too.
 PACE_MAX_AGE = 1.0
+# At least this many seconds between two queue-wide events of one process: each reads and
+# renders the head of the line, so one per claim made a drain of N quadratic.
+QUEUE_EVENT_INTERVAL = 0.25
+# Frames per second the queue-wide events of one process may send in all (each goes to every
+# queued watcher): after an event that counted N queued, the next waits N / this if longer.
+QUEUE_EVENT_FANOUT = 200
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -65,13 +66,10 @@ class Pace:
 
     @property
     def base(self) -> float | None:
-        step = self.step
-        return None if step is None else (self.busy - self.workers + 1) * step
+        return None if self.step is None else (self.busy - self.workers + 1) * self.step
 
     def starts_in(self, *, ahead: int) -> float | None:
-        if self.base is None or self.step is None:
-            return None
-        return max(0.0, self.base + ahead * self.step)
+        return None if self.step is None else max(0.0, self.base + ahead * self.step)
 
 
 @dataclass(frozen=True)
@@ -81,9 +79,8 @@ class Place:
 
 
 def measured_send_seconds() -> float | None:
-    # The difference is taken here, on the rows read: computed in SQL it was
-    # evaluated (in Python, on SQLite) for every sent row before the sort.
-    # The (status, sent_at) index walks only the latest.
+    # The difference is taken on the rows read, so the (status, sent_at) index walks only
+    # the latest (in SQL it was computed for every sent row before the sort).
     recent = (
         Feedback.objects.filter(status=GOAL, claimed_at__isnull=False, sent_at__isnull=False)
         .order_by("-sent_at")
@@ -103,54 +100,43 @@ _recent_pace: tuple[float, Pace] | None = None  # (time.monotonic() when read, p
 
 
 def queue_pace_recent(*, max_age: float) -> Pace:
-    """The pace, read again only if the one this process read last is older than max_age s
-    (0: always read now)."""
+    """This process's last pace if younger than max_age seconds, else a new one (0: new)."""
     global _recent_pace
     now = time.monotonic()
-    recent = _recent_pace  # one read: another thread may replace it meanwhile
+    recent = _recent_pace  # read once: another thread may replace it meanwhile
     if recent is not None and 0 <= now - recent[0] < max_age:
         return recent[1]
-    pace = queue_pace()
-    _recent_pace = (now, pace)
-    return pace
-
-
-def whole_seconds(seconds: float | None) -> int | None:
-    return None if seconds is None else math.ceil(seconds)
+    _recent_pace = (now, queue_pace())
+    return _recent_pace[1]
 
 
 def feedback_place(
     *, feedback: Feedback, now: datetime | None = None, pace_max_age: float = 0
 ) -> Place | None:
-    """Where a queued feedback stands in the line; None when it is not queued.
-
-    `pace_max_age`: seconds the start estimate's pace may be old (0: read now).
-    """
+    """Where a queued feedback stands in the line (its pace at most `pace_max_age` s old);
+    None when it is not in the line."""
     if feedback.status not in IN_LINE:
         return None
     now = now or timezone.now()
-    ahead = Feedback.objects.filter(status__in=IN_LINE, created_at__lt=feedback.created_at)
-    count = ahead.count()
-    starts_in = queue_pace_recent(max_age=pace_max_age).starts_in(ahead=count)
+    ahead = Feedback.objects.filter(status__in=IN_LINE, created_at__lt=feedback.created_at).count()
+    starts_in = queue_pace_recent(max_age=pace_max_age).starts_in(ahead=ahead)
     if starts_in is not None and feedback.undo_until is not None:
         starts_in = max(starts_in, (feedback.undo_until - now).total_seconds())
-    return Place(ahead=count, starts_in=whole_seconds(starts_in))
+    return Place(ahead=ahead, starts_in=None if starts_in is None else math.ceil(starts_in))
 
 
 def queue_context() -> dict:
     """The queue-wide event: the head of the line (submit times), how many are queued, the pace."""
-    # One statement: the count of all queued rows rides along with the first few.
-    head = list(
+    head = list(  # one statement: the count of all queued rides along with the first few
         Feedback.objects.filter(status__in=IN_LINE)
         .order_by("created_at")
         .annotate(queued=Window(Count("pk")))
         .values_list("created_at", "queued")[: settings.FEEDBACK_QUEUE_LINE_MAX]
     )
-    pace = queue_pace()
     return {
         "line": " ".join(str(epoch_ms(at)) for at, _ in head),
         "count": head[0][1] if head else 0,
-        "pace": pace,
+        "pace": queue_pace(),
         "at_ms": int(time.time() * 1000),
     }
 
@@ -161,27 +147,11 @@ def queue_render() -> tuple[str, int]:
     return render_to_string(QUEUE_PARTIAL, context), context["count"]
 
 
-logger = logging.getLogger(__name__)
-
-
 def feedback_publish_queue() -> int:
     """Publish the queue-wide event; return how many queued feedback it counted."""
     html, queued = queue_render()
     broadcast(group=QUEUE_GROUP, html=html)
     return queued
-
-
-# At least this many seconds between two queue-wide events from one process. Each
-# event reads and renders the head of the line, so one per claim made a drain of N
-# quadratic; a person reading "N ahead of you" sees no difference at this pace.
-QUEUE_EVENT_INTERVAL = 0.25
-
-# Frames a second the queue-wide events of one process may send in all: each goes
-# to every queued watcher (a socket per page), so after an event that counted N
-# queued the next waits N / QUEUE_EVENT_FANOUT seconds if that is longer. With a
-# long line the numbers on a page move less often; its start estimate still counts
-# down between events (static/js/queue.js).
-QUEUE_EVENT_FANOUT = 200
 
 
 def queue_event_interval(*, queued: int) -> float:
@@ -192,10 +162,9 @@ def queue_event_interval(*, queued: int) -> float:
 class _QueueEvents:
     """Publishes the queue-wide event after a change of the line, coalescing a burst.
 
-    The first change after a quiet interval (queue_event_interval) is published
-    at once; changes within it are published together, once, when it ends (on
-    a short-lived thread), so the last event always shows the line as it is
-    after the last change.
+    The first change after a quiet interval is published at once; the changes within it
+    together, once, when it ends (on a short-lived timer thread), so the last event shows
+    the line as it is after the last change.
     """
 
     def __init__(self) -> None:
@@ -205,23 +174,19 @@ class _QueueEvents:
 
     def changed(self) -> None:
         with self._lock:
-            if self._due is not None:
-                return  # an event is due: it will read the line as it is then
-            if not self._may_publish_now():
-                return
+            if self._due is not None or not self._may_publish_now():
+                return  # the due event will read the line as it is then
         self._publish()
 
     def _may_publish_now(self) -> bool:
-        """With the lock held: True (and the next event held back) or a timer set for when."""
+        """With the lock held: True (holding the next event back), or a timer set for when."""
         now = time.monotonic()
-        wait = self._next - now
-        if wait > 0:
-            self._due = threading.Timer(wait, self._publish_due)
+        if self._next > now:
+            self._due = threading.Timer(self._next - now, self._publish_due)
             self._due.daemon = True
             self._due.start()
             return False
-        # Until this event has counted the line, the shortest interval holds.
-        self._next = now + QUEUE_EVENT_INTERVAL
+        self._next = now + QUEUE_EVENT_INTERVAL  # until this event has counted the line
         return True
 
     def _publish(self) -> None:
@@ -234,8 +199,7 @@ class _QueueEvents:
         try:
             with self._lock:
                 self._due = None
-                # The event published meanwhile counted a longer line: wait longer.
-                if not self._may_publish_now():
+                if not self._may_publish_now():  # an event meanwhile counted a longer line
                     return
             self._publish()
         except Exception:  # a hint: the next change publishes again
@@ -249,7 +213,6 @@ class _QueueEvents:
 
 
 _queue_events = _QueueEvents()
-
 os.register_at_fork(after_in_child=_queue_events.forget)
 
 

@@ -9,6 +9,7 @@ from collections.abc import Coroutine, Mapping
 from typing import Any
 
 from channels.layers import get_channel_layer
+from django.conf import settings
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 logger = logging.getLogger(__name__)
@@ -17,7 +18,7 @@ EVENT_TYPE = "status.update"
 BROADCAST_TYPE = "watch.broadcast"
 # A publish that takes longer than this is given up (and logged): the caller,
 # a worker sending an email, must never hang on Redis.
-PUBLISH_TIMEOUT = 5.0
+PUBLISH_TIMEOUT = 2 * settings.REDIS_TIMEOUT + 1  # both connection attempts, and room
 # A connection found closed is tried once more (a timeout is not: see above).
 CONNECTION_ATTEMPTS = 2
 CONNECTION_LOST = (ConnectionError, RedisConnectionError)

@@ -19,15 +19,16 @@ from devtools.processes import (
     CeleryWorker,
     DaphneServer,
     HAProxy,
-    ManagedProcess,
+    Process,
 )
 from devtools.smtp_sink import SmtpSink
+from tests.session_env import in_ci, require_binary
 from tests.support.layer import close_all as close_all_listeners
 
 # Small enough to keep tests quick, long enough to see the intermediate states.
 TEST_SEND_DELAY = "0.3"
 
-_process_logs = pytest.StashKey[list[tuple[str, ManagedProcess]]]()
+_process_logs = pytest.StashKey[list[tuple[str, Process]]]()
 _reports = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 
@@ -41,7 +42,7 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-def _show_log_on_failure(request: pytest.FixtureRequest, title: str, process: ManagedProcess):
+def _show_log_on_failure(request: pytest.FixtureRequest, title: str, process: Process):
     request.node.stash.setdefault(_process_logs, []).append((title, process))
 
 
@@ -157,7 +158,7 @@ def postfix(request):
 
     reason = missing_reason()
     if reason:
-        if os.environ.get("REQUIRE_POSTFIX") == "1" or _debian_packages_required():
+        if os.environ.get("REQUIRE_POSTFIX") == "1" or in_ci():
             pytest.fail(reason)
         pytest.skip(reason)
     server = Postfix()
@@ -165,7 +166,7 @@ def postfix(request):
     try:
         yield server.start()
     finally:
-        server.cleanup()
+        server.close()
 
 
 # -- The app's processes ---------------------------------------------------------
@@ -248,9 +249,9 @@ def _starter(request, tmp_path, title: str, build):
     """A factory fixture's body: ``start(**kwargs)`` builds a process with
     ``build(number, log_path, **kwargs)``, starts it and attaches its log to a
     failing test's report; every process it started is stopped at teardown."""
-    started: list[ManagedProcess] = []
+    started: list[Process] = []
 
-    def start(**kwargs) -> ManagedProcess:
+    def start(**kwargs) -> Process:
         number = len(started) + 1
         process = build(number, tmp_path / f"{title.split()[-1]}-{number}.log", **kwargs)
         started.append(process)
@@ -331,21 +332,6 @@ def start_haproxy(request, tmp_path):
 
 
 # -- Browser -------------------------------------------------------------------------
-
-
-def _debian_packages_required() -> bool:
-    """Under CI (or REQUIRE_BROWSER=1) what .ci/run installs must be there."""
-    ci = os.environ.get("CI", "").strip().lower()
-    return os.environ.get("REQUIRE_BROWSER") == "1" or ci not in ("", "0", "false", "no")
-
-
-def require_binary(path: str, install: str) -> None:
-    """Skip when a binary from a Debian package is missing; fail instead under CI."""
-    if not os.path.exists(path):
-        message = f"{path} is missing ({install})"
-        if _debian_packages_required():
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 @pytest.fixture

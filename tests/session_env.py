@@ -47,16 +47,26 @@ def _wants_postgres() -> bool:
     return database == "postgres"
 
 
-def _in_ci() -> bool:
+def in_ci() -> bool:
+    """Under CI (or REQUIRE_BROWSER=1) what .ci/run installs must be there."""
     ci = os.environ.get("CI", "").strip().lower()
     return os.environ.get("REQUIRE_BROWSER") == "1" or ci not in ("", "0", "false", "no")
+
+
+def require_binary(path: str, install: str) -> None:
+    """Skip when a binary from a Debian package is missing; fail instead under CI."""
+    if not os.path.exists(path):
+        message = f"{path} is missing ({install})"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_load_initial_conftests(early_config, parser, args):
     global _server, _postgres, _database_dir
     external = os.environ.get("TEST_REDIS_URL", "").strip()
-    if external and _in_ci():
+    if external and in_ci():
         # The Redis-down tests need the private server and would be skipped: CI must not
         # pass with them unrun (nor share rate-limit counters with an earlier run).
         raise pytest.UsageError(

@@ -18,6 +18,7 @@ from devtools.bench.report import render, render_results
 from devtools.bench.scenarios import SMOKE, accounted, percentile, summarize_ms
 from devtools.browser import CHROMIUM
 from devtools.processes import REPO_ROOT
+from tests.session_env import require_binary
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -149,10 +150,7 @@ def test_every_publish_and_change_is_accounted_for_and_none_is_lost(smoke):
 
 def test_publishes_reach_the_dom_in_chromium(smoke):
     _, configs, _ = smoke
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("REQUIRE_BROWSER") == "1" or os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing")
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    require_binary(CHROMIUM, "apt-get install chromium")
     dom = configs["postgres"]["scenarios"]["push"]["dom"]
     assert dom["sent"] == SMOKE.doms
     assert dom["delivered"] + dom["superseded"] + dom["lost"] == dom["sent"]

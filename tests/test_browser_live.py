@@ -285,7 +285,6 @@ def test_a_page_whose_sockets_hold_between_session_changes_keeps_its_socket(
     page is still live, every time at once, and never falls back to polling."""
     server = start_daphne(
         REALTIME_HEARTBEAT_SECONDS="1",
-        REALTIME_SILENCE_SECONDS="2",
         FEEDBACK_RATE_LIMIT="off",
     )
     proxy = StallProxy(target_port=server.port).start()

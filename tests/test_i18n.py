@@ -16,6 +16,7 @@ from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
+import polib
 import pytest
 from django.conf import settings
 from django.template.base import Lexer, TokenType
@@ -30,7 +31,6 @@ from feedback.models import Feedback, SendMode
 from feedback.selectors import feedback_render_status
 from feedback.transitions import MoveName
 from feedback.wording import Failure, Reason
-from tests.support.po import messages, read_po
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every language's catalogue (English, the source language, has none).
@@ -75,15 +75,13 @@ def test_the_committed_mo_is_compiled_from_the_committed_po(po, tmp_path):
 
 @each_catalogue
 def test_every_string_is_translated_and_none_is_fuzzy(po):
-    header, *rest = read_po(po)
-    assert header.msgid == "" and not header.fuzzy  # msgfmt would leave a fuzzy header out
-    plural_forms = re.search(r"Plural-Forms: nplurals=(\d+);", header.msgstr[0])
+    catalogue = polib.pofile(str(po))
+    assert not catalogue.metadata_is_fuzzy  # msgfmt would leave a fuzzy header out
+    plural_forms = re.search(r"nplurals=(\d+);", catalogue.metadata.get("Plural-Forms", ""))
     assert plural_forms, "the header says how many plural forms the language has"
-    untranslated = [entry.msgid for entry in rest if not all(entry.msgstr)]
-    fuzzy = [entry.msgid for entry in rest if entry.fuzzy]
-    assert untranslated == [] and fuzzy == []
+    assert catalogue.untranslated_entries() == [] and catalogue.fuzzy_entries() == []
     forms = int(plural_forms.group(1))
-    plural = [entry.msgid for entry in rest if entry.msgid_plural and len(entry.msgstr) != forms]
+    plural = [e.msgid for e in catalogue if e.msgid_plural and len(e.msgstr_plural) != forms]
     assert plural == []
 
 
@@ -108,8 +106,8 @@ def test_the_po_holds_exactly_the_strings_marked_in_the_app(po, tmp_path):
         cwd=copy,
         check=True,
     )
-    found = messages(fresh)
-    committed = messages(po)
+    found = {(e.msgctxt, e.msgid): e for e in polib.pofile(str(fresh)) if not e.obsolete}
+    committed = {(e.msgctxt, e.msgid): e for e in polib.pofile(str(po)) if not e.obsolete}
     assert sorted(set(found) - set(committed), key=str) == [], "marked but not in the .po"
     assert sorted(set(committed) - set(found), key=str) == [], "in the .po but no longer marked"
     plurals = {key: entry.msgid_plural for key, entry in found.items()}

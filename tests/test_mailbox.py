@@ -9,8 +9,8 @@ from email.message import EmailMessage
 import pytest
 
 from devtools import run
-from devtools.ports import free_port, wait_for_port
-from devtools.processes import REPO_ROOT
+from devtools.ports import free_port, port_is_open
+from devtools.processes import REPO_ROOT, wait_until
 from outbox.mailbox import read_mails, serve
 
 
@@ -62,7 +62,7 @@ def test_the_mailbox_command_runs_as_a_process_and_stops_on_sigterm(tmp_path):
     command = [sys.executable, "manage.py", "mailbox", "--port", str(port), "--file", str(path)]
     proc = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
     try:
-        wait_for_port("127.0.0.1", port, timeout=20, proc=proc)
+        wait_until(lambda: port_is_open("127.0.0.1", port), 20, "the mailbox listening")
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
             smtp.send_message(message("ada@example.com", "Via a process", "Hi", "<m@x>"))
         assert [mail.subject for mail in read_mails(path)] == ["Via a process"]

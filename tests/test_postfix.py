@@ -10,11 +10,11 @@ import time
 import idna
 import pytest
 
+from devtools.processes import wait_until
 from feedback import services
 from feedback.forms import FeedbackForm
 from feedback.mail import message_lines
 from feedback.models import Feedback
-from tests.support.waiting import wait_until
 
 # Fast retries, and room for a few of them while a test lifts a refusal.
 QUICK = {

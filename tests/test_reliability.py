@@ -18,12 +18,12 @@ import httpx
 import pytest
 from django.utils import timezone
 
+from devtools.processes import wait_until
 from devtools.smtp_sink import SmtpSink
 from feedback import selectors, services, tasks
 from feedback.models import Feedback, FeedbackEvent
 from feedback.wording import Reason
 from tests.support.layer import LayerListener
-from tests.support.waiting import wait_until
 from workers.presence import node_of
 
 # Killed workers, duplicate tasks, the sweeper: also run on PostgreSQL (make test).

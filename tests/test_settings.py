@@ -82,11 +82,11 @@ def test_a_bad_value_stops_the_start_never_a_silent_default(variable, value):
 
 def test_timings_that_disagree_are_reported_by_the_system_checks():
     result = manage(
-        "check", REALTIME_HEARTBEAT_SECONDS="5", REALTIME_SILENCE_SECONDS="6",
-        WORKER_PRESENCE_TIMEOUT="3", WORKER_CENSUS_SECONDS="2", FEEDBACK_SENDING_LEASE="10",
+        "check", REALTIME_HEARTBEAT_SECONDS="0", WORKER_PRESENCE_TIMEOUT="12",
+        FEEDBACK_TASK_TIME_LIMIT="0", FEEDBACK_RETRY_BACKOFF="600",
     )  # fmt: skip
     assert result.returncode != 0
-    for check in ("web.E001", "web.E002", "feedback.E002"):
+    for check in ("web.E001", "web.E002", "feedback.E001", "feedback.E002"):
         assert check in result.stderr
 
 

@@ -28,8 +28,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError, InvalidHandshake
 
 from devtools.http_client import Visitor, status_of, watch_token
+from devtools.processes import wait_until
 from feedback.models import Feedback, FeedbackEvent
-from tests.support.waiting import wait_until
 from workers.presence import node_of
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.timeout(300)]

@@ -107,11 +107,11 @@ def profile(directory: Path, sizes, command: str, machine: dict) -> int:
                  for role, pid in roles.items()
                  for form, rate, suffix in (("flamegraph", "25", "svg"), ("raw", "100", "txt"))
                  ]  # fmt: skip
-        before, emails_before = stack.cpu(), len(stack.sink.arrivals())
+        before, emails_before = stack.cpu(), len(stack.arrivals())
         result = scenarios.load("submit", url, rate=sizes.rate, seconds=sizes.seconds,
                                 watch=True, sessions=sizes.sessions, tag="prof")  # fmt: skip
         cpu = scenarios.cpu_delta(before, stack.cpu())
-        emails = len(stack.sink.arrivals()) - emails_before
+        emails = len(stack.arrivals()) - emails_before
         for spy in spies:
             spy.send_signal(2)  # SIGINT: py-spy writes its output
             spy.wait(60)

@@ -1,7 +1,7 @@
 """The real stack of one bench configuration: Redis, database, SMTP sink, daphne(s), worker(s).
 
-Processes come from devtools' shared helpers; the SMTP sink runs in its own
-process (devtools/bench/sink.py). Everything listens on 127.0.0.1 and is
+Processes come from devtools.processes; the SMTP sink is the Outbox's server in its
+own process (``manage.py mailbox``). Everything listens on 127.0.0.1 and is
 stopped by ``close()``. ``cpu()`` reads each role's CPU seconds (the process
 and its children, from /proc via psutil) so a scenario can report them apart.
 """
@@ -12,20 +12,18 @@ import os
 import resource
 import secrets
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import psutil
 
-from devtools.ports import free_port, wait_for_port
 from devtools.processes import (
-    REPO_ROOT,
     CeleryBeat,
     CeleryWorker,
     DaphneServer,
+    DevMailbox,
     HAProxy,
     PostgresServer,
     RedisServer,
@@ -42,10 +40,8 @@ def raise_nofile_limit(wanted: int = 65_536) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
 
 
-def cpu_seconds(pid: int | None) -> float:
+def cpu_seconds(pid: int) -> float:
     """utime + stime of ``pid`` and its live descendants (0 when gone)."""
-    if pid is None:
-        return 0.0
     try:
         root = psutil.Process(pid)
         total = sum(root.cpu_times()[:2])
@@ -59,27 +55,6 @@ def cpu_seconds(pid: int | None) -> float:
 
 def rss_bytes(pid: int) -> int:
     return psutil.Process(pid).memory_info().rss
-
-
-class Sink:
-    """The SMTP sink (devtools/bench/sink.py) in its own process; arrivals read from its file."""
-
-    def __init__(self, directory: Path) -> None:
-        self.host, self.port = "127.0.0.1", free_port()
-        self.path = directory / "arrivals.jsonl"
-        self.path.touch()
-        argv = [sys.executable, "-m", "devtools.bench.sink", str(self.port), str(self.path)]
-        self.proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdin=subprocess.DEVNULL)
-        wait_for_port(self.host, self.port, timeout=20, proc=self.proc)
-
-    def arrivals(self) -> list[tuple[float, str]]:
-        """(time.time() when accepted, recipient), in order."""
-        lines = self.path.read_text().splitlines()
-        return [tuple(json.loads(line)) for line in lines if line.endswith("]")]
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
 
 
 class BenchStack:
@@ -99,8 +74,8 @@ class BenchStack:
         self.workers: list[CeleryWorker] = []
         self.beat: CeleryBeat | None = None
         self.haproxy: HAProxy | None = None
-        self.sink: Sink | None = None
-        self._logs = 0
+        self.sink: DevMailbox | None = None
+        self._logs, self._read, self._arrivals = 0, 0, []
 
     def env(self, **overrides: object) -> dict[str, str]:
         """Production settings (debug off), plain HTTP on loopback, limits raised for one client."""
@@ -125,7 +100,9 @@ class BenchStack:
 
     def start(self) -> "BenchStack":
         self.redis.start()
-        self.sink = Sink(self.dir)
+        (self.dir / "mailbox.jsonl").touch()  # read before the first email comes
+        self.sink = DevMailbox(path=self.dir / "mailbox.jsonl", env=self.env(),
+                               log_path=self.log("sink")).start()  # fmt: skip
         self.extra_env.update(EMAIL_HOST=self.sink.host, EMAIL_PORT=str(self.sink.port))
         if self.postgres is not None:
             import psycopg
@@ -142,6 +119,18 @@ class BenchStack:
 
         call_command("migrate", verbosity=0, interactive=False)
         return self
+
+    def arrivals(self) -> list[tuple[float, str]]:
+        """(time.time() when the sink took it, recipient) of each email, in order; the
+        mailbox file is read on from where the last call stopped (polled while a run lasts)."""
+        with open(self.sink.path, "rb") as mailbox:
+            mailbox.seek(self._read)
+            whole = mailbox.read().rpartition(b"\n")[0]  # a line still being written waits
+        self._read += len(whole) + bool(whole)
+        for record in map(json.loads, whole.splitlines()):
+            at = datetime.fromisoformat(record["received_at"]).timestamp()
+            self._arrivals += [(at, rcpt) for rcpt in record["rcpt_tos"]]
+        return list(self._arrivals)
 
     def log(self, name: str) -> Path:
         self._logs += 1
@@ -208,24 +197,20 @@ class BenchStack:
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far per role: compare two readings to get a window's use."""
-        return {
-            "daphne": sum(cpu_seconds(d.pid) for d in self.daphnes if d.running),
-            "worker": sum(cpu_seconds(w.pid) for w in self.workers if w.running),
-            "redis": cpu_seconds(self.redis.proc.pid if self.redis.running else None),
-            "postgres": cpu_seconds(self.postgres.proc.pid if self.postgres else None),
-            "sink": cpu_seconds(self.sink.proc.pid if self.sink else None),
-            "haproxy": cpu_seconds(self.haproxy.pid if self.haproxy else None),
-        }
+        roles = {"daphne": self.daphnes, "worker": self.workers, "redis": [self.redis],
+                 "postgres": [self.postgres], "sink": [self.sink],
+                 "haproxy": [self.haproxy]}  # fmt: skip
+        return {role: sum(cpu_seconds(p.pid) for p in processes if p is not None and p.running)
+                for role, processes in roles.items()}  # fmt: skip
 
     def close(self) -> None:
-        self.stop_web()
-        self.stop_workers()
-        self.stop_beat()
-        if self.sink is not None:
-            self.sink.close()
-        self.redis.close()
-        if self.postgres is not None:
-            self.postgres.close()
+        for process in [*self.daphnes, self.haproxy, *self.workers, self.beat, self.sink,
+                        self.redis, self.postgres]:  # fmt: skip
+            if process is not None:
+                process.stop(timeout=5)
+        for server in (self.redis, self.postgres):
+            if server is not None:
+                server.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> "BenchStack":

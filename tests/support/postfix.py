@@ -11,16 +11,13 @@ removes again, both applied with `postfix reload`.
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 
-from devtools.ports import free_port
+from devtools.processes import ThrowawayServer
 
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 POSTCONF = shutil.which("postconf") or "/usr/sbin/postconf"
@@ -37,18 +34,21 @@ def missing_reason() -> str | None:
     return None
 
 
-class Postfix:
+class Postfix(ThrowawayServer):
+    """``postfix start-fg``: ready once its port accepts."""
+
+    name = "postfix"
+
     def __init__(self) -> None:
-        self.port = free_port("127.0.0.1")
         # Not pytest's tmp_path: Postfix's unprivileged daemons (user postfix,
         # and nobody for delivery) must be able to enter it.
-        self.root = Path(tempfile.mkdtemp(prefix="postfix-test-"))
+        self.dir = self.root = Path(tempfile.mkdtemp(prefix="postfix-test-"))
         self.root.chmod(0o755)
         self.conf = self.root / "conf"
         self.maildir = self.root / "mail" / "inbox"
-        self.log_path = self.root / "postfix.log"
         self.access = self.conf / "recipient_access"
-        self.process: subprocess.Popen | None = None
+        super().__init__(lambda host, port: [POSTFIX, "-c", str(self.conf), "start-fg"],
+                         log_path=self.root / "postfix.log")  # fmt: skip
         self._configure()
 
     # -- configuration ---------------------------------------------------------
@@ -103,49 +103,11 @@ class Postfix:
         listen = f"127.0.0.1:{self.port}"
         self._postconf("-Me", f"{listen}/inet={listen} inet n - n - - smtpd")
 
-    # -- lifecycle ---------------------------------------------------------------
-    def start(self, timeout: float = 30.0) -> "Postfix":
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [POSTFIX, "-c", str(self.conf), "start-fg"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while not self._greets():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"postfix exited:\n{self.log_text()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"postfix not answering within {timeout:g}s:\n{self.log_text()}")
-            time.sleep(0.1)
-        return self
-
-    def _greets(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
-                return sock.recv(100).startswith(b"220")
-        except OSError:
-            return False
-
     def stop(self, timeout: float = 30.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        subprocess.run([POSTFIX, "-c", str(self.conf), "stop"], capture_output=True)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.send_signal(signal.SIGKILL)  # the master we started, only
-            self.process.wait(5)
-        # The master is gone; nothing of it may still hold the port.
-        deadline = time.monotonic() + timeout
-        while self._greets() and time.monotonic() < deadline:
-            time.sleep(0.1)
-
-    def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
+        """Postfix's master leaves our session (setsid): ``postfix stop`` reaches it."""
+        if self.running:
+            subprocess.run([POSTFIX, "-c", str(self.conf), "stop"], capture_output=True)
+        super().stop(timeout)
 
     def reload(self) -> None:
         subprocess.run([POSTFIX, "-c", str(self.conf), "reload"], check=True, capture_output=True)
@@ -172,9 +134,3 @@ class Postfix:
             raw = path.read_bytes()
             messages.append((raw, message_from_bytes(raw, policy=policy.default)))
         return messages
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
