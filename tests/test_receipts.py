@@ -15,12 +15,12 @@ import time
 import pytest
 from django.db import OperationalError, close_old_connections
 
+from devtools.processes import wait_until
 from devtools.smtp_sink import SmtpSink
 from feedback import mail, receipts, services, tasks
 from feedback.models import Feedback
 from feedback.smtp import EmailBackend
 from tests.support.holds import DatabaseHold
-from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.engines
 

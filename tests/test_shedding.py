@@ -20,9 +20,9 @@ from django.http import HttpResponse
 from django.test import RequestFactory
 from playwright.sync_api import expect
 
+from devtools.processes import wait_until
 from feedback.models import Feedback
 from tests.support.holds import DatabaseHold
-from tests.support.waiting import wait_until
 from web.shedding import RETRY_AFTER, SheddingSessionMiddleware
 
 # The web's busy timeout: a held lock sheds after half a second.
