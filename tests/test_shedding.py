@@ -85,6 +85,7 @@ def test_a_session_save_refused_by_a_locked_database_never_answers_500(
     turn the error into a 500: one warning line, no traceback, and never a 500."""
     request = RequestFactory().post("/somewhere")
     request.session = SessionStore()
+    request.session.create()  # saved: its save is an UPDATE, refused as SessionInterrupted
     request.session["seen"] = True
     middleware = SheddingSessionMiddleware(lambda request: HttpResponse())
     caplog.set_level(logging.WARNING)

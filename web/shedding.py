@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from http import HTTPStatus
 
+from django.contrib.sessions.exceptions import SessionInterrupted
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.db import OperationalError, connections
 from django.http import HttpRequest, HttpResponse
@@ -36,6 +37,15 @@ def database_busy(error: BaseException) -> bool:
     if connections["default"].vendor == "sqlite":
         return "locked" in str(error)  # "database is locked", "database table is locked"
     return True
+
+
+def busy_cause(error: BaseException) -> BaseException | None:
+    """The busy database error that `error` is, or that caused it (its context chain)."""
+    while error is not None:
+        if database_busy(error):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def sheds_with(respond: ShedResponse):
@@ -82,8 +92,10 @@ class SheddingSessionMiddleware(SessionMiddleware):
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         try:
             return super().process_response(request, response)
-        except OperationalError as error:
-            if not database_busy(error):
+        except (OperationalError, SessionInterrupted) as refused:
+            # Django's database sessions turn a refused UPDATE into SessionInterrupted.
+            error = busy_cause(refused)
+            if error is None:
                 raise
             if getattr(request, "shed", False):
                 return response  # already shed and logged, once
