@@ -23,7 +23,7 @@ from .limits import SubmissionLimit, submission_limit_take
 from .models import Feedback, SendMode
 from .selectors import feedback_session_cards, feedback_status_context
 from .submissions import submissions_remember
-from .tokens import feedback_id_from_token, feedback_token
+from .tokens import feedback_id_from_token, feedback_token, watcher_key
 from .transitions import is_final
 
 
@@ -68,6 +68,9 @@ def take_submission(request: HtmxHttpRequest) -> HttpResponse:
     if limit.exceeded:
         return too_many_submissions(request, form, limit)
     mode = form.cleaned_data["mode"]
+    # A first submission's watcher key cycles the session (a write) before the feedback is
+    # stored: a busy database then sheds the submission with nothing stored.
+    watcher_key(request.session)
     with answers_timed(request.session, mode=mode) as answered:
         feedback = services.feedback_submit(
             **form.cleaned_data,
