@@ -100,7 +100,8 @@ MIDDLEWARE = [
     "web.errors.RequestSizeLimitMiddleware",
     "web.errors.RequestEncodingMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's, with a busy database (in a view or the session's save) answered 503, not 500.
+    "web.shedding.SheddingSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -170,11 +171,23 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABAS
             f"{pool['max_size']}: need 0 <= min <= max and max >= 1."
         )
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = pool
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+# PostgreSQL: a statement that runs (or waits for a lock) longer than DATABASE_STATEMENT_TIMEOUT
+# seconds is cancelled, and its request shed with a 503 (web/shedding.py); 0 (default): no limit.
+statement_timeout = env.float("DATABASE_STATEMENT_TIMEOUT", 0.0)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and statement_timeout > 0:
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
+        f"-c statement_timeout={round(statement_timeout * 1000)}"
+    )
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # One writer at a time, and every writer queues for the lock up to DATABASE_BUSY_TIMEOUT
+    # seconds (sqlite3's timeout is SQLite's busy timeout): IMMEDIATE takes the write lock at
+    # BEGIN, so a transaction never fails upgrading a read to a write, the one "database is
+    # locked" no busy timeout waits out. Past the timeout a request is shed with a 503
+    # (web/shedding.py), a worker tries again (feedback/delivery.py).
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
-        "timeout": 20,
+        "timeout": env.float("DATABASE_BUSY_TIMEOUT", 5.0),
     }
     # A file, not ":memory:", so test subprocesses (worker, daphne) share it.
     db_name = Path(DATABASES["default"]["NAME"])
@@ -433,6 +446,16 @@ LOGGING = {
         }
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # A request shed under overload logs one warning line (web/shedding.py), not Django's too.
+    "filters": {
+        "not_shed": {
+            "()": "django.utils.log.CallbackFilter",
+            "callback": "ext://web.shedding.not_shed",
+        }
+    },
     "root": {"handlers": ["console"], "level": "INFO"},
-    "loggers": {"django": {"level": env.str("DJANGO_LOG_LEVEL", "INFO")}},
+    "loggers": {
+        "django": {"level": env.str("DJANGO_LOG_LEVEL", "INFO")},
+        "django.request": {"filters": ["not_shed"]},
+    },
 }

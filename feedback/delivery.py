@@ -8,10 +8,13 @@ import logging
 import time
 import uuid
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 
+from . import receipts
 from .mail import DeliveryError, log_failed_attempt, send_confirmation
 from .models import Feedback
 from .moves import feedback_move
@@ -85,7 +88,8 @@ def feedback_mark_progress(
 def feedback_send_email(*, feedback: Feedback) -> None:
     """Send the confirmation, showing progress during the simulated delay.
 
-    Raises DeliveryError (mail.send_confirmation) when the send failed.
+    The server's 250 is followed at once by the receipt (receipts.py), before
+    anything else. Raises DeliveryError (mail.send_confirmation) when the send failed.
     """
     delay = settings.FEEDBACK_SEND_DELAY
     if delay > 0:
@@ -94,16 +98,24 @@ def feedback_send_email(*, feedback: Feedback) -> None:
                 progress = round(100 * index / len(SEND_STEPS))
                 feedback_mark_progress(feedback_id=feedback.pk, step=step, progress=progress)
             time.sleep(delay / len(SEND_STEPS))
-    send_confirmation(feedback=feedback)
+    send_confirmation(
+        feedback=feedback, accepted=partial(receipts.receipt_write, feedback_id=feedback.pk)
+    )
 
 
 def feedback_deliver(*, feedback_id: uuid.UUID | str, worker: str = "") -> Feedback | None:
     """Claim, send and mark sent: the one send path, for the worker and the web alike.
 
-    Returns None when there was nothing to send (already sent, or being sent
-    by another delivery). Raises DeliveryError when sending failed; the
-    caller decides between retrying and `feedback_mark_failed`.
+    A feedback the mail server already accepted (a receipt: its sender died or
+    could not record it) is recorded `sent` and never sent again. Returns None
+    when there was nothing to send (accepted before, or being sent by another
+    delivery). Raises DeliveryError when sending failed (the caller decides
+    between retrying and `feedback_mark_failed`), SentNotRecorded when the
+    database would not take `sent` for a message the server accepted.
     """
+    if receipts.receipt_read(feedback_id=feedback_id) is not None:
+        feedback_record_sent(feedback_id=feedback_id)  # if not yet: it was accepted before
+        return None
     feedback = feedback_claim(feedback_id=feedback_id, worker=worker)
     if feedback is None:
         wait = feedback_undo_wait(feedback_id=feedback_id)
@@ -111,15 +123,55 @@ def feedback_deliver(*, feedback_id: uuid.UUID | str, worker: str = "") -> Feedb
             raise TooEarly(wait)
         return None
     feedback_send_email(feedback=feedback)
-    return feedback_mark_sent(feedback=feedback)
+    return feedback_record_sent(feedback_id=feedback.pk)
 
 
-def feedback_mark_sent(*, feedback: Feedback) -> Feedback:
-    sent = feedback_move(MoveName.SENT, feedback_id=feedback.pk)
-    if sent is None:  # taken from its sender meanwhile (lease ran out): the row says what happens
-        logger.warning("Feedback %s was sent but is no longer `sending`", feedback.pk)
-        return Feedback.objects.get(pk=feedback.pk)
-    return sent
+class SentNotRecorded(OperationalError):
+    """The mail server accepted the message; the database refused `sent` for RECORD_SENT_WITHIN.
+
+    The receipt holds the acceptance: whoever comes next (the task's retry, the
+    sweeper) records `sent` from it and sends nothing.
+    """
+
+
+# How long one delivery keeps trying to record `sent` (well inside the task's
+# soft time limit), and its backoff between tries.
+RECORD_SENT_WITHIN = 20.0
+RECORD_SENT_BACKOFF = (0.05, 2.0)
+
+
+def feedback_record_sent(*, feedback_id: uuid.UUID | str) -> Feedback:
+    """Record `sent` for a message the mail server accepted, until the database takes it.
+
+    A database error here is not a delivery error: the email is out. Each
+    refusal (locked, restarting, a pool that timed out) is tried again with a
+    bounded backoff; past RECORD_SENT_WITHIN, SentNotRecorded.
+    """
+    deadline = time.monotonic() + RECORD_SENT_WITHIN
+    delay, longest = RECORD_SENT_BACKOFF
+    while True:
+        try:
+            return feedback_mark_sent(feedback_id=feedback_id)
+        except (OperationalError, InterfaceError) as error:
+            if time.monotonic() + delay > deadline:
+                raise SentNotRecorded(f"`sent` not recorded for {feedback_id}: {error}") from error
+            logger.warning(
+                "Feedback %s: accepted by the mail server, `sent` not recorded (%s); "
+                "trying again in %.2f s",
+                feedback_id,
+                error,
+                delay,
+            )
+        time.sleep(delay)
+        delay = min(2 * delay, longest)
+        close_old_connections()  # a connection the database dropped is not used again
+
+
+def feedback_mark_sent(*, feedback_id: uuid.UUID | str) -> Feedback:
+    sent = feedback_move(MoveName.SENT, feedback_id=feedback_id)
+    if sent is None:  # no longer `sending` (taken back meanwhile): the receipt says it is sent
+        sent = feedback_move(MoveName.SENT_ON_RECEIPT, feedback_id=feedback_id)
+    return sent or Feedback.objects.get(pk=feedback_id)
 
 
 def feedback_mark_failed(*, feedback_id: uuid.UUID | str, reason: Failure) -> Feedback:

@@ -9,6 +9,7 @@ import re
 import select
 import smtplib
 import threading
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core import mail
@@ -147,9 +148,10 @@ class KeptMailer:
         self._mailer = None
         self._config = None
 
-    def send(self, message: EmailMultiAlternatives) -> None:
+    def send(self, message: EmailMultiAlternatives, *, accepted: Callable[[], object]) -> None:
+        """Send `message`; call `accepted` as soon as the server took it, before anything else."""
         if not self._lock.acquire(blocking=False):
-            self._send_once(message)
+            self._send_once(message, accepted=accepted)
             return
         try:
             mailer = self._ready()
@@ -158,6 +160,7 @@ class KeptMailer:
             except BaseException:  # a soft time limit too: the connection's state is unknown
                 self.close()
                 raise
+            accepted()
         finally:
             self._lock.release()
 
@@ -191,11 +194,12 @@ class KeptMailer:
         return bool(readable)
 
     @staticmethod
-    def _send_once(message: EmailMultiAlternatives) -> None:
+    def _send_once(message: EmailMultiAlternatives, *, accepted: Callable[[], object]) -> None:
         mailer = mail.mailers.default
         try:
             mailer.open()
             mailer.send_messages([message])
+            accepted()
         finally:
             # A failure while saying goodbye (QUIT) after the server accepted
             # the message must not count as a failed send and mail it again.
@@ -220,14 +224,18 @@ os.register_at_fork(after_in_child=kept_mailer.forget)
 atexit.register(kept_mailer.close)
 
 
-def send_confirmation(*, feedback: Feedback) -> None:
+def send_confirmation(*, feedback: Feedback, accepted: Callable[..., object]) -> None:
     """Send the confirmation over the default mailer, on this process's kept connection.
 
-    SMTP and network errors are raised as DeliveryError, and so is an address
-    Django refuses to put in a header (a line break: header injection).
+    `accepted(message_id)` is called right after the server's 250, before
+    anything else (the receipt, feedback/receipts.py). SMTP and network errors
+    are raised as DeliveryError, and so is an address Django refuses to put
+    in a header (a line break: header injection).
     """
     try:
-        kept_mailer.send(build_confirmation_email(feedback=feedback))
+        message = build_confirmation_email(feedback=feedback)
+        message_id = message.extra_headers["Message-ID"]
+        kept_mailer.send(message, accepted=lambda: accepted(message_id=message_id))
     except (smtplib.SMTPException, OSError) as error:
         raise DeliveryError(
             describe_send_error(error), cause=error, transient=is_transient_send_error(error)

@@ -12,6 +12,7 @@ import email.policy
 import smtplib
 import socket
 import ssl
+import threading
 import unicodedata
 from email.headerregistry import Address, HeaderRegistry
 
@@ -87,6 +88,17 @@ SMTPUTF8_POLICY = email.policy.SMTPUTF8.clone(header_factory=_HEADER_CLASSES)
 
 
 class EmailBackend(smtp.EmailBackend):
+    """Django's SMTP backend, each message sent by `send_message` on the open connection.
+
+    `send_message` returns as soon as the server's 250 for the DATA has been
+    read, so a caller can record the acceptance before anything else
+    (feedback.mail.KeptMailer, docs/decisions).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.sending = threading.RLock()
+
     @property
     def connection_class(self):
         base = smtplib.SMTP_SSL if self.use_ssl else smtplib.SMTP
@@ -99,7 +111,28 @@ class EmailBackend(smtp.EmailBackend):
 
         return Connection
 
-    def _send(self, email_message):
+    def send_messages(self, email_messages) -> int:
+        if not email_messages:
+            return 0
+        with self.sending:
+            opened = self.open()
+            if not self.connection or opened is None:
+                return 0  # failed silently on open()
+            sent = 0
+            try:
+                for email_message in email_messages:
+                    try:
+                        sent += self.send_message(email_message)
+                    except smtplib.SMTPException:
+                        if not self.fail_silently:
+                            raise
+            finally:
+                if opened:
+                    self.close()
+        return sent
+
+    def send_message(self, email_message) -> bool:
+        """Send one message on the open connection; True once the server accepted it."""
         recipients = email_message.recipients()
         if not recipients:
             return False

@@ -7,9 +7,11 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from workers.presence import dead_workers
 
+from . import receipts
 from .models import Feedback
 from .moves import enqueue_on_commit, feedback_move
 from .transitions import HELD, WAITING, MoveName
@@ -31,7 +33,8 @@ def feedback_requeue_stuck(*, now: datetime | None = None) -> list[uuid.UUID]:
       by a worker node that is dead (no answer to Celery's remote control, or
       another life: workers.presence), which is noticed in seconds: its worker
       died mid-send. It turns `retrying` (so the person sees why), or
-      `failed` once it has used up FEEDBACK_MAX_ATTEMPTS.
+      `failed` once it has used up FEEDBACK_MAX_ATTEMPTS; `sent` if the mail
+      server had accepted it (a receipt: receipts.py).
 
     Enqueuing twice is harmless: the claim lets one delivery through. Each
     requeued waiting row's `updated_at` is touched, so the next sweep leaves
@@ -77,6 +80,12 @@ def feedback_take_back_abandoned(*, now: datetime | None = None) -> list[uuid.UU
     rows = abandoned.values_list("pk", "version", "attempts")
     for feedback_id, version, attempts in rows:
         unchanged = Q(version=version)
+        accepted = _accepted(feedback_id)
+        if accepted is None:
+            continue  # Redis cannot say whether it went out: the next sweep asks again
+        if accepted:  # its sender died after the server's 250: sent, never again
+            feedback_move(MoveName.SENT_ON_RECEIPT, feedback_id=feedback_id, where=unchanged)
+            continue
         if attempts >= settings.FEEDBACK_MAX_ATTEMPTS:
             feedback_move(MoveName.FAIL, feedback_id=feedback_id, where=unchanged, **WORKER_LOST)
         elif feedback_move(
@@ -90,6 +99,17 @@ def feedback_take_back_abandoned(*, now: datetime | None = None) -> list[uuid.UU
 
     _enqueue_again(requeued, what="abandoned")
     return requeued
+
+
+def _accepted(feedback_id: uuid.UUID) -> bool | None:
+    """Whether the mail server accepted it (a receipt); None when Redis cannot say."""
+    try:
+        return receipts.receipt_read(feedback_id=feedback_id) is not None
+    except RedisError as error:
+        logger.warning(
+            "Feedback %s left `sending`: its receipt unreadable (%s)", feedback_id, error
+        )
+        return None
 
 
 def _enqueue_again(feedback_ids: list[uuid.UUID], *, what: str) -> None:

@@ -38,6 +38,9 @@ def send_feedback_email(self: Task, feedback_id: str) -> None:
         delivery.feedback_deliver(feedback_id=feedback_id, worker=worker)
     except delivery.TooEarly as early:
         raise self.retry(countdown=early.wait) from None
+    except delivery.SentNotRecorded:
+        # The email is out (its receipt says so): the retry records `sent`, it never sends.
+        raise self.retry(countdown=retry_delay(self.request.retries + 1)) from None
     except SoftTimeLimitExceeded as timeout:
         _retry_or_fail(self, feedback_id, DeliveryError(
             Reason.TOO_LONG, cause=timeout, transient=True

@@ -34,6 +34,7 @@ class MoveName(StrEnum):
     CLAIM = "claim"
     PROGRESS = "progress"
     SENT = "sent"
+    SENT_ON_RECEIPT = "sent_on_receipt"
     RETRY = "retry"
     FAIL = "fail"
     CANCEL = "cancel"
@@ -62,6 +63,16 @@ class Move:
         return bool(self.source & IN_LINE) or self.target in IN_LINE
 
 
+# What arriving at `sent` sets, by whichever move.
+SENT_SETS = {
+    "progress": 100,
+    "step": "",
+    "failure_reason": "",
+    "failure_detail": {},
+    "next_retry_at": None,
+    "sent_at": NOW,
+}
+
 MOVES: dict[MoveName, Move] = {
     # A delivery takes a waiting row, or a `sending` one whose lease ran out
     # (its worker died): see claimable(). It notes who claimed (a worker node).
@@ -86,15 +97,15 @@ MOVES: dict[MoveName, Move] = {
     MoveName.SENT: Move(
         source=frozenset({Status.SENDING}),
         target=Status.SENT,
-        sets={
-            "progress": 100,
-            "step": "",
-            "failure_reason": "",
-            "failure_detail": {},
-            "next_retry_at": None,
-            "sent_at": NOW,
-        },
+        sets=SENT_SETS,
         forward=True,
+    ),
+    # The mail server accepted it (a receipt, feedback/receipts.py) but `sent` was not
+    # recorded by its sender: whatever the row became meanwhile, it is sent, never again.
+    MoveName.SENT_ON_RECEIPT: Move(
+        source=frozenset({Status.QUEUED, Status.RETRYING, Status.SENDING}),
+        target=Status.SENT,
+        sets=SENT_SETS,
     ),
     MoveName.RETRY: Move(
         source=frozenset({Status.SENDING}),

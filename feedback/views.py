@@ -8,11 +8,13 @@ from django.template.loader import render_to_string
 from django.urls import get_script_prefix, reverse
 from django.utils import timezone, translation
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.translation import ngettext
+from django.utils.translation import gettext, ngettext
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.http import HTMX_STOP_POLLING
 from django_htmx.middleware import HtmxDetails
+
+from web.shedding import sheds_with
 
 from . import services
 from .answers import answers_recent, answers_timed, with_server_timing
@@ -21,7 +23,7 @@ from .limits import SubmissionLimit, submission_limit_take
 from .models import Feedback, SendMode
 from .selectors import feedback_session_cards, feedback_status_context
 from .submissions import submissions_remember
-from .tokens import feedback_id_from_token, feedback_token
+from .tokens import feedback_id_from_token, feedback_token, watcher_key
 from .transitions import is_final
 
 
@@ -33,6 +35,22 @@ class HtmxHttpRequest(HttpRequest):
 private_page = cache_control(private=True, no_store=True)
 
 
+def busy_form(request: HtmxHttpRequest, retry_after: int) -> HttpResponse:
+    """A submission shed because the database is busy: the form as it was sent, and why.
+
+    Reads nothing from the database (it is busy): the full page comes without cards.
+    """
+    if request.method != "POST":
+        return render(request, "503.html", {"retry_after": retry_after})
+    form = FeedbackForm(request.POST)
+    form.is_valid()
+    form.add_error(None, gettext("Busy, try again in %(seconds)d s.") % {"seconds": retry_after})
+    if request.htmx:
+        return render(request, FORM_PARTIAL, {"form": form})
+    return render(request, "feedback/index.html", {"form": form, "answers": [], "cards": []})
+
+
+@sheds_with(busy_form)
 @private_page
 @require_http_methods(["GET", "HEAD", "POST"])
 def feedback_index(request: HtmxHttpRequest) -> HttpResponse:
@@ -50,6 +68,9 @@ def take_submission(request: HtmxHttpRequest) -> HttpResponse:
     if limit.exceeded:
         return too_many_submissions(request, form, limit)
     mode = form.cleaned_data["mode"]
+    # A first submission's watcher key cycles the session (a write) before the feedback is
+    # stored: a busy database then sheds the submission with nothing stored.
+    watcher_key(request.session)
     with answers_timed(request.session, mode=mode) as answered:
         feedback = services.feedback_submit(
             **form.cleaned_data,

@@ -64,7 +64,7 @@ async def test_a_watcher_gets_the_current_state_at_once_then_updates():
     update = await status_frame(ws)
     assert 'data-status="sending"' in update
 
-    await database_sync_to_async(delivery.feedback_mark_sent)(feedback=claimed)
+    await database_sync_to_async(delivery.feedback_mark_sent)(feedback_id=claimed.pk)
     final = await status_frame(ws)
     assert 'data-status="sent"' in final
     # At a final state the server closes normally, so the browser stops listening.
@@ -238,7 +238,7 @@ async def test_one_page_socket_watches_each_card_it_names_and_stays_open_past_a_
     claimed = await database_sync_to_async(delivery.feedback_claim)(feedback_id=first.pk)
     update = await status_frame(ws)
     assert f'id="status-{first.pk}"' in update and 'data-status="sending"' in update
-    await database_sync_to_async(delivery.feedback_mark_sent)(feedback=claimed)
+    await database_sync_to_async(delivery.feedback_mark_sent)(feedback_id=claimed.pk)
     assert 'data-status="sent"' in await status_frame(ws)
     assert await ws.receive_nothing(timeout=0.3)  # still open: the page may add cards
 

@@ -558,7 +558,7 @@ def every_card_state(cards: list[Feedback]) -> None:
     delivery.feedback_claim(feedback_id=sent.pk)
     for progress, step in enumerate(delivery.SEND_STEPS[1:], start=1):
         delivery.feedback_mark_progress(feedback_id=sent.pk, step=step, progress=progress * 33)
-    delivery.feedback_mark_sent(feedback=Feedback.objects.get(pk=sent.pk))
+    delivery.feedback_mark_sent(feedback_id=sent.pk)
     delivery.feedback_claim(feedback_id=stopped.pk)
     retry = Failure(Reason.SMTP_DATA, Outcome.RETRYING, smtp_code=451, smtp_text=SERVER_TEXT)
     at = timezone.now() + timedelta(minutes=1)

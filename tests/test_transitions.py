@@ -69,6 +69,7 @@ def test_the_table_allows_these_moves():
         "claim": ["queued", "retrying", "sending"],
         "progress": ["sending"],
         "sent": ["sending"],
+        "sent_on_receipt": ["queued", "retrying", "sending"],
         "retry": ["sending"],
         "fail": ["queued", "retrying", "sending"],
         "cancel": ["queued", "retrying"],
@@ -78,6 +79,7 @@ def test_the_table_allows_these_moves():
         "claim": "sending",
         "progress": "sending",
         "sent": "sent",
+        "sent_on_receipt": "sent",
         "retry": "retrying",
         "fail": "failed",
         "cancel": "cancelled",
@@ -96,7 +98,7 @@ def test_what_is_read_from_the_table():
     assert taken_back == {Status.CANCELLED}
     assert gave_up == {Status.FAILED}
     changing_the_line = {name for name, move in MOVES.items() if move.changes_line}
-    assert changing_the_line == {"claim", "fail", "cancel", "resend"}
+    assert changing_the_line == {"claim", "sent_on_receipt", "fail", "cancel", "resend"}
     assert transitions.ahead(Status.QUEUED) == [Status.SENDING, Status.SENT]
     assert transitions.ahead(Status.RETRYING) == [Status.SENDING, Status.SENT]
     assert transitions.ahead(Status.SENDING) == [Status.SENT]
