@@ -1,11 +1,13 @@
 """Thin tasks: load by id, call a service. The retry policy lives here."""
 
+import logging
 import random
 from datetime import timedelta
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.db import OperationalError
 from django.utils import timezone
 
 from workers.presence import claimer
@@ -14,6 +16,8 @@ from . import delivery, sweeping
 from .mail import DeliveryError, log_failed_attempt
 from .models import Feedback
 from .wording import Reason
+
+logger = logging.getLogger(__name__)
 
 
 def retry_delay(attempt: int) -> float:
@@ -40,6 +44,13 @@ def send_feedback_email(self: Task, feedback_id: str) -> None:
         raise self.retry(countdown=early.wait) from None
     except delivery.SentNotRecorded:
         # The email is out (its receipt says so): the retry records `sent`, it never sends.
+        raise self.retry(countdown=retry_delay(self.request.retries + 1)) from None
+    except OperationalError as busy:
+        # A busy database before the send (the claim, a progress step): nothing went out,
+        # so the task comes back later; a failed task would leave the row to the sweeper.
+        logger.warning(
+            "Feedback %s: database busy before the send (%s); retrying", feedback_id, busy
+        )
         raise self.retry(countdown=retry_delay(self.request.retries + 1)) from None
     except SoftTimeLimitExceeded as timeout:
         _retry_or_fail(self, feedback_id, DeliveryError(

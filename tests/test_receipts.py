@@ -93,6 +93,25 @@ def test_the_database_refusing_sent_after_the_250_sends_one_email(start_worker, 
     assert "`sent` not recorded" in worker.log_text()
 
 
+@pytest.mark.timeout(120)
+def test_a_database_busy_at_the_claim_is_retried_by_the_task_not_left_to_the_sweeper(
+    start_worker, smtp_server
+):
+    """The claim meets a database locked past its busy timeout: nothing was sent, so the
+    task comes back by itself (no beat runs here: a failed task would leave the row queued)."""
+    hold = DatabaseHold()
+    with hold:
+        env = {**QUICK, "EMAIL_PORT": str(smtp_server.port)}
+        worker = start_worker(purge=True, **env)
+        feedback = services.feedback_create(email="ada@example.com", message="Hi", enqueue=False)
+        hold.take(release_after=HOLD_SECONDS)
+        tasks.send_feedback_email.delay(str(feedback.pk))
+        wait_until(hold.released.is_set, 60, "the database held, then let go")
+        wait_until(lambda: status_of(feedback.pk) == "sent", 60, "sent")
+    assert len(messages_for(smtp_server, feedback.pk)) == 1
+    assert "database busy before the send" in worker.log_text()
+
+
 @pytest.mark.postgres_only
 @pytest.mark.timeout(180)
 def test_postgresql_restarted_at_the_250_sends_one_email(start_worker, start_beat, postgres_server):
