@@ -1,4 +1,4 @@
-"""What a hostile or careless internet does to the running app (issue 9).
+"""What a hostile or careless internet does to the running app.
 
 Each case against real processes where the harm was real: a flood of health
 probes through the real Celery stack, a 200 MiB body measured on the real

@@ -470,7 +470,7 @@ def test_a_row_left_sending_is_taken_back_while_a_backlog_drains_not_after_it(
     """The bench's chaos drain: a pool process killed mid-send leaves its row `sending`,
     and a backlog of sends is queued. Each sweep on the sends' queue waits behind the
     backlog and expires unrun (1 s here), so the row was taken back only once the whole
-    backlog had drained (issue 12: 2 of 1,000 still `sending` at the count). The
+    backlog had drained (2 of 1,000 still `sending` at the count in a full bench). The
     take-back runs on the sweeper's own queue, served between two sends.
     """
     long_ago = timezone.now() - timedelta(minutes=10)
