@@ -164,9 +164,10 @@ class Process:
         """Wait for a regex in the output of the latest start."""
 
         def found():
-            if not self.running:
+            match = re.search(pattern, self.log_text()[self._log_offset :])
+            if match is None and not self.running:  # a line it wrote before it ended still counts
                 raise RuntimeError(f"{self.name} exited while waiting for {pattern!r}")
-            return re.search(pattern, self.log_text()[self._log_offset :])
+            return match
 
         return wait_until(found, timeout, f"{pattern!r} in {self.name}'s log")
 
