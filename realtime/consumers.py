@@ -347,12 +347,11 @@ class PageConsumer(WatchingConsumer):
     """
 
     async def connect(self) -> None:
-        # The session key may rotate (a submission from another tab) between
-        # this handshake and the first watch; loaded now, the window is the
-        # handshake alone, and a key rotated moments ago still loads as it was
-        # (SESSION_ROTATED_GRACE_SECONDS). A key already gone cannot watch anything: the page
-        # is told to reconnect with its current cookie, instead of having each
-        # watch refused. A stale or planted key gains nothing either way.
+        # The session key rotates once, when a first submission (in another tab,
+        # perhaps) gives the session its watcher key; loaded now, the window is the
+        # handshake alone. A key already gone cannot watch anything: the page is told
+        # to reconnect with its current cookie, instead of having each watch refused.
+        # A stale or planted key gains nothing either way.
         # Accepted first: a busy database thread must not hold the handshake
         # past daphne's timeout, and no watch is read before connect returns.
         self.session_changed = False

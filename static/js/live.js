@@ -15,9 +15,8 @@
 // and reconnects, as after a close. When the tab becomes visible again or the
 // browser comes back online, each card re-reads its state over HTTP at once.
 //
-// A submission gives the session a new key; the old one still works for a
-// short grace (SESSION_ROTATED_GRACE_SECONDS). A socket whose handshake carried
-// a key already gone (rotated longer ago, expired) is closed as "session changed": the
+// A session's first submission gives it a new key, once. A socket whose handshake
+// carried a key already gone (rotated, expired) is closed as "session changed": the
 // page reconnects at once with its current cookie and watches its cards again.
 // Every path, word and close code of the socket comes from #live's data attributes.
 // Closed that way again before a socket got any frame (a heartbeat counts), it
