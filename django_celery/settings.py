@@ -232,6 +232,8 @@ FEEDBACK_STUCK_AFTER = env.float("FEEDBACK_STUCK_AFTER", 6 * FEEDBACK_SWEEP_INTE
 WORKER_PRESENCE_TIMEOUT = env.float("WORKER_PRESENCE_TIMEOUT", 1)
 # Seconds of "talking to a slow mail service" before the real send (the tutorial's sleep).
 FEEDBACK_SEND_DELAY = env.float("FEEDBACK_SEND_DELAY", 3)
+# Rows a second at most for the admin's bulk jobs (resend, export); 0: as fast as they go.
+FEEDBACK_JOB_ROWS_PER_SECOND = max(0.0, env.float("FEEDBACK_JOB_ROWS_PER_SECOND", 0))
 # Seconds after submitting during which the submitter may undo; 0 switches it off.
 FEEDBACK_UNDO_SECONDS = max(0.0, env.float("FEEDBACK_UNDO_SECONDS", 5))
 # Seconds a watch token (status page, websocket) stays valid after submitting.

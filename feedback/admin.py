@@ -5,18 +5,26 @@ What staff may do to a feedback is what the transition table lets a person do
 failed one, Cancel one that waits (Undo, Stop trying). The change page shows
 the feedback's status card, live over the page's one socket, with a watch
 token bound to the staff member's own session.
+
+On the list, "Resend all selected" and "Export as CSV" run as one background
+job each (feedback/jobs.py); the admin then shows the job's live card on a page
+of its own, which only the staff member who started it can open.
 """
 
 from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation
 from django.contrib.auth import get_permission_codename
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from . import services
+from livetasks import LiveTaskResult
+
+from . import jobs, services
 from .models import Feedback, FeedbackEvent
 from .selectors import feedback_render_status
 from .tokens import feedback_token
@@ -60,7 +68,7 @@ class FeedbackAdmin(admin.ModelAdmin):
         # The badge and the card in the admin's colours (the list and the change page).
         css = {"all": ["css/admin.css"]}
 
-    actions = ["resend", "cancel"]
+    actions = ["resend_selected", "export_csv", "resend", "cancel"]
     # Every column, shown (a new one too); none is editable (has_change_permission).
     fields = readonly_fields = [
         field.name for field in Feedback._meta.get_fields() if field.concrete
@@ -99,7 +107,7 @@ class FeedbackAdmin(admin.ModelAdmin):
     @admin.action(
         permissions=["move"],
         description=_("Resend the confirmation of selected failed feedback"),
-        location=[ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM],
+        location=ActionLocation.CHANGE_FORM,
     )
     def resend(self, request: HttpRequest, queryset: QuerySet[Feedback]) -> None:
         # Through the same send-once path as a first send: only `failed` rows
@@ -142,6 +150,44 @@ class FeedbackAdmin(admin.ModelAdmin):
             status = feedback.get_status_display().lower()
             self.message_user(request, too_late % {"status": status}, messages.WARNING)
 
+    # -- Bulk jobs: one background job for the whole selection, watched live ----------
+
+    @admin.action(permissions=["move"], description=_("Resend all selected"))
+    def resend_selected(self, request: HttpRequest, queryset: QuerySet[Feedback]) -> HttpResponse:
+        return self.start_job(request, jobs.feedback_resend_selected, queryset)
+
+    @admin.action(permissions=["view"], description=_("Export as CSV"))
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[Feedback]) -> HttpResponse:
+        return self.start_job(request, jobs.feedback_export_csv, queryset)
+
+    def start_job(self, request: HttpRequest, task, queryset: QuerySet[Feedback]) -> HttpResponse:
+        # The ids in the export's order, so its file comes out in that order, chunk by chunk.
+        ids = queryset.order_by("created_at", "pk").values_list("pk", flat=True)
+        result = task.enqueue([str(pk) for pk in ids], request.LANGUAGE_CODE, owner=request)
+        # Redirected, so that a reload of the job's page never starts the job again.
+        return HttpResponseRedirect(reverse("admin:feedback_feedback_job", args=[result.id]))
+
+    def get_urls(self):
+        job = path(
+            "jobs/<str:result_id>/",
+            self.admin_site.admin_view(self.job_view),
+            name="feedback_feedback_job",
+        )
+        return [job, *super().get_urls()]
+
+    def job_view(self, request: HttpRequest, result_id: str) -> HttpResponse:
+        """The job's live card, for the staff session that started it; 404 for anyone else."""
+        result = LiveTaskResult.for_owner(result_id, request)
+        if result is None:
+            raise Http404
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": JOB_TITLES.get(result.task_name, _("Background job")),
+            "result": result,
+        }
+        return TemplateResponse(request, "admin/feedback/feedback/job.html", context)
+
     # -- The status, as every page shows it --------------------------------------------
 
     @admin.display(description=_("status"), ordering="status")
@@ -162,3 +208,9 @@ class FeedbackAdmin(admin.ModelAdmin):
             context["watch_token"] = feedback_token(obj.pk, session=request.session)
             context["status_card"] = feedback_render_status(feedback=obj)
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+
+JOB_TITLES = {
+    jobs.feedback_resend_selected.name: _("Resend all selected"),
+    jobs.feedback_export_csv.name: _("Export as CSV"),
+}
