@@ -483,12 +483,12 @@ def test_the_admin_speaks_portuguese_too(admin_client):
     delivery.feedback_mark_failed(feedback_id=feedback.pk, reason=Failure(Reason.NOT_SENT))
     admin_client.defaults.update(PT)
     html = admin_client.get("/admin/feedback/feedback/").content.decode()
-    assert "Reenviar a confirmação dos feedbacks com falha selecionados" in html
+    assert "Reenviar todos os selecionados" in html and "Exportar como CSV" in html
     assert "Por idioma" in html and "Português do Brasil" in html
     assert "Falhou" in html and "Na fila" in html  # the status filter's choices
     answer = admin_client.post(
-        "/admin/feedback/feedback/",
-        {"action": "resend", "_selected_action": [str(feedback.pk)]},
+        f"/admin/feedback/feedback/{feedback.pk}/change/",
+        {"CHANGE_FORM-action": "resend", "_selected_action": str(feedback.pk)},
         follow=True,
     )
     assert "1 confirmação voltou para a fila." in answer.content.decode()
