@@ -148,7 +148,7 @@ def test_each_change_is_published_after_commit_with_its_version(
     while True:
         event = listener.receive()
         versions.append(event["version"])
-        assert 'data-version="%d"' % event["version"] in event["html"]["en"]
+        assert f'data-version="{event["version"]}"' in event["html"]["en"]
         assert set(event["html"]) == {"en", "pt-br"}
         if event["final"]:
             break
