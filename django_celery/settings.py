@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "realtime",
     "feedback",
+    "livetasks",
     "outbox",
     "health",
     "web",
@@ -249,6 +250,27 @@ elif not re.fullmatch(r"[1-9]\d*/\d*[smhd]", FEEDBACK_RATE_LIMIT):
         f"FEEDBACK_RATE_LIMIT={FEEDBACK_RATE_LIMIT!r}: use a count per period, like 5/m or 100/h."
     )
 
+# --- Live tasks (livetasks/, docs/live-tasks.md) ----------------------------------------
+# A finished task's output (and its row) is deleted this long after it ended; its watch and
+# download links last as long.
+LIVETASKS_KEEP_SECONDS = env.int("LIVETASKS_KEEP_SECONDS", 24 * 60 * 60)
+# A running task that reported no progress for this long is taken for a dead worker's; one
+# waiting this long is sent again. Checked every LIVETASKS_SWEEP_INTERVAL seconds (beat).
+LIVETASKS_LEASE = env.float("LIVETASKS_LEASE", 60)
+LIVETASKS_SWEEP_INTERVAL = env.float("LIVETASKS_SWEEP_INTERVAL", 10)
+# Where outputs are kept: shared by the web and the workers (a shared volume in production).
+LIVETASKS_OUTPUT_DIR = Path(
+    env.str("LIVETASKS_OUTPUT_DIR", "").strip() or BASE_DIR / "var" / "livetasks"
+)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "livetasks": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": LIVETASKS_OUTPUT_DIR},
+    },
+}
+
 # --- Redis and Celery ------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Before every key, queue and channel, so stacks sharing one Redis keep apart.
@@ -324,6 +346,9 @@ CELERY_BEAT_SCHEDULE = {
         WORKER_CENSUS_SECONDS, "workers.tasks.take_workers_census", queue=FEEDBACK_SWEEP_QUEUE
     ),
     "sessions-clear-expired": every(300.0, "web.tasks.sessions_clear_expired"),
+    "livetasks-sweep": every(
+        LIVETASKS_SWEEP_INTERVAL, "livetasks.tasks.sweep_live_tasks", queue=FEEDBACK_SWEEP_QUEUE
+    ),
 }  # fmt: skip
 CELERY_BEAT_SCHEDULE_FILENAME = env.str(
     "CELERY_BEAT_SCHEDULE_FILENAME",
