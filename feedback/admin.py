@@ -11,11 +11,15 @@ job each (feedback/jobs.py); the admin then shows the job's live card on a page
 of its own, which only the staff member who started it can open.
 """
 
+import uuid
+from typing import Any
+
 from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation
 from django.contrib.auth import get_permission_codename
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template import engines
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -25,7 +29,7 @@ from django.utils.translation import gettext_lazy as _
 from livetasks import LiveTaskResult
 
 from . import jobs, services
-from .models import Feedback, FeedbackEvent
+from .models import Feedback, FeedbackEvent, Status
 from .selectors import feedback_render_status
 from .tokens import feedback_token
 from .transitions import is_final
@@ -154,37 +158,51 @@ class FeedbackAdmin(admin.ModelAdmin):
 
     @admin.action(permissions=["move"], description=_("Resend all selected"))
     def resend_selected(self, request: HttpRequest, queryset: QuerySet[Feedback]) -> HttpResponse:
-        return self.start_job(request, jobs.feedback_resend_selected, queryset)
+        # Only failed rows can be resent: the others are counted and said so now, and the
+        # service checks each again when the job reaches it.
+        failed = queryset.filter(status=Status.FAILED)
+        skipped = queryset.count() - failed.count()
+        if skipped:
+            left = ngettext(
+                "Left %(count)d alone: only failed feedback can be resent.",
+                "Left %(count)d alone: only failed feedback can be resent.",
+                skipped,
+            )
+            self.message_user(request, left % {"count": skipped}, messages.WARNING)
+        return self.start_job(request, jobs.feedback_resend_selected, failed)
 
     @admin.action(permissions=["view"], description=_("Export as CSV"))
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Feedback]) -> HttpResponse:
-        return self.start_job(request, jobs.feedback_export_csv, queryset)
+        return self.start_job(request, jobs.feedback_export_csv, queryset, request.LANGUAGE_CODE)
 
-    def start_job(self, request: HttpRequest, task, queryset: QuerySet[Feedback]) -> HttpResponse:
-        # The ids in the export's order, so its file comes out in that order, chunk by chunk.
-        ids = queryset.order_by("created_at", "pk").values_list("pk", flat=True)
-        result = task.enqueue([str(pk) for pk in ids], request.LANGUAGE_CODE, owner=request)
+    def start_job(
+        self, request: HttpRequest, job: Any, queryset: QuerySet[Feedback], *args: str
+    ) -> HttpResponse:
+        # The ids in the rows' order, so that the export writes them in that order.
+        ids = [str(pk) for pk in queryset.order_by("created_at", "pk").values_list("pk", flat=True)]
+        result = job.enqueue(ids, *args, owner=request)
         # Redirected, so that a reload of the job's page never starts the job again.
-        return HttpResponseRedirect(reverse("admin:feedback_feedback_job", args=[result.id]))
+        return HttpResponseRedirect(reverse("admin:feedback_feedback_job", args=[result.pk]))
 
-    def get_urls(self):
-        job = path(
-            "jobs/<str:result_id>/",
-            self.admin_site.admin_view(self.job_view),
-            name="feedback_feedback_job",
-        )
-        return [job, *super().get_urls()]
+    def get_urls(self) -> list:
+        view = self.admin_site.admin_view(self.job_view)
+        return [
+            path("jobs/<uuid:result_id>/", view, name="feedback_feedback_job"),
+            *super().get_urls(),
+        ]
 
-    def job_view(self, request: HttpRequest, result_id: str) -> HttpResponse:
-        """The job's live card, for the staff session that started it; 404 for anyone else."""
-        result = LiveTaskResult.for_owner(result_id, request)
-        if result is None:
+    def job_view(self, request: HttpRequest, result_id: uuid.UUID) -> HttpResponse:
+        """The job's live card in the admin's look; 404 for anyone but the session that started
+        it (the card's tag renders nothing for them)."""
+        result = LiveTaskResult.objects.filter(pk=result_id).first()
+        card = JOB_CARD.render({"result": result}, request) if result is not None else ""
+        if not card.strip():
             raise Http404
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
-            "title": JOB_TITLES.get(result.task_name, _("Background job")),
-            "result": result,
+            "title": JOB_TITLES.get(result.name, _("Background job")),
+            "card": card,
         }
         return TemplateResponse(request, "admin/feedback/feedback/job.html", context)
 
@@ -210,6 +228,7 @@ class FeedbackAdmin(admin.ModelAdmin):
         return super().render_change_form(request, context, add, change, form_url, obj)
 
 
+JOB_CARD = engines["django"].from_string("{% load livetasks %}{% live_task_card result %}")
 JOB_TITLES = {
     jobs.feedback_resend_selected.name: _("Resend all selected"),
     jobs.feedback_export_csv.name: _("Export as CSV"),

@@ -13,7 +13,7 @@ from itertools import batched
 
 from django.conf import settings
 from django.utils import timezone, translation
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from livetasks import TaskContext, live_task
 
@@ -23,6 +23,10 @@ from .models import Feedback
 # Rows per step: a Cancel is seen, and the bar moves, at least this often.
 RESEND_ROWS_PER_STEP = 10
 EXPORT_ROWS_PER_STEP = 500
+
+# The steps a card shows (stored as the msgid, read in each reader's language).
+RESENDING = _("Resending")
+WRITING = _("Writing rows")
 
 # The export's columns, in order: the model's fields, headed by their verbose names.
 EXPORT_FIELDS = (
@@ -79,60 +83,36 @@ class Pace:
 
 
 @live_task(cancellable=True)
-def feedback_resend_selected(context: TaskContext, ids: list[str], language: str) -> None:
-    """Resend each selected feedback that failed, through the services; count the others."""
-    with translation.override(language):
-        total, resent, pace = len(ids), 0, Pace()
-        context.progress(done=0, total=total, step=gettext("Resending"))
-        done = 0
-        for chunk in batched(ids, RESEND_ROWS_PER_STEP):
-            resent += sum(services.feedback_resend(feedback_id=pk) for pk in chunk)
-            done += len(chunk)
-            pace.wait(done)
-            context.progress(done=done, total=total, step=gettext("Resending"))
-        context.progress(done=total, total=total, step=resend_summary(resent, total - resent))
-
-
-def resend_summary(resent: int, skipped: int) -> str:
-    said = ngettext(
-        "Queued %(count)d confirmation again.",
-        "Queued %(count)d confirmations again.",
-        resent,
-    ) % {"count": resent}
-    if skipped:
-        said += " " + ngettext(
-            "Left %(count)d alone: only failed feedback can be resent.",
-            "Left %(count)d alone: only failed feedback can be resent.",
-            skipped,
-        ) % {"count": skipped}
-    return said
+def feedback_resend_selected(context: TaskContext, ids: list[str]) -> None:
+    """Resend each of these feedback through the services: a row no longer failed is left."""
+    total, done, pace = len(ids), 0, Pace()
+    context.progress(done=0, total=total, step=RESENDING)
+    for chunk in batched(ids, RESEND_ROWS_PER_STEP):
+        for pk in chunk:
+            services.feedback_resend(feedback_id=pk)
+        done += len(chunk)
+        pace.wait(done)
+        context.progress(done=done, total=total, step=RESENDING)
 
 
 @live_task(cancellable=True)
 def feedback_export_csv(context: TaskContext, ids: list[str], language: str) -> None:
-    """Write the selected feedback to a CSV file, one row each, streamed from the database.
+    """Write these feedback to a CSV file, one row each, streamed from the database; its
+    header in `language` (the asker's).
 
     Each cell that a spreadsheet would run as a formula is escaped (`csv_cell`). Cancelled,
     the file is dropped by the API: nothing half-written is offered.
     """
-    with translation.override(language):
-        total, pace = len(ids), Pace()
-        step = gettext("Writing rows")
-        name = f"feedback-{timezone.now():%Y%m%d-%H%M%S}.csv"
-        with context.output(name, content_type="text/csv") as out:
-            context.progress(done=0, total=total, step=step)
-            writer = csv.writer(out)
-            out.write("\ufeff")  # the BOM: spreadsheets then read the file as UTF-8
+    total, pace = len(ids), Pace()
+    name = f"feedback-{timezone.now():%Y%m%d-%H%M%S}.csv"
+    with context.output(name, content_type="text/csv") as out:
+        context.progress(done=0, total=total, step=WRITING)
+        writer = csv.writer(out)
+        out.write("\ufeff")  # the BOM: spreadsheets then read the file as UTF-8
+        with translation.override(language):
             writer.writerow(export_header())
-            done = 0
-            for done, row in enumerate(export_rows(ids), start=1):
-                writer.writerow([csv_cell(value) for value in row])
-                if done % EXPORT_ROWS_PER_STEP == 0:
-                    pace.wait(done)
-                    context.progress(done=done, total=total, step=step)
-        # Selected rows deleted since the selection are not in the file: say how many were.
-        context.progress(done=total, total=total, step=export_summary(done))
-
-
-def export_summary(written: int) -> str:
-    return ngettext("Wrote %(count)d row.", "Wrote %(count)d rows.", written) % {"count": written}
+        for done, row in enumerate(export_rows(ids), start=1):
+            writer.writerow([csv_cell(value) for value in row])
+            if done % EXPORT_ROWS_PER_STEP == 0:
+                pace.wait(done)
+                context.progress(done=done, total=total, step=WRITING)
