@@ -180,7 +180,8 @@ def log_in(page, url: str, next_path: str, username: str = "admin") -> None:
 def run_action_on_all(page, description: str, count: int) -> None:
     """On the list: select every row (across pages), choose the action, run it."""
     page.locator("#action-toggle").check()
-    page.get_by_role("link", name=re.compile(f"Select all {count}")).click()
+    page.get_by_role("button", name=re.compile(r"^Select all \S+ feedback$")).click()
+    expect(page.locator(".actions .all")).to_contain_text(re.compile(rf"All {count:,}|All {count}"))
     page.select_option("select[name=action]", label=description)
     page.click("button[name=index]")
     page.wait_for_url(re.compile(r".*/jobs/[^/]+/$"))
@@ -247,11 +248,14 @@ def test_an_export_of_10000_rows_moves_live_survives_a_reload_and_a_cut_socket_a
     # The socket cut mid-way (and refused for a while): the bar still moves, by polling.
     result.refresh()
     assert result.done < ROWS, "the job ended before the socket could be cut"
+    polls: list[str] = []
+    page.on("request", lambda request: "/tasks/" in request.url and polls.append(request.url))
     sockets["cut"] = True
     for ws in sockets["open"]:
         ws.close(code=1006)
     page.evaluate(SHOWN_PROGRESS)
     wait_for(lambda: len(page.evaluate("window.__shown")) >= 2, 30, "polling while cut")
+    assert polls, "the bar moved while cut, but not by polling"
     sockets["cut"] = False
 
     link = page.locator("[data-watch]").get_by_role("button", name=re.compile("Download"))
