@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
-from django.utils import timezone
+from django.utils import timezone, translation
 from playwright.sync_api import expect
 
 from feedback import jobs
@@ -114,8 +114,6 @@ def test_a_cell_a_spreadsheet_would_run_is_escaped_and_no_other():
 
 
 def test_the_header_speaks_the_askers_language():
-    from django.utils import translation
-
     with translation.override("en"):
         english = jobs.export_header()
     with translation.override("pt-br"):
@@ -123,6 +121,20 @@ def test_the_header_speaks_the_askers_language():
     assert english[:3] == ["id", "email address", "status"]
     assert portuguese[:3] == ["id", "endereço de e-mail", "status"]
     assert portuguese[-1] == "mensagem" and english[-1] == "message"
+
+
+def test_the_job_page_its_steps_and_the_files_header_speak_the_askers_language(admin_client):
+    admin_client.defaults.update(HTTP_ACCEPT_LANGUAGE="pt-BR")
+    job_url = start_job(admin_client, "export_csv", make_rows(2))
+    result = result_of(job_url)
+    assert result.args[1] == "pt-br"  # the header's language
+    # What the worker stores while writing: the step's msgid (the site's language).
+    with translation.override("en"):
+        step = str(jobs.WRITING)
+    LiveTaskResult.objects.filter(pk=result.pk).update(status="RUNNING", step=step, total=2)
+    html = admin_client.get(job_url).content.decode()
+    assert "<title>Exportar como CSV" in html and "Escrevendo as linhas" in html
+    assert "Voltar aos feedbacks" in html and "Início" in html
 
 
 # -- Who may start, see, cancel and download a job -------------------------------------
