@@ -10,6 +10,7 @@ from celery import Task, current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -101,8 +102,11 @@ def result_goes_on(result_id: uuid.UUID | str) -> bool:
 
 
 def result_finish(
-    result_id: uuid.UUID | str, *, status: Status, error: str = "", **output: str
+    result_id: uuid.UUID | str, *, status: Status, error: str = "", **output: Any
 ) -> LiveTaskResult | None:
+    """RUNNING to a final status; SUCCESSFUL counts everything done."""
+    if status == Status.SUCCESSFUL:
+        output["done"] = Coalesce(F("total"), F("done"))
     return result_move(
         result_id, where=Q(status=Status.RUNNING), status=status, error=error,
         finished_at=timezone.now(), **output,
