@@ -14,11 +14,11 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils import timezone
 
-from realtime.publish import publish
+from realtime.publish import publish_rendering
 from realtime.tokens import watcher_key
 
 from .models import LiveTaskResult, TaskResultStatus
-from .selectors import result_render_each_language, task_group
+from .selectors import STATUS_PARTIAL, result_card_context, task_group
 
 Status = TaskResultStatus
 
@@ -72,9 +72,10 @@ def result_move(result_id: uuid.UUID | str, *, where: Q, **values: Any) -> LiveT
 
 
 def result_publish(*, result: LiveTaskResult) -> bool:
-    return publish(
+    return publish_rendering(
         group=task_group(result.pk),
-        html=result_render_each_language(result=result),
+        template_name=STATUS_PARTIAL,
+        context=result_card_context(result=result),
         version=result.version,
         final=result.is_finished,
     )

@@ -41,7 +41,14 @@ each_catalogue = pytest.mark.parametrize("po", CATALOGUES, ids=lambda po: po.par
 # `messages` target ignores the same).
 NOT_THE_APP = {".git", ".venv", "tests", "devtools", "docs", "deploy", "staticfiles", "var"}
 APP_PACKAGES = [
-    "django_celery", "feedback", "health", "livetasks", "outbox", "realtime", "web", "workers"
+    "django_celery",
+    "feedback",
+    "health",
+    "livetasks",
+    "outbox",
+    "realtime",
+    "web",
+    "workers",
 ]
 
 PT = {"HTTP_ACCEPT_LANGUAGE": "pt-BR,pt;q=0.9,en;q=0.5"}

@@ -171,9 +171,7 @@ def test_cancel_mid_way_stops_within_one_step_and_offers_nothing(
     assert not result.has_output and status.locator(".task__download").count() == 0
 
 
-def test_a_worker_killed_mid_task_does_not_leave_it_running(
-    start_worker, start_beat, app_env, rf
-):
+def test_a_worker_killed_mid_task_does_not_leave_it_running(start_worker, start_beat, app_env, rf):
     from django.contrib.auth.models import AnonymousUser
     from django.contrib.sessions.backends.db import SessionStore
 
