@@ -9,7 +9,6 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY as USER_SESSION_KEY
 from django.template.loader import render_to_string
-from django.utils import translation
 
 from realtime import tokens
 from realtime.watch import Snapshot
@@ -65,8 +64,6 @@ def result_for_token(token: str, *, session: Mapping[str, Any]) -> LiveTaskResul
 def result_card_context(*, result: LiveTaskResult) -> dict[str, Any]:
     return {
         "result": result,
-        # Stored in LANGUAGE_CODE (a marked string's msgid): in the reader's words now.
-        "step": translation.gettext(result.step) if result.step else "",
         "eta_seconds": result.eta_seconds,
     }
 
@@ -74,15 +71,6 @@ def result_card_context(*, result: LiveTaskResult) -> dict[str, Any]:
 def result_render(*, result: LiveTaskResult) -> str:
     """The status partial in the active language: the request's, or the socket's."""
     return render_to_string(STATUS_PARTIAL, result_card_context(result=result))
-
-
-def result_render_each_language(*, result: LiveTaskResult) -> dict[str, str]:
-    """One rendering per language the site speaks, for one publish to reach every page."""
-    rendered = {}
-    for language, _name in settings.LANGUAGES:
-        with translation.override(language):
-            rendered[language] = result_render(result=result)
-    return rendered
 
 
 def task_group_for_token(token: str, *, session: Mapping[str, Any]) -> str | None:

@@ -10,14 +10,15 @@ from celery import Task, current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils import timezone
 
-from realtime.publish import publish
+from realtime.publish import publish_rendering
 from realtime.tokens import watcher_key
 
 from .models import LiveTaskResult, TaskResultStatus
-from .selectors import result_render_each_language, task_group
+from .selectors import STATUS_PARTIAL, result_card_context, task_group
 
 Status = TaskResultStatus
 
@@ -71,9 +72,10 @@ def result_move(result_id: uuid.UUID | str, *, where: Q, **values: Any) -> LiveT
 
 
 def result_publish(*, result: LiveTaskResult) -> bool:
-    return publish(
+    return publish_rendering(
         group=task_group(result.pk),
-        html=result_render_each_language(result=result),
+        template_name=STATUS_PARTIAL,
+        context=result_card_context(result=result),
         version=result.version,
         final=result.is_finished,
     )
@@ -101,8 +103,11 @@ def result_goes_on(result_id: uuid.UUID | str) -> bool:
 
 
 def result_finish(
-    result_id: uuid.UUID | str, *, status: Status, error: str = "", **output: str
+    result_id: uuid.UUID | str, *, status: Status, error: str = "", **output: Any
 ) -> LiveTaskResult | None:
+    """RUNNING to a final status; SUCCESSFUL counts everything done."""
+    if status == Status.SUCCESSFUL:
+        output["done"] = Coalesce(F("total"), F("done"))
     return result_move(
         result_id, where=Q(status=Status.RUNNING), status=status, error=error,
         finished_at=timezone.now(), **output,

@@ -40,7 +40,16 @@ each_catalogue = pytest.mark.parametrize("po", CATALOGUES, ids=lambda po: po.par
 # What makemessages reads: the project minus what is not the app (the Makefile's
 # `messages` target ignores the same).
 NOT_THE_APP = {".git", ".venv", "tests", "devtools", "docs", "deploy", "staticfiles", "var"}
-APP_PACKAGES = ["django_celery", "feedback", "health", "outbox", "realtime", "web", "workers"]
+APP_PACKAGES = [
+    "django_celery",
+    "feedback",
+    "health",
+    "livetasks",
+    "outbox",
+    "realtime",
+    "web",
+    "workers",
+]
 
 PT = {"HTTP_ACCEPT_LANGUAGE": "pt-BR,pt;q=0.9,en;q=0.5"}
 EN = {"HTTP_ACCEPT_LANGUAGE": "en-US,en;q=0.9"}

@@ -9,7 +9,8 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.contrib.sessions.backends.db import SessionStore
 from django.core.files.storage import storages
 from django.test import RequestFactory
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext_lazy
 
 from livetasks import Cancelled, LiveTaskResult, TaskContext, TaskResultStatus, live_task
 from livetasks.selectors import result_token, task_group_for_token, task_snapshot
@@ -17,6 +18,8 @@ from livetasks.services import result_cancel
 from livetasks.sweeping import live_tasks_sweep
 from tests.support.layer import LayerListener
 
+# Claims and conditional updates: their behaviour may differ between databases.
+pytestmark = pytest.mark.engines
 Status = TaskResultStatus
 
 
@@ -194,3 +197,22 @@ def test_the_sweeper_deletes_old_outputs_and_results(db, settings, output_dir):
 
 def test_an_unknown_token_names_nothing(db):
     assert task_group_for_token(str(uuid.uuid4()), session={}) is None
+
+
+@live_task
+def one_marked_step(context: TaskContext) -> None:
+    context.progress(done=0, total=2, step=gettext_lazy("Progress"))  # a msgid the site has
+
+
+def test_a_step_is_stored_in_the_site_language_and_published_in_each_reader_s(
+    db, django_capture_on_commit_callbacks
+):
+    result = one_marked_step.enqueue(owner=browser())
+    listener = LayerListener(f"livetasks.{result.pk}")
+    with translation.override("pt-br"), django_capture_on_commit_callbacks(execute=True):
+        run(one_marked_step, result)  # a worker whose language is not the site's
+    assert LiveTaskResult.objects.get(pk=result.pk).step == "Progress"
+    listener.receive()  # the claim
+    stepped = listener.receive()
+    assert "Progress</span>" in stepped["html"]["en"]
+    assert "Progresso</span>" in stepped["html"]["pt-br"]
