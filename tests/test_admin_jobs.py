@@ -303,7 +303,8 @@ def test_cancel_mid_way_stops_within_one_step_and_offers_no_file(
     token = page.locator("[data-watch]").get_attribute("data-watch").removeprefix("task/")
 
     page.locator("[data-watch]").get_by_role("button", name="Cancel").click()
-    result.refresh()
+    # Once the cancel is stored, the job writes at most the step it is in.
+    wait_for(lambda: result.refresh() or result.cancel_requested_at, 15, "the cancel stored")
     asked_at = result.done
     finished(result)
     assert result.status == TaskResultStatus.CANCELLED
