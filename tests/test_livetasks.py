@@ -216,3 +216,14 @@ def test_a_step_is_stored_in_the_site_language_and_published_in_each_reader_s(
     stepped = listener.receive()
     assert "Progress</span>" in stepped["html"]["en"]
     assert "Progresso</span>" in stepped["html"]["pt-br"]
+
+
+def test_the_sweeper_sends_again_a_task_whose_message_never_left(db, settings):
+    settings.LIVETASKS_LEASE = 60
+    result = write_numbers.enqueue(2, owner=browser())  # its send was never run (no commit)
+    assert live_tasks_sweep()["sent again"] == 0  # not waiting long enough yet
+    later = timezone.now() + timedelta(seconds=61)
+    assert live_tasks_sweep(now=later)["sent again"] == 1
+    assert live_tasks_sweep(now=later)["sent again"] == 0  # touched: left a lease alone
+    result.refresh()
+    assert result.status == Status.READY and result.version == 0  # nothing a watcher sees
