@@ -157,18 +157,22 @@ class FeedbackAdmin(admin.ModelAdmin):
     # -- Bulk jobs: one background job for the whole selection, watched live ----------
 
     @admin.action(permissions=["move"], description=_("Resend all selected"))
-    def resend_selected(self, request: HttpRequest, queryset: QuerySet[Feedback]) -> HttpResponse:
+    def resend_selected(
+        self, request: HttpRequest, queryset: QuerySet[Feedback]
+    ) -> HttpResponse | None:
         # Only failed rows can be resent: the others are counted and said so now, and the
         # service checks each again when the job reaches it.
         failed = queryset.filter(status=Status.FAILED)
-        skipped = queryset.count() - failed.count()
-        if skipped:
+        resendable = failed.count()
+        if skipped := queryset.count() - resendable:
             left = ngettext(
                 "Left %(count)d alone: only failed feedback can be resent.",
                 "Left %(count)d alone: only failed feedback can be resent.",
                 skipped,
             )
             self.message_user(request, left % {"count": skipped}, messages.WARNING)
+        if not resendable:
+            return None  # nothing to do: back to the list, with the message
         return self.start_job(request, jobs.feedback_resend_selected, failed)
 
     @admin.action(permissions=["view"], description=_("Export as CSV"))

@@ -138,6 +138,15 @@ def test_the_job_page_its_steps_and_the_files_header_speak_the_askers_language(a
     assert "Voltar aos feedbacks" in html and "Início" in html
 
 
+def test_a_resend_with_no_failed_row_starts_no_job(admin_client):
+    response = admin_client.post(
+        LIST, {"action": "resend_selected", "_selected_action": make_rows(2)}, follow=True
+    )
+    assert response.redirect_chain == [(LIST, 302)]
+    assert "Left 2 alone: only failed feedback can be resent." in response.content.decode()
+    assert not LiveTaskResult.objects.exists()
+
+
 # -- Who may start, see, cancel and download a job -------------------------------------
 
 
