@@ -7,7 +7,8 @@
     python -m devtools.bench --profile /tmp/profiles   # py-spy, and docs/profile.md: no figures
 
 Each configuration (the tutorial's baseline; the app on PostgreSQL and on SQLite)
-runs in its own process with its own stack, one after the other in one run. Exit status 1 when a scenario failed (its error is in the JSON).
+runs in its own process with its own stack, one after the other in one run. Exit
+status 1 when a scenario failed (its error is in the JSON).
 """
 
 import argparse

@@ -5,6 +5,7 @@ Every figure of the app is read against the baseline's (the tutorial's shape) of
 
 import math
 import re
+from collections import Counter
 from pathlib import Path
 
 from django.template import Context, Engine, Library
@@ -87,11 +88,17 @@ def compare(figures: dict, base: dict | None) -> dict:
     return {**figures, **ratios}
 
 
+def flat(f: dict) -> dict:
+    return {"answer_p50": f["answer"].get("p50"), "answer_p99": f["answer"].get("p99"),
+            "email_p50": f["email"].get("p50"), "email_p99": f["email"].get("p99"),
+            **{f"cpu_{role}": value for role, value in f["cpu"].items()}}  # fmt: skip
+
+
 def side_by_side(configs: dict) -> dict:
     base = configs.get("baseline", {})
     out = {"rates": [], "drains": [], "ladders": [], "pages": []}
-    rates = list((base.get("submit") or next((c["submit"] for c in configs.values()
-                                              if "submit" in c), {})))  # fmt: skip
+    rates = list(base.get("submit") or next((c["submit"] for c in configs.values()
+                                              if "submit" in c), {}))  # fmt: skip
     for rate in rates:
         base_at = at_rate(base["submit"][rate]) if rate in base.get("submit", {}) else None
         rows = []
@@ -99,23 +106,16 @@ def side_by_side(configs: dict) -> dict:
             if rate not in c.get("submit", {}):
                 continue
             f = at_rate(c["submit"][rate])
-            flat = {"answer_p50": f["answer"].get("p50"), "answer_p99": f["answer"].get("p99"),
-                    "email_p50": f["email"].get("p50"), "email_p99": f["email"].get("p99"),
-                    **{f"cpu_{role}": v for role, v in f["cpu"].items()}}  # fmt: skip
-            bflat = base_at and {"answer_p50": base_at["answer"].get("p50"),
-                                 "answer_p99": base_at["answer"].get("p99"),
-                                 "email_p50": base_at["email"].get("p50"),
-                                 "email_p99": base_at["email"].get("p99"),
-                                 **{f"cpu_{r}": v for r, v in base_at["cpu"].items()}}  # fmt: skip
-            rows.append({"name": name, "label": NAMES[name], **f, **compare(flat, bflat)})
+            rows.append({"name": name, "label": NAMES[name], **f,
+                         **compare(flat(f), base_at and flat(base_at))})  # fmt: skip
         out["rates"].append({"rate": rate, "rows": rows})
     for name, c in configs.items():
         s = c.get("scenarios", {})
         if d := s.get("drain"):
             b = base.get("scenarios", {}).get("drain", {})
-            out["drains"].append({"label": NAMES[name], **d, **compare(
-                {"rate": d["emails_per_s"], "ms": d["worker_ms_per_email"]},
-                {"rate": b.get("emails_per_s"), "ms": b.get("worker_ms_per_email")})})
+            mine = {"rate": d["emails_per_s"], "ms": d["worker_ms_per_email"]}
+            theirs = {"rate": b.get("emails_per_s"), "ms": b.get("worker_ms_per_email")}
+            out["drains"].append({"label": NAMES[name], **d, **compare(mine, theirs)})
         if ladder := s.get("ladder"):
             held = base.get("scenarios", {}).get("ladder", {}).get("held")
             out["ladders"].append({"label": NAMES[name], **ladder,
@@ -201,6 +201,14 @@ def sqlite_vs_pg(at: dict) -> tuple[str, bool | None]:
     return f"worst {r:.2f}× ({what}); {errors} errors, lost or doubled", r <= 1.5 and not errors
 
 
+def at_count(rows: list[dict] | None) -> str:
+    """The statuses of a drain's rows not sent exactly once, e.g. "sending (0 emails) × 2"."""
+    if rows is None:
+        return "not recorded"  # a run from before they were
+    statuses = Counter(f"{row['status']} ({row['emails']} emails)" for row in rows)
+    return ", ".join(f"{status} × {n}" for status, n in sorted(statuses.items())) or "–"
+
+
 def render_results(results: dict) -> str:
     configs = {c["name"]: {**c, "submit": c.get("scenarios", {}).get("submit", {})}
                for c in results["configs"]}  # fmt: skip
@@ -217,7 +225,9 @@ def render_results(results: dict) -> str:
                                   if push.get(key) and "sent" in push[key]]}  # fmt: skip
     return render("report.md", {
         **results, **side, "targets": targets(configs, side), "push": push,
-        "sockets": pg.get("sockets"), "chaos": pg.get("drain_chaos"),
+        "sockets": pg.get("sockets"), "app_drains": [
+            {**d, "at_count": at_count(d.get("not_once"))}
+            for d in (pg.get("drain"), pg.get("drain_chaos")) if d],
         "minutes": results.get("seconds", 0) / 60, "errors": errors,
         "ladder": ", ".join(f"{rate:g}" for rate in results["sizes"]["ladder"]),
         "command": results.get("command", "make bench"),

@@ -31,8 +31,8 @@ TEMPLATES = [{
         })],
     },
 }]  # fmt: skip
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
-                         "NAME": os.environ["DATABASE_URL"].removeprefix("sqlite:///")}}  # fmt: skip
+DATABASE = os.environ["DATABASE_URL"].removeprefix("sqlite:///")  # the stack's, never written
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": DATABASE}}
 EMAIL_HOST, EMAIL_PORT = os.environ["EMAIL_HOST"], int(os.environ["EMAIL_PORT"])
 CELERY_BROKER_URL = os.environ["REDIS_URL"]
 CELERY_RESULT_BACKEND = os.environ["REDIS_URL"]
