@@ -247,7 +247,8 @@ def test_the_profile_summary_counts_samples_by_function_and_group():
     ]
     assert summary["hot"] == [("execute (django/db/backends/utils.py)", 60.0, 60.0)]
     daphne = {"role": "daphne", "ms": 2.5, "per": (4, "answer"), **summary}
-    page = render("profile.md", {"processes": [daphne], "machine": {}, "sizes": {}})
-    assert "## daphne: 2.5 CPU-ms per answer (10 samples)" in page
+    runs = [{"name": "baseline", "rate": 25, "processes": [daphne]}]
+    page = render("profile.md", {"runs": runs, "machine": {}, "sizes": {}})
+    assert "## baseline, daphne: 2.5 CPU-ms per answer (10 samples)" in page
     assert "| database | 60.0 % |" in page
     assert "| `render (django/template/base.py)` | 90.0 | 30.0 |" in page

@@ -4,7 +4,8 @@
     python -m devtools.bench --quick         # the same, shorter runs (minutes)
     python -m devtools.bench --size smoke    # tiny counts, for tests/test_bench_smoke.py
     python -m devtools.bench --configs baseline,postgres --scenarios submit,page
-    python -m devtools.bench --profile /tmp/profiles   # py-spy, and docs/profile.md: no figures
+    python -m devtools.bench --profile /tmp/prof --configs baseline,postgres   # py-spy, and
+                                             # docs/profile.md: no figures
 
 Each configuration (the tutorial's baseline; the app on PostgreSQL and on SQLite)
 runs in its own process with its own stack, one after the other in one run. Exit
@@ -100,12 +101,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--render", action="store_true", help="no run: the report from --json")
     parser.add_argument("--profile", metavar="DIR", help="a separate, unmeasured py-spy run")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--profile-config", help=argparse.SUPPRESS)
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     sizes, wanted = SIZES[args.size], set(args.scenarios.split(","))
     command = os.environ.get("BENCH_COMMAND", " ".join(["python -m devtools.bench", *argv]))
+    if args.profile and args.profile_config:  # one configuration, in this process
+        name = args.profile_config
+        profile.profile_config(Path(args.profile), sizes, name, CONFIGS[name])
+        return 0
     if args.profile:
-        return profile.profile(Path(args.profile), sizes, command, machine())
+        configs = args.configs.split(",")
+        return profile.profile(Path(args.profile), args.size, sizes, command, machine(), configs)
     if args.child:  # one configuration, in this process: Django's settings load once per process
         result = run_config(args.child, sizes, wanted, browser=not args.no_browser)
         Path(args.json).write_text(json.dumps(result))
