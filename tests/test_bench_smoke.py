@@ -105,20 +105,19 @@ def test_open_loop_submissions_are_all_answered_and_emailed_once(smoke):
 def test_the_report_reads_every_figure_of_the_app_against_the_baseline(smoke):
     _, _, report = smoke
     side = report[report.index("## Side by side") : report.index("## The app alone")]
-    rows = {line.split(" | ")[0].strip("| "): line for line in side.splitlines()
-            if line.startswith("| tutorial's") or line.startswith("| ours")}  # fmt: skip
-    assert set(rows) >= {"tutorial's code (baseline)", "ours, PostgreSQL", "ours, SQLite default"}
+    labels = {line.split(" | ")[0].strip("| :") for line in side.splitlines()}
+    assert {"tutorial's code (baseline)", "ours, PostgreSQL", "ours, SQLite default"} <= labels
     # The baseline against itself, the app against it: a ratio by each figure of each table.
-    for table_row in [line for line in side.splitlines() if line.startswith("| ours")]:
-        assert re.search(r"\(\d+\.\d\d×\)", table_row), table_row
-    assert f"| {RATE} × 302 |" in rows["tutorial's code (baseline)"]
+    for row in [line for line in side.splitlines() if line.startswith("| ours")]:
+        assert re.search(r"\(\d+\.\d\d×\)", row), row
+    assert re.search(r"\| tutorial's code \(baseline\) \| [\d,]+ × 302 \|", side)
     targets = report[report.index("## Targets") : report.index("## Method")]
     # (The highest rate held has a ratio only when both held a step: that is timing.)
     assert "| highest rate with answer p99 < 250 ms" in targets
     for target in ("app CPU per submission", "worker CPU per email", "draining", "answer p99 at",
                    "SQLite default", "opening the page's socket"):  # fmt: skip
         line = next(line for line in targets.splitlines() if target in line)
-        assert re.search(r"\| \d+\.\d\d×", line), line  # a ratio measured in this run
+        assert re.search(r"\| (worst )?\d+\.\d\d×", line), line  # a ratio measured in this run
         assert line.rstrip().endswith(("| **yes** |", "| no |")), line
 
 
