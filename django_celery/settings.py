@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "realtime",
     "feedback",
+    "livetasks",
     "outbox",
     "health",
     "web",
@@ -232,6 +233,8 @@ FEEDBACK_STUCK_AFTER = env.float("FEEDBACK_STUCK_AFTER", 6 * FEEDBACK_SWEEP_INTE
 WORKER_PRESENCE_TIMEOUT = env.float("WORKER_PRESENCE_TIMEOUT", 1)
 # Seconds of "talking to a slow mail service" before the real send (the tutorial's sleep).
 FEEDBACK_SEND_DELAY = env.float("FEEDBACK_SEND_DELAY", 3)
+# Rows a second at most for the admin's bulk jobs (resend, export); 0: as fast as they go.
+FEEDBACK_JOB_ROWS_PER_SECOND = max(0.0, env.float("FEEDBACK_JOB_ROWS_PER_SECOND", 0))
 # Seconds after submitting during which the submitter may undo; 0 switches it off.
 FEEDBACK_UNDO_SECONDS = max(0.0, env.float("FEEDBACK_UNDO_SECONDS", 5))
 # Seconds a watch token (status page, websocket) stays valid after submitting.
@@ -246,6 +249,27 @@ elif not re.fullmatch(r"[1-9]\d*/\d*[smhd]", FEEDBACK_RATE_LIMIT):
     raise ImproperlyConfigured(
         f"FEEDBACK_RATE_LIMIT={FEEDBACK_RATE_LIMIT!r}: use a count per period, like 5/m or 100/h."
     )
+
+# --- Live tasks (livetasks/, docs/live-tasks.md) ----------------------------------------
+# A finished task's output (and its row) is deleted this long after it ended; its watch and
+# download links last as long.
+LIVETASKS_KEEP_SECONDS = env.int("LIVETASKS_KEEP_SECONDS", 24 * 60 * 60)
+# A running task that reported no progress for this long is taken for a dead worker's; one
+# waiting this long is sent again. Checked every LIVETASKS_SWEEP_INTERVAL seconds (beat).
+LIVETASKS_LEASE = env.float("LIVETASKS_LEASE", 60)
+LIVETASKS_SWEEP_INTERVAL = env.float("LIVETASKS_SWEEP_INTERVAL", 10)
+# Where outputs are kept: shared by the web and the workers (a shared volume in production).
+LIVETASKS_OUTPUT_DIR = Path(
+    env.str("LIVETASKS_OUTPUT_DIR", "").strip() or BASE_DIR / "var" / "livetasks"
+)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "livetasks": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": LIVETASKS_OUTPUT_DIR},
+    },
+}
 
 # --- Redis and Celery ------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -322,6 +346,9 @@ CELERY_BEAT_SCHEDULE = {
         WORKER_CENSUS_SECONDS, "workers.tasks.take_workers_census", queue=FEEDBACK_SWEEP_QUEUE
     ),
     "sessions-clear-expired": every(300.0, "web.tasks.sessions_clear_expired"),
+    "livetasks-sweep": every(
+        LIVETASKS_SWEEP_INTERVAL, "livetasks.tasks.sweep_live_tasks", queue=FEEDBACK_SWEEP_QUEUE
+    ),
 }  # fmt: skip
 CELERY_BEAT_SCHEDULE_FILENAME = env.str(
     "CELERY_BEAT_SCHEDULE_FILENAME",

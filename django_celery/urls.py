@@ -11,6 +11,7 @@ urlpatterns = [
     path("healthz", include("health.urls")),
     # The language selector posts to Django's set_language (a cookie).
     path("i18n/", include("django.conf.urls.i18n")),
+    path("tasks/", include("livetasks.urls")),
     path("", include("feedback.urls")),
 ]
 

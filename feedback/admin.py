@@ -5,19 +5,31 @@ What staff may do to a feedback is what the transition table lets a person do
 failed one, Cancel one that waits (Undo, Stop trying). The change page shows
 the feedback's status card, live over the page's one socket, with a watch
 token bound to the staff member's own session.
+
+On the list, "Resend all selected" and "Export as CSV" run as one background
+job each (feedback/jobs.py); the admin then shows the job's live card on a page
+of its own, which only the staff member who started it can open.
 """
+
+import uuid
+from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation
 from django.contrib.auth import get_permission_codename
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template import engines
 from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from . import services
-from .models import Feedback, FeedbackEvent
+from livetasks import LiveTaskResult
+
+from . import jobs, services
+from .models import Feedback, FeedbackEvent, Status
 from .selectors import feedback_render_status
 from .tokens import feedback_token
 from .transitions import is_final
@@ -60,7 +72,7 @@ class FeedbackAdmin(admin.ModelAdmin):
         # The badge and the card in the admin's colours (the list and the change page).
         css = {"all": ["css/admin.css"]}
 
-    actions = ["resend", "cancel"]
+    actions = ["resend_selected", "export_csv", "resend", "cancel"]
     # Every column, shown (a new one too); none is editable (has_change_permission).
     fields = readonly_fields = [
         field.name for field in Feedback._meta.get_fields() if field.concrete
@@ -99,7 +111,7 @@ class FeedbackAdmin(admin.ModelAdmin):
     @admin.action(
         permissions=["move"],
         description=_("Resend the confirmation of selected failed feedback"),
-        location=[ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM],
+        location=ActionLocation.CHANGE_FORM,
     )
     def resend(self, request: HttpRequest, queryset: QuerySet[Feedback]) -> None:
         # Through the same send-once path as a first send: only `failed` rows
@@ -142,6 +154,62 @@ class FeedbackAdmin(admin.ModelAdmin):
             status = feedback.get_status_display().lower()
             self.message_user(request, too_late % {"status": status}, messages.WARNING)
 
+    # -- Bulk jobs: one background job for the whole selection, watched live ----------
+
+    @admin.action(permissions=["move"], description=_("Resend all selected"))
+    def resend_selected(
+        self, request: HttpRequest, queryset: QuerySet[Feedback]
+    ) -> HttpResponse | None:
+        # Only failed rows can be resent: the others are counted and said so now, and the
+        # service checks each again when the job reaches it.
+        failed = queryset.filter(status=Status.FAILED)
+        resendable = failed.count()
+        if skipped := queryset.count() - resendable:
+            left = ngettext(
+                "Left %(count)d alone: only failed feedback can be resent.",
+                "Left %(count)d alone: only failed feedback can be resent.",
+                skipped,
+            )
+            self.message_user(request, left % {"count": skipped}, messages.WARNING)
+        if not resendable:
+            return None  # nothing to do: back to the list, with the message
+        return self.start_job(request, jobs.feedback_resend_selected, failed)
+
+    @admin.action(permissions=["view"], description=_("Export as CSV"))
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[Feedback]) -> HttpResponse:
+        return self.start_job(request, jobs.feedback_export_csv, queryset, request.LANGUAGE_CODE)
+
+    def start_job(
+        self, request: HttpRequest, job: Any, queryset: QuerySet[Feedback], *args: str
+    ) -> HttpResponse:
+        # The ids in the rows' order, so that the export writes them in that order.
+        ids = [str(pk) for pk in queryset.order_by("created_at", "pk").values_list("pk", flat=True)]
+        result = job.enqueue(ids, *args, owner=request)
+        # Redirected, so that a reload of the job's page never starts the job again.
+        return HttpResponseRedirect(reverse("admin:feedback_feedback_job", args=[result.pk]))
+
+    def get_urls(self) -> list:
+        view = self.admin_site.admin_view(self.job_view)
+        return [
+            path("jobs/<uuid:result_id>/", view, name="feedback_feedback_job"),
+            *super().get_urls(),
+        ]
+
+    def job_view(self, request: HttpRequest, result_id: uuid.UUID) -> HttpResponse:
+        """The job's live card in the admin's look; 404 for anyone but the session that started
+        it (the card's tag renders nothing for them)."""
+        result = LiveTaskResult.objects.filter(pk=result_id).first()
+        card = JOB_CARD.render({"result": result}, request) if result is not None else ""
+        if not card.strip():
+            raise Http404
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": JOB_TITLES.get(result.name, _("Background job")),
+            "card": card,
+        }
+        return TemplateResponse(request, "admin/feedback/feedback/job.html", context)
+
     # -- The status, as every page shows it --------------------------------------------
 
     @admin.display(description=_("status"), ordering="status")
@@ -162,3 +230,10 @@ class FeedbackAdmin(admin.ModelAdmin):
             context["watch_token"] = feedback_token(obj.pk, session=request.session)
             context["status_card"] = feedback_render_status(feedback=obj)
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+
+JOB_CARD = engines["django"].from_string("{% load livetasks %}{% live_task_card result %}")
+JOB_TITLES = {
+    jobs.feedback_resend_selected.name: _("Resend all selected"),
+    jobs.feedback_export_csv.name: _("Export as CSV"),
+}

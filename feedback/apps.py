@@ -11,6 +11,7 @@ class FeedbackConfig(AppConfig):
 
         from . import (
             checks,  # noqa: F401  (registers the timeouts check)
+            jobs,  # noqa: F401  (registers the admin's live tasks: a worker runs them by name)
             tasks,  # noqa: F401  (registers the Celery tasks: moves.enqueue finds one)
         )
         from .selectors import feedback_group_for_token, feedback_snapshot

@@ -15,11 +15,11 @@ from django.db import connections, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from realtime.publish import publish
+from realtime.publish import publish_rendering
 
 from .models import Feedback, FeedbackEvent
 from .queue import feedback_queue_changed
-from .selectors import feedback_render_status_each_language, status_group
+from .selectors import STATUS_PARTIAL, feedback_status_context, status_group
 from .transitions import MOVES, NOW, MoveName, is_final
 
 
@@ -111,9 +111,10 @@ def _update_returning(
 
 
 def feedback_publish(*, feedback: Feedback) -> bool:
-    return publish(
+    return publish_rendering(
         group=status_group(feedback.pk),
-        html=feedback_render_status_each_language(feedback=feedback),
+        template_name=STATUS_PARTIAL,
+        context=feedback_status_context(feedback=feedback),
         version=feedback.version,
         final=is_final(feedback.status),
     )

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.template.loader import render_to_string
-from django.utils import timezone, translation
+from django.utils import timezone
 
 from realtime.watch import Snapshot
 
@@ -72,19 +72,6 @@ def feedback_session_cards(*, session: MutableMapping[str, Any]) -> list[dict[st
 def feedback_render_status(*, feedback: Feedback) -> str:
     """The status in the active language: the request's, or the socket's."""
     return render_to_string(STATUS_PARTIAL, feedback_status_context(feedback=feedback))
-
-
-def feedback_render_status_each_language(*, feedback: Feedback) -> dict[str, str]:
-    """The status in every language the site speaks, for one publish to reach every page.
-
-    Read once, rendered once per language: the words are picked at render time.
-    """
-    context = feedback_status_context(feedback=feedback)
-    rendered = {}
-    for language, _name in settings.LANGUAGES:
-        with translation.override(language):
-            rendered[language] = render_to_string(STATUS_PARTIAL, context)
-    return rendered
 
 
 def feedback_group_for_token(token: str, *, session: Mapping[str, Any]) -> str | None:

@@ -10,6 +10,8 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.template.loader import render_to_string
+from django.utils import translation
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 logger = logging.getLogger(__name__)
@@ -82,6 +84,26 @@ def publish(*, group: str, html: str | Mapping[str, str], version: int, final: b
     catch up from the snapshot when they (re)connect.
     """
     return _group_send(group, status_event(html=html, version=version, final=final, group=group))
+
+
+def render_each_language(template_name: str, context: Mapping[str, Any]) -> dict[str, str]:
+    """`template_name` rendered once per language the site speaks, from one context: read
+    once, put into words per language (docs/decisions/0008-a-card-in-its-readers-language.md)."""
+    rendered = {}
+    for language, _name in settings.LANGUAGES:
+        with translation.override(language):
+            rendered[language] = render_to_string(template_name, context)
+    return rendered
+
+
+def publish_rendering(
+    *, group: str, template_name: str, context: Mapping[str, Any], version: int, final: bool
+) -> bool:
+    """Publish the state of one watched row: its status partial in every language, with the
+    row's version (a watcher drops an older one) and whether it is final. Call it once the
+    change is committed (`transaction.on_commit`): a rolled back change is never shown."""
+    html = render_each_language(template_name, context)
+    return publish(group=group, html=html, version=version, final=final)
 
 
 def broadcast(*, group: str, html: str) -> bool:

@@ -40,7 +40,16 @@ each_catalogue = pytest.mark.parametrize("po", CATALOGUES, ids=lambda po: po.par
 # What makemessages reads: the project minus what is not the app (the Makefile's
 # `messages` target ignores the same).
 NOT_THE_APP = {".git", ".venv", "tests", "devtools", "docs", "deploy", "staticfiles", "var"}
-APP_PACKAGES = ["django_celery", "feedback", "health", "outbox", "realtime", "web", "workers"]
+APP_PACKAGES = [
+    "django_celery",
+    "feedback",
+    "health",
+    "livetasks",
+    "outbox",
+    "realtime",
+    "web",
+    "workers",
+]
 
 PT = {"HTTP_ACCEPT_LANGUAGE": "pt-BR,pt;q=0.9,en;q=0.5"}
 EN = {"HTTP_ACCEPT_LANGUAGE": "en-US,en;q=0.9"}
@@ -483,12 +492,12 @@ def test_the_admin_speaks_portuguese_too(admin_client):
     delivery.feedback_mark_failed(feedback_id=feedback.pk, reason=Failure(Reason.NOT_SENT))
     admin_client.defaults.update(PT)
     html = admin_client.get("/admin/feedback/feedback/").content.decode()
-    assert "Reenviar a confirmação dos feedbacks com falha selecionados" in html
+    assert "Reenviar todos os selecionados" in html and "Exportar como CSV" in html
     assert "Por idioma" in html and "Português do Brasil" in html
     assert "Falhou" in html and "Na fila" in html  # the status filter's choices
     answer = admin_client.post(
-        "/admin/feedback/feedback/",
-        {"action": "resend", "_selected_action": [str(feedback.pk)]},
+        f"/admin/feedback/feedback/{feedback.pk}/change/",
+        {"CHANGE_FORM-action": "resend", "_selected_action": str(feedback.pk)},
         follow=True,
     )
     assert "1 confirmação voltou para a fila." in answer.content.decode()

@@ -26,7 +26,16 @@ def test_the_readme_grep_finds_no_library_internals():
 
 def test_the_grep_sees_a_private_name_and_an_override(tmp_path):
     """Without this, a grep broken by a typo would pass the test above for ever."""
-    for package in ("django_celery", "feedback", "realtime", "health", "outbox", "web", "workers"):
+    for package in (
+        "django_celery",
+        "feedback",
+        "livetasks",
+        "realtime",
+        "health",
+        "outbox",
+        "web",
+        "workers",
+    ):
         (tmp_path / package).mkdir()
     (tmp_path / "devtools").mkdir()
     (tmp_path / "feedback" / "a.py").write_text("rows = queryset._update(fields)\n")

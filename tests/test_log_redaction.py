@@ -23,6 +23,8 @@ def test_redact_hides_tokens_in_watch_paths_and_anywhere_else():
     assert redact(f"GET /feedback/{token}/ 200") == f"GET /feedback/{REDACTED}/ 200"
     assert redact(f"WSCONNECT /ws/feedback/{token}/") == f"WSCONNECT /ws/feedback/{REDACTED}/"
     assert redact("Not Found: /feedback/not-even-a-token/") == f"Not Found: /feedback/{REDACTED}/"
+    download = "Not Found: /tasks/not-a-token/download"  # a live task's
+    assert redact(download) == f"Not Found: /tasks/{REDACTED}/download"
     assert token not in redact(f"Referer: https://x.example/?t={token}&more")
     # Other paths and ordinary text are left alone.
     for line in ["GET / 200", "GET /static/css/app.css", "POST /admin/login/ 302", "a:b:c"]:
@@ -85,6 +87,7 @@ def test_no_token_in_haproxy_or_daphne_output_after_a_real_visit(start_daphne, s
         assert (
             browser.get(f"/feedback/{token}x/").status_code == 404
         )  # Django logs "Not Found: <path>"
+        assert browser.get(f"/tasks/{token}/download").status_code == 404  # a live task's
         cookie = "; ".join(f"{name}={value}" for name, value in browser.cookies.items())
 
     ws_path = f"{proxy.ws_url}/ws/feedback/{token}/"
@@ -108,6 +111,7 @@ def test_no_token_in_haproxy_or_daphne_output_after_a_real_visit(start_daphne, s
     access = proxy.log_text()
     assert f'"GET /feedback/{REDACTED}/"' in access
     assert f'"GET /ws/feedback/{REDACTED}/"' in access
+    assert f'"GET /tasks/{REDACTED}/download"' in access
     assert f"Not Found: /feedback/{REDACTED}/" in daphne.log_text()
     for log in (access, daphne.log_text()):
         assert token not in log

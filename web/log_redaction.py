@@ -1,6 +1,7 @@
 """Keep watch tokens out of every log line.
 
-A status URL (/feedback/<token>/, /ws/feedback/<token>/) carries a token, and
+A status URL (/feedback/<token>/, /ws/feedback/<token>/, a live task's /tasks/<token>/)
+carries a token, and
 URLs end up in logs: Django's "Not Found: <path>" warnings, for one. Tokens are
 bound to the submitter's session, so a leaked one is of little use, but they
 still must not be written down. `RedactingFormatter` is the formatter of every
@@ -19,7 +20,7 @@ REDACTED = "[redacted]"
 # path begins: at the start of a line or a word, after a quote, or after `//host`. A file
 # path such as `File "/srv/app/feedback/tasks.py"` has a directory before its `/feedback/`.
 _TOKEN_IN_PATH = re.compile(
-    r"((?:^|[\s\"'(=,]|//[^/\s\"']+)/(?:ws/[\w-]+|feedback)/)[^/\s\"'?#]+", re.MULTILINE
+    r"((?:^|[\s\"'(=,]|//[^/\s\"']+)/(?:ws/[\w-]+|feedback|tasks)/)[^/\s\"'?#]+", re.MULTILINE
 )
 # Anything shaped like a django.core.signing value (payload:timestamp:signature)
 # anywhere else in a line, e.g. in a Referer header or a future route.
