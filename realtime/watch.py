@@ -21,6 +21,8 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True)
 class Snapshot:
+    """What a watch is answered with first: a row's current state, rendered."""
+
     group: str  # the channel-layer group that carries updates
     html: str  # the current state, rendered
     version: int  # grows with every change; older updates are dropped
