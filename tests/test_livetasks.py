@@ -7,12 +7,14 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import AnonymousUser, User
 from django.contrib.sessions.backends.db import SessionStore
+from django.core.checks import run_checks
 from django.core.files.storage import storages
 from django.test import RequestFactory
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy
 
 from livetasks import Cancelled, LiveTaskResult, TaskContext, TaskResultStatus, live_task
+from livetasks.checks import live_tasks_settings
 from livetasks.selectors import result_render, result_token, task_group_for_token, task_snapshot
 from livetasks.services import result_cancel
 from livetasks.sweeping import live_tasks_sweep
@@ -293,3 +295,13 @@ def test_owned_by_finds_a_sessions_own_results_and_no_one_elses(db):
     # An anonymous start stays the browser's after a login.
     anonymous.session["_auth_user_id"] = str(ada.pk)
     assert list(owned(anonymous.session)) == [mine]
+
+
+def test_bad_settings_are_reported_by_the_system_check(db, settings):
+    assert live_tasks_settings() == []
+    settings.LIVETASKS_KEEP_SECONDS = 0
+    settings.LIVETASKS_LEASE = 0.2  # below how often progress is stored: healthy tasks swept
+    settings.LIVETASKS_SWEEP_INTERVAL = -1
+    assert [error.id for error in run_checks() if error.id.startswith("livetasks.")] == [
+        "livetasks.E001", "livetasks.E002", "livetasks.E003",
+    ]  # fmt: skip
