@@ -247,8 +247,9 @@ def scenario_page(stack: BenchStack, url: str, sizes: Sizes, *, tutorial: bool) 
 def scenario_drain(stack: BenchStack, sizes: Sizes, *, chaos: bool) -> dict:
     """3. A queue of ``drain`` emails, then one worker node (2 pool processes) empties it.
 
-    ``chaos``: beat runs the sweeper; a pool process is SIGKILLed every 5 s and Redis
-    (no persistence: its queue is lost) restarts once; counted after the sending lease.
+    ``chaos``: beat runs the sweeper; a pool process is SIGKILLed every 5 s (``BENCH_KILL_EVERY``
+    seconds, at least 0.5) and Redis (no persistence: its queue is lost) restarts once;
+    counted after the sending lease.
     """
     from feedback.services import feedback_submit
 
@@ -263,6 +264,7 @@ def scenario_drain(stack: BenchStack, sizes: Sizes, *, chaos: bool) -> dict:
         stack.start_beat(**env)
     stack.start_workers(1, concurrency=2, **env)
     before = stack.cpu()  # from the node's ready line: its start-up is not a drain's cost
+    every = max(0.5, float(os.environ.get("BENCH_KILL_EVERY", "5")))
     started, kills, restarted = time.monotonic(), 0, False
     lease = 10 + max(2.0, 0.25 * 10) if chaos else 0  # FEEDBACK_SENDING_LEASE for 10 s
     deadline = started + sizes.budget + lease
@@ -277,7 +279,7 @@ def scenario_drain(stack: BenchStack, sizes: Sizes, *, chaos: bool) -> dict:
             stack.redis.stop()
             stack.redis.start()
             restarted = True
-        if chaos and elapsed > 5 * (kills + 1):
+        if chaos and elapsed > 5 + every * kills:
             # A pool process, not the node's main one; none between a kill and its
             # replacement's start: then the next tick tries again.
             pool = stack.workers[0].pool_pids()
@@ -294,7 +296,8 @@ def scenario_drain(stack: BenchStack, sizes: Sizes, *, chaos: bool) -> dict:
     span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else None
     counts = delivery(stack, tag, addresses)
     return {
-        "chaos": chaos, "kills": kills, "redis_restarts": int(restarted), **counts,
+        "chaos": chaos, "kills": kills, "kill_every": every if chaos else None,
+        "redis_restarts": int(restarted), **counts,
         "not_once": not_once(stack, tag, addresses), "set_aside": set_aside,
         "seconds": span, "emails_per_s": (len(arrivals) - 1) / span if span else None,
         "worker_ms_per_email": 1000 * cpu["worker"] / max(counts["emails"], 1),
