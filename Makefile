@@ -14,7 +14,7 @@ help:
 	@echo "make admin  a login for the admin (development): creates or resets the user admin"
 	@echo "make test   set up .venv with the test requirements and run the whole suite (SQLite, then PostgreSQL)"
 	@echo "make test-fast  the suite without browser and multi-process tests (-m 'not slow')"
-	@echo "make bench  the open-loop benchmark on this machine, writes docs/benchmarks.md (18 to 40 min, after the machine)"
+	@echo "make bench  the app side by side with the tutorial's shape, open loop; writes docs/benchmarks.md (at most 25 min)"
 	@echo "make lint   ruff check and format check"
 	@echo "make messages  update locale/*/django.po from the code and compile the .mo (needs gettext)"
 	@echo "make clean  remove .venv and caches"
@@ -60,7 +60,9 @@ test-fast: venv-test
 
 # The open-loop bench on this machine, load to 127.0.0.1 only; writes docs/benchmarks.md and
 # docs/benchmarks.json (no profiler: `python -m devtools.bench --profile DIR` is a separate run).
-# Extra arguments, e.g. `make bench BENCH_ARGS="--quick"` or "--configs sqlite --scenarios 1".
+# The tutorial's shape (devtools/bench/baseline) runs first, the app after it, on the same load.
+# Extra arguments, e.g. `make bench BENCH_ARGS="--quick"` or "--configs baseline,postgres
+# --scenarios submit".
 BENCH_ARGS ?=
 bench: venv-test
 	BENCH_COMMAND="make bench $(if $(BENCH_ARGS),BENCH_ARGS='$(BENCH_ARGS)')" \

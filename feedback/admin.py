@@ -197,11 +197,11 @@ class FeedbackAdmin(admin.ModelAdmin):
 
     def job_view(self, request: HttpRequest, result_id: uuid.UUID) -> HttpResponse:
         """The job's live card in the admin's look; 404 for anyone but the session that started
-        it (the card's tag renders nothing for them)."""
-        result = LiveTaskResult.objects.filter(pk=result_id).first()
-        card = JOB_CARD.render({"result": result}, request) if result is not None else ""
-        if not card.strip():
+        it."""
+        result = LiveTaskResult.objects.owned_by(request.session).filter(pk=result_id).first()
+        if result is None:
             raise Http404
+        card = JOB_CARD.render({"result": result}, request)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -229,6 +229,7 @@ class FeedbackAdmin(admin.ModelAdmin):
             # The staff member's own watch: bound to this session, like a submitter's.
             context["watch_token"] = feedback_token(obj.pk, session=request.session)
             context["status_card"] = feedback_render_status(feedback=obj)
+            context["status_final"] = is_final(obj.status)
         return super().render_change_form(request, context, add, change, form_url, obj)
 
 

@@ -85,8 +85,8 @@ def feedback_mark_progress(
     return feedback_move(MoveName.PROGRESS, feedback_id=feedback_id, step=step, progress=progress)
 
 
-def feedback_send_email(*, feedback: Feedback) -> None:
-    """Send the confirmation, showing progress during the simulated delay.
+def feedback_send_email(*, feedback: Feedback) -> str:
+    """Send the confirmation, showing progress during the simulated delay; return its Message-ID.
 
     The server's 250 is followed at once by the receipt (receipts.py), before
     anything else. Raises DeliveryError (mail.send_confirmation) when the send failed.
@@ -98,7 +98,7 @@ def feedback_send_email(*, feedback: Feedback) -> None:
                 progress = round(100 * index / len(SEND_STEPS))
                 feedback_mark_progress(feedback_id=feedback.pk, step=step, progress=progress)
             time.sleep(delay / len(SEND_STEPS))
-    send_confirmation(
+    return send_confirmation(
         feedback=feedback, accepted=partial(receipts.receipt_write, feedback_id=feedback.pk)
     )
 
@@ -122,8 +122,8 @@ def feedback_deliver(*, feedback_id: uuid.UUID | str, worker: str = "") -> Feedb
         if wait > 0:  # delivered early (a redelivery, the sweeper): not yet
             raise TooEarly(wait)
         return None
-    feedback_send_email(feedback=feedback)
-    return feedback_record_sent(feedback_id=feedback.pk)
+    message_id = feedback_send_email(feedback=feedback)
+    return feedback_record_sent(feedback_id=feedback.pk, message_id=message_id)
 
 
 class SentNotRecorded(OperationalError):
@@ -140,12 +140,19 @@ RECORD_SENT_WITHIN = 20.0
 RECORD_SENT_BACKOFF = (0.05, 2.0)
 
 
-def feedback_record_sent(*, feedback_id: uuid.UUID | str) -> Feedback:
+def feedback_record_sent(
+    *, feedback_id: uuid.UUID | str, message_id: str | None = None
+) -> Feedback:
     """Record `sent` for a message the mail server accepted, until the database takes it.
 
     A database error here is not a delivery error: the email is out. Each
     refusal (locked, restarting, a pool that timed out) is tried again with a
     bounded backoff; past RECORD_SENT_WITHIN, SentNotRecorded.
+
+    `message_id`: the message this process just handed over. Its receipt is
+    written again after each refusal: Redis may have refused the first write
+    (restarting, full), and until the receipt or `sent` sticks only this
+    process knows the email is out.
     """
     deadline = time.monotonic() + RECORD_SENT_WITHIN
     delay, longest = RECORD_SENT_BACKOFF
@@ -153,6 +160,8 @@ def feedback_record_sent(*, feedback_id: uuid.UUID | str) -> Feedback:
         try:
             return feedback_mark_sent(feedback_id=feedback_id)
         except (OperationalError, InterfaceError) as error:
+            if message_id is not None:
+                receipts.receipt_write(feedback_id=feedback_id, message_id=message_id)
             if time.monotonic() + delay > deadline:
                 raise SentNotRecorded(f"`sent` not recorded for {feedback_id}: {error}") from error
             logger.warning(

@@ -82,17 +82,18 @@ class Pace:
             time.sleep(max(0.0, self.started + done / self.rate - time.monotonic()))
 
 
-@live_task(cancellable=True)
-def feedback_resend_selected(context: TaskContext, ids: list[str]) -> None:
-    """Resend each of these feedback through the services: a row no longer failed is left."""
-    total, done, pace = len(ids), 0, Pace()
+@live_task(cancellable=True, result_template="admin/feedback/feedback/resent.html")
+def feedback_resend_selected(context: TaskContext, ids: list[str]) -> dict[str, int]:
+    """Resend each of these feedback through the services: a row no longer failed (sent or
+    deleted since the click) is left alone. Returns how many were resent and left."""
+    total, done, resent, pace = len(ids), 0, 0, Pace()
     context.progress(done=0, total=total, step=RESENDING)
     for chunk in batched(ids, RESEND_ROWS_PER_STEP):
-        for pk in chunk:
-            services.feedback_resend(feedback_id=pk)
+        resent += sum(services.feedback_resend(feedback_id=pk) for pk in chunk)
         done += len(chunk)
         pace.wait(done)
         context.progress(done=done, total=total, step=RESENDING)
+    return {"resent": resent, "skipped": total - resent}
 
 
 @live_task(cancellable=True)

@@ -224,8 +224,9 @@ os.register_at_fork(after_in_child=kept_mailer.forget)
 atexit.register(kept_mailer.close)
 
 
-def send_confirmation(*, feedback: Feedback, accepted: Callable[..., object]) -> None:
-    """Send the confirmation over the default mailer, on this process's kept connection.
+def send_confirmation(*, feedback: Feedback, accepted: Callable[..., object]) -> str:
+    """Send the confirmation over the default mailer, on this process's kept connection;
+    return its Message-ID.
 
     `accepted(message_id)` is called right after the server's 250, before
     anything else (the receipt, feedback/receipts.py). SMTP and network errors
@@ -236,6 +237,7 @@ def send_confirmation(*, feedback: Feedback, accepted: Callable[..., object]) ->
         message = build_confirmation_email(feedback=feedback)
         message_id = message.extra_headers["Message-ID"]
         kept_mailer.send(message, accepted=lambda: accepted(message_id=message_id))
+        return message_id
     except (smtplib.SMTPException, OSError) as error:
         raise DeliveryError(
             describe_send_error(error), cause=error, transient=is_transient_send_error(error)

@@ -4,6 +4,7 @@ from typing import Any
 
 __all__ = [
     "Cancelled",
+    "LiveTask",
     "LiveTaskResult",
     "TaskContext",
     "TaskResultStatus",

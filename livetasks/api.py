@@ -17,10 +17,11 @@ from django.core.files.storage import storages
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import translation
+from django.utils.json import normalize_json
 
 from . import services
 from .models import LiveTaskResult, TaskResultStatus
-from .selectors import result_token
+from .selectors import result_templates, result_token
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ class TaskContext:
         self.result_id: uuid.UUID = result.pk
         self._step = result.step
         self._written_at = float("-inf")
+        # The last `done` reported, stored or not: a task that stops keeps how far it got.
+        self.done = result.done
         self.output_path = ""
         self.output_name = ""
         self.output_content_type = ""
@@ -56,6 +59,7 @@ class TaskContext:
         site's default language and shown in each reader's.
         """
         step = str(step)  # in LANGUAGE_CODE: the task runs under it (run_live_task)
+        self.done = done
         now = time.monotonic()
         due = (
             now - self._written_at >= PROGRESS_INTERVAL
@@ -77,8 +81,9 @@ class TaskContext:
         """A text file to write the task's output to, offered for download only once the
         task ended SUCCESSFUL. Written to a temporary file first (memory stays flat),
         then stored in the "livetasks" storage."""
-        if self.output_path:
+        if self.output_name:
             raise RuntimeError("a live task has one output")
+        self.output_name, self.output_content_type = name, content_type
         with tempfile.TemporaryFile() as raw:
             text = io.TextIOWrapper(raw, encoding=encoding, newline="")
             yield text
@@ -88,7 +93,6 @@ class TaskContext:
                 f"{self.result_id.hex}/{name}", File(raw, name=name)
             )
             text.detach()
-        self.output_name, self.output_content_type = name, content_type
 
     def discard_output(self) -> None:
         if self.output_path:
@@ -96,8 +100,9 @@ class TaskContext:
             self.output_path = ""
 
 
-def run_live_task(function: Callable[..., None], result_id: str) -> None:
-    """The body of every live task's Celery task: claim the row, run, end in a final state."""
+def run_live_task(function: Callable[..., Any], result_id: str) -> None:
+    """The body of every live task's Celery task: claim the row, run, end in a final state
+    (SUCCESSFUL with what the function returned, as JSON)."""
     result = services.result_claim(result_id)
     if result is None:
         return  # cancelled before it started, or delivered twice: nothing to do
@@ -105,19 +110,25 @@ def run_live_task(function: Callable[..., None], result_id: str) -> None:
     Status = TaskResultStatus
     try:
         with translation.override(settings.LANGUAGE_CODE):
-            function(context, *result.args, **result.kwargs)
+            returned = function(context, *result.args, **result.kwargs)
+        return_value = normalize_json(returned)  # TypeError, ValueError: FAILED
     except Cancelled:
         context.discard_output()
-        services.result_finish(result_id, status=Status.CANCELLED)
+        services.result_finish(
+            result_id, status=Status.CANCELLED, done=context.done, output_name=context.output_name
+        )
         return
     except Exception as error:
         logger.exception("Live task %s (%s) failed", result.name, result_id)
         context.discard_output()
-        services.result_finish(result_id, status=Status.FAILED, error=repr(error)[:2000])
+        services.result_finish(
+            result_id, status=Status.FAILED, error=repr(error)[:2000], done=context.done
+        )
         return
     finished = services.result_finish(
         result_id,
         status=Status.SUCCESSFUL,
+        return_value=return_value,
         output_path=context.output_path,
         output_name=context.output_name,
         output_content_type=context.output_content_type,
@@ -130,9 +141,10 @@ def run_live_task(function: Callable[..., None], result_id: str) -> None:
 class LiveTask:
     """A function made a live task by @live_task; `.enqueue()` starts it."""
 
-    function: Callable[..., None]
+    function: Callable[..., Any]
     task: Task
     cancellable: bool
+    result_template: str = ""
 
     @property
     def name(self) -> str:
@@ -148,12 +160,20 @@ class LiveTask:
 
 
 def live_task(
-    function: Callable[..., None] | None = None, *, cancellable: bool = False, **options: Any
+    function: Callable[..., Any] | None = None,
+    *,
+    cancellable: bool = False,
+    result_template: str = "",
+    **options: Any,
 ) -> Any:
     """Make `function(context, *args, **kwargs)` a live task: a Celery task underneath
-    (acks_late; `options` go to Celery's shared_task: name, time limits, queue…)."""
+    (acks_late; `options` go to Celery's shared_task: name, time limits, queue…).
 
-    def make(function: Callable[..., None]) -> LiveTask:
+    `result_template`: a template the card includes once the task ended, with `result` (its
+    `return_value` among the rest), to say what came of it in the reader's words.
+    """
+
+    def make(function: Callable[..., Any]) -> LiveTask:
         def run(task: Task, result_id: str) -> None:
             run_live_task(function, result_id)
 
@@ -167,7 +187,11 @@ def live_task(
             ignore_result=True,
             **options,
         )(run)
-        return LiveTask(function=function, task=task, cancellable=cancellable)
+        if result_template:
+            result_templates[task.name] = result_template
+        return LiveTask(
+            function=function, task=task, cancellable=cancellable, result_template=result_template
+        )
 
     return make if function is None else make(function)
 

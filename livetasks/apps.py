@@ -9,6 +9,7 @@ class LiveTasksConfig(AppConfig):
     def ready(self) -> None:
         from realtime import watch
 
+        from . import checks  # noqa: F401  (registers the settings check)
         from .selectors import KIND, task_group_for_token, task_snapshot
 
         watch.register(KIND, group=task_group_for_token, snapshot=task_snapshot)

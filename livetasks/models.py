@@ -1,10 +1,16 @@
+import hashlib
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import SESSION_KEY as USER_SESSION_KEY
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
+
+from realtime.tokens import SESSION_KEY as WATCHER_SESSION_KEY
 
 
 class TaskResultStatus(models.TextChoices):
@@ -20,6 +26,25 @@ class TaskResultStatus(models.TextChoices):
 FINISHED = frozenset({
     TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED, TaskResultStatus.CANCELLED
 })  # fmt: skip
+
+
+def owner_digest(key: str) -> str:
+    """What a result keeps of its owner's watcher key: enough to check it, not to use it."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class LiveTaskResultQuerySet(models.QuerySet):
+    def owned_by(self, session: Mapping[str, Any]) -> "LiveTaskResultQuerySet":
+        """The results this session started: its watcher key and, if one was logged in when
+        the task was enqueued, the same user (`request.session`, or a socket's session)."""
+        key = session.get(WATCHER_SESSION_KEY)
+        if not isinstance(key, str) or not key:
+            return self.none()
+        user_id = session.get(USER_SESSION_KEY)
+        same_user = models.Q(owner__isnull=True)
+        if isinstance(user_id, str):  # written by Django's login: the user's pk, as text
+            same_user |= models.Q(owner_id=user_id)
+        return self.filter(same_user, owner_session=owner_digest(key))
 
 
 class LiveTaskResult(models.Model):
@@ -64,6 +89,10 @@ class LiveTaskResult(models.Model):
     output_path = models.CharField(_("output file"), max_length=300, blank=True)
     output_name = models.CharField(_("output name"), max_length=200, blank=True)
     output_content_type = models.CharField(_("output type"), max_length=100, blank=True)
+    # What the task returned (JSON), kept once it ended SUCCESSFUL; None before and otherwise.
+    return_value = models.JSONField(_("return value"), null=True, blank=True)
+
+    objects = LiveTaskResultQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -1,13 +1,12 @@
 """Reads: a task's card as the page, the htmx poll and the websocket show it, and who may
 see it. The tag, the views, the watch and the publisher all render through here."""
 
-import hashlib
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import SESSION_KEY as USER_SESSION_KEY
+from django.core.exceptions import ValidationError
 from django.template.loader import render_to_string
 
 from realtime import tokens
@@ -19,6 +18,8 @@ KIND = "task"  # data-watch="task/<token>"
 SALT = "livetasks.watch"
 CARD = "livetasks/card.html"
 STATUS_PARTIAL = "livetasks/card.html#status"
+# A task's template for its final card (@live_task(result_template=…)), by the task's name.
+result_templates: dict[str, str] = {}
 
 
 def task_group(result_id: uuid.UUID | str) -> str:
@@ -40,31 +41,26 @@ def result_id_from_token(token: str, *, session: Mapping[str, Any]) -> uuid.UUID
         return None
 
 
-def result_owned_by(result: LiveTaskResult, *, session: Mapping[str, Any]) -> bool:
-    """The session that started it and, if one was logged in, the same user."""
-    key = session.get(tokens.SESSION_KEY)
-    if not isinstance(key, str) or not result.owner_session:
-        return False
-    if hashlib.sha256(key.encode()).hexdigest() != result.owner_session:
-        return False
-    return result.owner_id is None or session.get(USER_SESSION_KEY) == str(result.owner_id)
+def result_for(session: Mapping[str, Any], result_id: uuid.UUID | str) -> LiveTaskResult | None:
+    """The result of this id if this session started it (LiveTaskResult.objects.owned_by);
+    None otherwise: missing, foreign and malformed look alike."""
+    try:
+        return LiveTaskResult.objects.owned_by(session).filter(pk=result_id).first()
+    except ValidationError:  # not a UUID
+        return None
 
 
 def result_for_token(token: str, *, session: Mapping[str, Any]) -> LiveTaskResult | None:
     """The result a token names if this session owns it; None otherwise (all look alike)."""
     result_id = result_id_from_token(token, session=session)
-    if result_id is None:
-        return None
-    result = LiveTaskResult.objects.filter(pk=result_id).first()
-    if result is None or not result_owned_by(result, session=session):
-        return None
-    return result
+    return None if result_id is None else result_for(session, result_id)
 
 
 def result_card_context(*, result: LiveTaskResult) -> dict[str, Any]:
     return {
         "result": result,
         "eta_seconds": result.eta_seconds,
+        "result_template": result_templates.get(result.name, "") if result.is_finished else "",
     }
 
 

@@ -1,7 +1,6 @@
 """Writes: every change of a LiveTaskResult is a conditional UPDATE made here, which bumps
 its version and publishes the card after commit (the row is the truth, a push a hint)."""
 
-import hashlib
 import uuid
 from functools import partial
 from typing import Any
@@ -17,15 +16,10 @@ from django.utils import timezone
 from realtime.publish import publish_rendering
 from realtime.tokens import watcher_key
 
-from .models import LiveTaskResult, TaskResultStatus
+from .models import LiveTaskResult, TaskResultStatus, owner_digest
 from .selectors import STATUS_PARTIAL, result_card_context, task_group
 
 Status = TaskResultStatus
-
-
-def owner_digest(key: str) -> str:
-    """What the row keeps of its owner's watcher key: enough to check it, not to use it."""
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def result_create(
@@ -103,14 +97,15 @@ def result_goes_on(result_id: uuid.UUID | str) -> bool:
 
 
 def result_finish(
-    result_id: uuid.UUID | str, *, status: Status, error: str = "", **output: Any
+    result_id: uuid.UUID | str, *, status: Status, error: str = "", **values: Any
 ) -> LiveTaskResult | None:
-    """RUNNING to a final status; SUCCESSFUL counts everything done."""
+    """RUNNING to a final status, with `values` (how far it got, its output, what it
+    returned); SUCCESSFUL counts everything done."""
     if status == Status.SUCCESSFUL:
-        output["done"] = Coalesce(F("total"), F("done"))
+        values["done"] = Coalesce(F("total"), F("done"))
     return result_move(
         result_id, where=Q(status=Status.RUNNING), status=status, error=error,
-        finished_at=timezone.now(), **output,
+        finished_at=timezone.now(), **values,
     )  # fmt: skip
 
 

@@ -4,13 +4,17 @@
 mailbox``, see ``outbox/management/commands/mailbox.py``), so the confirmation
 emails really travel over SMTP, and the debug-only Outbox page lists them.
 
-Each received message is appended to the file (``settings.DEV_MAILBOX``) as one
-JSON line; the Outbox reads the file (``read_mails``). One writer (the server),
-any number of readers: a half-written last line is skipped, never an error.
+The server appends each message to the file (``settings.DEV_MAILBOX``) as it came,
+one JSON line: its envelope and its bytes. It parses nothing before its 250: the
+sender waits for that answer, and the longer it waits the wider the window in
+which a sender killed after the message was stored sends it again. The Outbox
+reads the file (``read_mails``) and parses then. One writer (the server), any
+number of readers: a half-written last line is skipped, never an error.
 """
 
 import email
 import email.policy
+import functools
 import json
 import threading
 from dataclasses import dataclass
@@ -40,21 +44,41 @@ class Mail:
         return "".join(c if c.isalnum() or c in "-_." else "-" for c in local)
 
 
-def mail_record(*, mail_from: str, rcpt_tos: list[str], raw: bytes) -> dict:
+def stored_line(*, mail_from: str, rcpt_tos: list[str], raw: bytes) -> str:
+    """One message as the server stores it: the envelope and the bytes as received
+    (8-bit bytes that are not UTF-8 kept by surrogateescape)."""
+    return json.dumps({
+        "received_at": datetime.now(UTC).isoformat(), "mail_from": mail_from,
+        "rcpt_tos": list(rcpt_tos), "raw": raw.decode("utf-8", "surrogateescape"),
+    })  # fmt: skip
+
+
+def text_of(part) -> str:
+    try:
+        text = part.get_content()
+    except LookupError:  # a charset Python does not know: the bytes as UTF-8, mended
+        text = part.get_payload(decode=True).decode("utf-8", "replace")
+    return text.replace("\r\n", "\n")  # lines end in CRLF on the wire; the page wants text
+
+
+@functools.lru_cache(maxsize=256)
+def parse_line(line: str) -> Mail:
+    """A stored line as a Mail (parsed once per process: the Outbox reads them again)."""
+    record = json.loads(line)
+    raw = record["raw"].encode("utf-8", "surrogateescape")
     message = email.message_from_bytes(raw, policy=email.policy.default)
     part = message.get_body(preferencelist=("plain", "html"))
     html = message.get_body(preferencelist=("html",))
-    return {
-        "received_at": datetime.now(UTC).isoformat(),
-        "mail_from": mail_from,
-        "rcpt_tos": list(rcpt_tos),
-        "to": str(message.get("To", "")),
-        "subject": str(message.get("Subject", "")),
-        "message_id": str(message.get("Message-ID", "")),
-        # Lines end in CRLF on the wire; the page wants plain text.
-        "body": (part or message).get_content().replace("\r\n", "\n"),
-        "html": html.get_content() if html is not None and html is not part else "",
-    }
+    return Mail(
+        received_at=datetime.fromisoformat(record["received_at"]),
+        mail_from=record["mail_from"],
+        rcpt_tos=list(record["rcpt_tos"]),
+        to=str(message.get("To", "")),
+        subject=str(message.get("Subject", "")),
+        message_id=str(message.get("Message-ID", "")),
+        body=text_of(part or message),
+        html=text_of(html) if html is not None and html is not part else "",
+    )
 
 
 def read_mails(path: Path, *, limit: int = 100) -> list[Mail]:
@@ -66,10 +90,8 @@ def read_mails(path: Path, *, limit: int = 100) -> list[Mail]:
     mails = []
     for line in reversed(lines):
         try:
-            record = json.loads(line)
-            record["received_at"] = datetime.fromisoformat(record["received_at"])
-            mails.append(Mail(**record))
-        except (ValueError, TypeError, KeyError):
+            mails.append(parse_line(line))
+        except (ValueError, TypeError, LookupError, AttributeError):
             continue  # a line still being written, or not ours
         if len(mails) >= limit:
             break
@@ -77,7 +99,7 @@ def read_mails(path: Path, *, limit: int = 100) -> list[Mail]:
 
 
 class MailboxHandler:
-    """aiosmtpd handler: append every message to ``path`` as a JSON line."""
+    """aiosmtpd handler: append every message to ``path`` as a JSON line, unparsed."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -88,9 +110,9 @@ class MailboxHandler:
         raw = envelope.original_content or envelope.content
         if isinstance(raw, str):
             raw = raw.encode()
-        record = mail_record(mail_from=envelope.mail_from, rcpt_tos=envelope.rcpt_tos, raw=raw)
+        line = stored_line(mail_from=envelope.mail_from, rcpt_tos=envelope.rcpt_tos, raw=raw)
         with self._lock, self.path.open("a", encoding="utf-8") as mailbox:
-            mailbox.write(json.dumps(record) + "\n")
+            mailbox.write(line + "\n")
         return "250 Message accepted for delivery"
 
 

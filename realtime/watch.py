@@ -21,6 +21,8 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True)
 class Snapshot:
+    """What a watch is answered with first: a row's current state, rendered."""
+
     group: str  # the channel-layer group that carries updates
     html: str  # the current state, rendered
     version: int  # grows with every change; older updates are dropped
@@ -53,6 +55,9 @@ NO_SESSION: Mapping[str, Any] = {}
 
 
 def register(kind: str, *, group: GroupResolver, snapshot: Resolver) -> None:
+    """Make tokens of `kind` watchable ("watch <kind>/<token>" on the page's socket): `group`
+    names a token's channel-layer group, `snapshot` reads its current state; either answers
+    None to refuse. Call it from an AppConfig.ready()."""
     _kinds[kind] = Watchable(group=group, snapshot=snapshot)
 
 

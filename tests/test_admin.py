@@ -311,6 +311,49 @@ def test_the_cards_undo_button_cancels_from_the_change_page(
     assert waiting.status == "cancelled"
 
 
+STATUS_POLL = re.compile(r"^https?://[^/]+/feedback/[^/]+/$")  # the public status URL
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_change_pages_card_is_polled_while_its_socket_is_down_and_only_then(
+    browser_page, start_daphne, django_user_model
+):
+    django_user_model.objects.create_superuser("admin", "admin@example.com", PASSWORD)
+    waiting = services.feedback_create(
+        email="ada@example.com", message="Hi", enqueue=False, undo_seconds=600
+    )
+    server = start_daphne()
+    page = browser_page
+    sockets = {"cut": False, "open": []}
+
+    def on_socket(ws):
+        if sockets["cut"]:
+            ws.close(code=1012)  # daphne "restarting": the page polls meanwhile
+        else:
+            ws.connect_to_server()
+            sockets["open"].append(ws)
+
+    page.route_web_socket(re.compile(r".*/ws/watch/.*"), on_socket)
+    polls: list[str] = []
+    page.on("request", lambda request: STATUS_POLL.match(request.url) and polls.append(request.url))
+    log_in(page, server.url, change_url(waiting))
+    expect(page.locator("#live")).to_have_text("Live")
+    page.wait_for_timeout(4_500)  # more than two poll periods
+    assert polls == [], "polled while the socket was up"
+
+    sockets["cut"] = True
+    for ws in sockets["open"]:
+        ws.close(code=1006)
+    expect(page.locator("#live")).not_to_have_text("Live")
+    # A move the socket cannot carry: only a poll can bring it.
+    assert services.feedback_cancel(feedback_id=waiting.pk) is not None
+    expect(card_status(page)).to_have_attribute("data-status", "cancelled", timeout=15_000)
+    assert polls, "the card changed, but not by polling"
+    count = len(polls)
+    page.wait_for_timeout(4_500)
+    assert len(polls) == count, "polled past the final state"
+
+
 def test_staff_who_may_only_view_make_no_move(client, django_user_model):
     viewer = django_user_model.objects.create_user("viewer", password=PASSWORD, is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_feedback"))

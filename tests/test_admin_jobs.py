@@ -15,7 +15,7 @@ from django.test import Client
 from django.utils import timezone, translation
 from playwright.sync_api import expect
 
-from feedback import jobs
+from feedback import jobs, services
 from feedback.models import Feedback, FeedbackEvent, Status
 from feedback.selectors import feedback_render_status
 from livetasks import LiveTaskResult, TaskResultStatus
@@ -145,6 +145,26 @@ def test_a_resend_with_no_failed_row_starts_no_job(admin_client):
     assert response.redirect_chain == [(LIST, 302)]
     assert "Left 2 alone: only failed feedback can be resent." in response.content.decode()
     assert not LiveTaskResult.objects.exists()
+
+
+def test_the_resend_says_at_the_end_how_many_it_resent_and_left_alone(admin_client):
+    failed = make_rows(5, status=Status.FAILED, message_size=10)
+    job_url = start_job(admin_client, "resend_selected", failed)
+    # Between the click and the job: one resent by hand, one deleted.
+    assert services.feedback_resend(feedback_id=failed[0])
+    assert services.feedback_delete(feedback_ids=[failed[1]]) == 1
+    result = result_of(job_url)
+    assert "confirmations again" not in admin_client.get(job_url).content.decode()
+    jobs.feedback_resend_selected.task(str(result.pk))  # as the worker runs it
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.return_value == {"resent": 3, "skipped": 2}
+    html = admin_client.get(job_url).content.decode()
+    assert "Queued 3 confirmations again." in html
+    assert "Left 2 alone: they were no longer failed when the job reached them." in html
+    html = admin_client.get(job_url, headers={"Accept-Language": "pt-BR"}).content.decode()
+    assert "3 confirmações voltaram para a fila." in html
+    assert "2 ficaram como estavam: já não estavam com falha quando o trabalho chegou" in html
 
 
 # -- Who may start, see, cancel and download a job -------------------------------------
@@ -355,6 +375,7 @@ def test_a_bulk_resend_of_200_failed_rows_each_card_agrees_with_the_jobs_bar(
     assert (result.done, result.total) == (200, 200)
     card = admin_client.get(job_url).content.decode()
     assert re.search(r'class="task__count">\s*200 of 200', card)
+    assert "Queued 200 confirmations again." in card and "no longer failed" not in card
 
     # Each resent row's own card: queued again, then sent, once; the skipped ones untouched.
     wait_for(
@@ -371,6 +392,40 @@ def test_a_bulk_resend_of_200_failed_rows_each_card_agrees_with_the_jobs_bar(
     )
     assert set(Feedback.objects.filter(pk__in=sent).values_list("status", flat=True)) == {"sent"}
     assert not FeedbackEvent.objects.filter(feedback_id__in=sent).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancel_a_resend_mid_way_stops_within_one_step_and_leaves_the_rest_failed(
+    admin_client, start_worker, smtp_server
+):
+    failed = make_rows(200, status=Status.FAILED, message_size=10)
+    start_worker(FEEDBACK_SEND_DELAY=0, FEEDBACK_JOB_ROWS_PER_SECOND=20)  # 10 s in all
+    job_url = start_job(admin_client, "resend_selected", failed)
+    result = result_of(job_url)
+    wait_for(lambda: result.refresh() or result.done > 0, 30, "a first step")
+    card = admin_client.get(job_url).content.decode()
+    token = re.search(r'data-watch="task/([^"]+)"', card).group(1)
+    answer = admin_client.post(f"/tasks/{token}/cancel", headers={"HX-Request": "true"})
+    assert answer.status_code == 200 and "Stopping" in answer.content.decode()
+    result.refresh()
+    asked_at = result.done  # stored with the cancel: the job goes at most one step further
+    finished(result)
+    assert result.status == TaskResultStatus.CANCELLED and result.return_value is None
+    assert asked_at <= result.done <= asked_at + jobs.RESEND_ROWS_PER_STEP < 200
+
+    # The card's count is the rows the job went through: each of them resent, no other.
+    resent = set(
+        FeedbackEvent.objects.filter(feedback_id__in=failed, status=Status.QUEUED)
+        .values_list("feedback_id", flat=True)
+        .distinct()
+    )
+    assert {str(pk) for pk in resent} == set(failed[: result.done])
+    untouched = Feedback.objects.filter(pk__in=failed[result.done :])
+    assert set(untouched.values_list("status", flat=True)) == {Status.FAILED}
+    card = admin_client.get(job_url).content.decode()
+    assert re.search(rf'class="task__count">\s*{result.done} of 200', card)
+    assert "Cancelled" in card and "nothing was kept" not in card
+    assert "confirmations again" not in card  # no result: it did not end
 
 
 WATCH_ONCE = """async ([path, name]) => {

@@ -7,13 +7,15 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import AnonymousUser, User
 from django.contrib.sessions.backends.db import SessionStore
+from django.core.checks import run_checks
 from django.core.files.storage import storages
 from django.test import RequestFactory
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy
 
 from livetasks import Cancelled, LiveTaskResult, TaskContext, TaskResultStatus, live_task
-from livetasks.selectors import result_token, task_group_for_token, task_snapshot
+from livetasks.checks import live_tasks_settings
+from livetasks.selectors import result_render, result_token, task_group_for_token, task_snapshot
 from livetasks.services import result_cancel
 from livetasks.sweeping import live_tasks_sweep
 from tests.support.layer import LayerListener
@@ -227,3 +229,79 @@ def test_the_sweeper_sends_again_a_task_whose_message_never_left(db, settings):
     assert live_tasks_sweep(now=later)["sent again"] == 0  # touched: left a lease alone
     result.refresh()
     assert result.status == Status.READY and result.version == 0  # nothing a watcher sees
+
+
+@live_task(name="tests.returns_counts", result_template="tests/counted.html")
+def returns_counts(context: TaskContext, *, give: object = None) -> object:
+    context.progress(done=1, total=1)
+    return give
+
+
+def test_what_a_task_returns_is_kept_as_json_once_it_succeeded(db, settings, tmp_path):
+    result = run(returns_counts, returns_counts.enqueue(owner=browser(), give={"n": (1, 2)}))
+    assert result.status == Status.SUCCESSFUL
+    assert result.return_value == {"n": [1, 2]}  # normalized as django.tasks does
+    assert LiveTaskResult.objects.get(pk=result.pk).return_value == {"n": [1, 2]}
+    running = returns_counts.enqueue(owner=browser(), give=5)
+    assert running.return_value is None  # nothing before the end
+
+
+@live_task(name="tests.returns_an_object")
+def returns_an_object(context: TaskContext) -> object:
+    return object()
+
+
+def test_a_return_value_that_is_not_json_ends_failed(db):
+    result = run(returns_an_object, returns_an_object.enqueue(owner=browser()))
+    assert result.status == Status.FAILED and "TypeError" in result.error
+    assert result.return_value is None
+
+
+def test_the_final_card_includes_the_tasks_result_template(db, settings, tmp_path):
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "counted.html").write_text(
+        "<p class=counted>{{ result.return_value.n }} counted</p>"
+    )
+    settings.TEMPLATES = [
+        {**settings.TEMPLATES[0], "DIRS": [tmp_path, *settings.TEMPLATES[0]["DIRS"]]}
+    ]
+    result = returns_counts.enqueue(owner=browser(), give={"n": 7})
+    assert "counted" not in result_render(result=result)  # not before the end
+    result = run(returns_counts, result)
+    assert "<p class=counted>7 counted</p>" in result_render(result=result)
+
+
+def test_a_cancelled_task_keeps_how_far_it_said_it_got(db):
+    result = run(write_numbers, write_numbers.enqueue(100, owner=browser(), cancel_after=3))
+    # Its last progress(done=3), refused by the cancel, is what it got through.
+    assert result.status == Status.CANCELLED and result.done == 3
+    assert result.output_name == "numbers.txt" and not result.has_output
+    html = result_render(result=result)
+    assert "Cancelled: nothing was kept." in html and "3 of 100" in html
+
+
+def test_owned_by_finds_a_sessions_own_results_and_no_one_elses(db):
+    ada, bob = User.objects.create_user("ada"), User.objects.create_user("bob")
+    anonymous, logged_in, stranger = browser(), browser(user=ada), browser()
+    mine = write_numbers.enqueue(1, owner=anonymous)
+    adas = write_numbers.enqueue(1, owner=logged_in)
+    owned = LiveTaskResult.objects.owned_by
+    assert list(owned(anonymous.session)) == [mine]
+    assert list(owned(logged_in.session)) == [adas]
+    assert not owned(stranger.session).exists() and not owned({}).exists()
+    # The same browser, now logged in as someone else (the watcher key kept): not Ada's.
+    logged_in.session["_auth_user_id"] = str(bob.pk)
+    assert not owned(logged_in.session).exists()
+    # An anonymous start stays the browser's after a login.
+    anonymous.session["_auth_user_id"] = str(ada.pk)
+    assert list(owned(anonymous.session)) == [mine]
+
+
+def test_bad_settings_are_reported_by_the_system_check(db, settings):
+    assert live_tasks_settings() == []
+    settings.LIVETASKS_KEEP_SECONDS = 0
+    settings.LIVETASKS_LEASE = 0.2  # below how often progress is stored: healthy tasks swept
+    settings.LIVETASKS_SWEEP_INTERVAL = -1
+    assert [error.id for error in run_checks() if error.id.startswith("livetasks.")] == [
+        "livetasks.E001", "livetasks.E002", "livetasks.E003",
+    ]  # fmt: skip

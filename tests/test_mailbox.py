@@ -1,5 +1,6 @@
 """The Outbox's mailbox (outbox.mailbox, `manage.py mailbox`): what `make run` sends mail to."""
 
+import email
 import json
 import smtplib
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 from devtools import run
 from devtools.ports import free_port, port_is_open
 from devtools.processes import REPO_ROOT, wait_until
-from outbox.mailbox import read_mails, serve
+from outbox.mailbox import read_mails, serve, stored_line
 
 
 def message(to: str, subject: str, body: str, message_id: str) -> EmailMessage:
@@ -49,12 +50,38 @@ def test_received_mail_is_stored_and_read_back_newest_first(mailbox):
 def test_a_missing_file_is_an_empty_mailbox_and_a_torn_line_is_skipped(tmp_path):
     path = tmp_path / "mailbox.jsonl"
     assert read_mails(path) == []
-    record = {
-        "received_at": "2026-01-01T00:00:00+00:00", "mail_from": "a@x", "rcpt_tos": ["b@x"],
-        "to": "b@x", "subject": "Whole", "message_id": "<m@x>", "body": "ok",
-    }  # fmt: skip
-    path.write_text(json.dumps(record) + "\n" + json.dumps(record)[:20])
+    raw = message("b@x", "Whole", "ok", "<m@x>").as_bytes()
+    line = stored_line(mail_from="a@x", rcpt_tos=["b@x"], raw=raw)
+    path.write_text(line + "\n" + line[:20])
     assert [mail.subject for mail in read_mails(path)] == ["Whole"]
+
+
+# A charset Python does not know, and a byte that is not UTF-8.
+ODD = (
+    b"From: a@x\r\nTo: b@x\r\nSubject: Odd\r\nMessage-ID: <odd@x>\r\n"
+    b"Content-Type: text/plain; charset=x-unknown\r\n\r\nCaf\xe9 ok\r\n"
+)
+
+
+def test_the_server_stores_the_bytes_as_received_and_parses_nothing_before_its_250(
+    mailbox, monkeypatch
+):
+    """The sender waits for the 250 (a sender killed meanwhile sends again), so the server
+    answers once the message is on disk, not once it is understood: the parser is the
+    reader's. A message only the reader finds odd is kept byte for byte and shown mended."""
+    controller, path = mailbox
+
+    def parse(*args, **kwargs):
+        raise AssertionError("the server parsed the message before its 250")
+
+    with monkeypatch.context() as server_side:
+        server_side.setattr(email, "message_from_bytes", parse)
+        with smtplib.SMTP(controller.hostname, controller.port, timeout=10) as smtp:
+            assert smtp.sendmail("a@x", ["b@x"], ODD) == {}  # no refusal
+    [line] = path.read_text(encoding="utf-8").splitlines()
+    assert json.loads(line)["raw"].encode("utf-8", "surrogateescape") == ODD
+    [mail] = read_mails(path)
+    assert (mail.subject, mail.rcpt_tos, mail.body) == ("Odd", ["b@x"], "Caf\ufffd ok\n")
 
 
 def test_the_mailbox_command_runs_as_a_process_and_stops_on_sigterm(tmp_path):

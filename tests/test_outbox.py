@@ -1,6 +1,7 @@
 """The debug-only Outbox page."""
 
 import json
+from email.message import EmailMessage
 
 import httpx
 import pytest
@@ -12,17 +13,15 @@ pytestmark = pytest.mark.django_db
 
 
 def record(subject: str, to: str, body: str) -> str:
-    return json.dumps(
-        {
-            "received_at": "2026-01-01T12:00:00+00:00",
-            "mail_from": "feedback@localhost",
-            "rcpt_tos": [to],
-            "to": to,
-            "subject": subject,
-            "message_id": "<feedback-123@localhost>",
-            "body": body,
-        }  # fmt: skip
-    )
+    """A line as the Outbox's server stores it: the envelope and the message's bytes."""
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "feedback@localhost", to, subject
+    mail["Message-ID"] = "<feedback-123@localhost>"
+    mail.set_content(body)
+    return json.dumps({
+        "received_at": "2026-01-01T12:00:00+00:00", "mail_from": "feedback@localhost",
+        "rcpt_tos": [to], "raw": mail.as_bytes().decode(),
+    })  # fmt: skip
 
 
 def test_the_outbox_lists_received_mail_newest_first(settings, tmp_path):

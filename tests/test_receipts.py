@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+import redis
 from django.db import OperationalError, close_old_connections
 
 from devtools.processes import wait_until
@@ -156,6 +157,39 @@ def test_a_pool_process_killed_right_after_the_250_sends_one_email(start_worker,
         time.sleep(1)
         assert len(messages_for(mail_server, feedback.pk)) == 1
         assert len(mail_server.messages) == 1
+
+
+@pytest.mark.timeout(120)
+def test_a_receipt_redis_refused_at_the_250_is_written_before_sent_sticks(
+    start_worker, start_beat, redis_url
+):
+    """Redis refuses writes as the 250 is given (full, `maxmemory`), so the receipt's write
+    fails, and the database refuses `sent`. Once Redis takes writes again the worker writes
+    the receipt while `sent` is still refused: killed then, its email goes out once."""
+    redis_admin = redis.Redis.from_url(redis_url, socket_timeout=5)
+
+    def refuse_writes() -> None:
+        redis_admin.config_set("maxmemory", 1)  # with noeviction: every write refused (OOM)
+        hold.take()
+
+    try:
+        with DatabaseHold() as hold, HookedMailServer(refuse_writes) as mail_server:
+            worker, feedback = send_one(start_worker, start_beat, mail_server)
+            wait_until(lambda: "its receipt not written" in worker.log_text(), 60, "refused")
+            redis_admin.config_set("maxmemory", 0)
+            wait_until(
+                lambda: receipts.receipt_read(feedback_id=feedback.pk),  # noqa: B023
+                10,
+                "the receipt, written again",
+            )
+            [child] = worker.pool_pids()
+            os.kill(child, signal.SIGKILL)
+            hold.release()
+            wait_until(lambda: status_of(feedback.pk) == "sent", 60, "sent")  # noqa: B023
+            time.sleep(1)
+            assert len(messages_for(mail_server, feedback.pk)) == 1
+    finally:
+        redis_admin.config_set("maxmemory", 0)
 
 
 # -- The one window left: between the 250 and the receipt ----------------------------

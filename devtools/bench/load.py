@@ -6,7 +6,9 @@ visitors (own cookies, one connection, as a browser tab) and timed from that
 intended time, so a stall counts against every request it delays. With
 ``watch`` each visitor's page opens its one status socket (/ws/watch/) and
 sends "watch feedback/<token> <version>" for every submission (the version its
-answer shows), as static/js/live.js does.
+answer shows), as static/js/live.js does. With ``tutorial`` (the baseline,
+devtools/bench/baseline) each visitor posts the plain form and follows its redirect
+to the success page: both requests are its answer, coded by the POST's status (302).
 
 ``hold``: one page socket per token, each watching it; says how fast they
 opened, then notes when each gets its next frame, until stdin closes.
@@ -45,7 +47,7 @@ SESSION_CHANGED_LIMIT = 5  # as static/js/live.js: then the page polls
 # to open the sockets in, at most. until_stdin_closes (submit): a background load.
 OPTIONS = {"rate": 50, "seconds": 10, "sessions": 50, "seed": 0, "tag": "s", "watch": False,
            "linger": 0.5, "until_stdin_closes": False, "spec": None, "concurrency": 100,
-           "budget": 600}  # fmt: skip
+           "budget": 600, "tutorial": False}  # fmt: skip
 POLL_INTERVAL = 2.0  # seconds: as the status page polls (templates/feedback/detail.html)
 
 
@@ -69,8 +71,8 @@ async def page_socket(base_url: str, cookies: dict[str, str]):
 
 
 class Visitor:
-    def __init__(self, base_url: str, *, watch: bool) -> None:
-        self.base_url, self.watch = base_url, watch
+    def __init__(self, base_url: str, *, watch: bool, tutorial: bool = False) -> None:
+        self.base_url, self.watch, self.tutorial = base_url, watch, tutorial
         limits = httpx.Limits(max_connections=1)
         self.http = httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits)
         self.csrf, self.socket, self.reader, self.frames, self.refused = "", None, None, 0, 0
@@ -122,6 +124,10 @@ class Visitor:
 
     async def submit(self, email: str) -> int:
         data = {"csrfmiddlewaretoken": self.csrf, "email": email, "message": "Open loop."}
+        if self.tutorial:  # the redirect and its success page, as a browser follows it
+            response = await self.http.post("/", data=data, follow_redirects=True)
+            ok = response.history and response.status_code == 200
+            return response.history[0].status_code if ok else response.status_code
         response = await self.http.post("/", data=data, headers={"HX-Request": "true"})
         if response.status_code == 200 and self.watch:
             card = response.text
@@ -162,7 +168,8 @@ async def submit(args: argparse.Namespace) -> dict:
     while at < args.seconds:
         due.append(at)
         at += rng.expovariate(args.rate)
-    visitors = [Visitor(args.url, watch=args.watch) for _ in range(args.sessions)]
+    visitors = [Visitor(args.url, watch=args.watch, tutorial=args.tutorial)
+                for _ in range(args.sessions)]  # fmt: skip
     await asyncio.gather(*(visitor.open_form() for visitor in visitors))
     samples: list[list] = []
     cpu = time.process_time()

@@ -5,9 +5,11 @@ raw``) and docs/profile.md: per process, the functions with the largest share of
 and the groups (template rendering, database, ...) that explain where the CPU goes.
 """
 
+import json
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -90,42 +92,65 @@ def summarize(raw: str, top: int = 15) -> dict:
     }
 
 
-def profile(directory: Path, sizes, command: str, machine: dict) -> int:
-    from devtools.bench import report, scenarios
-    from devtools.bench.stack import BenchStack
+def profile(directory: Path, size: str, sizes, command: str, machine: dict,
+            configs: list[str]) -> int:  # fmt: skip
+    """Each configuration in a process of its own (Django's settings load once per process),
+    then docs/profile.md from what each wrote (``DIR/NAME.json``)."""
+    from devtools.bench import report
 
     directory.mkdir(parents=True, exist_ok=True)
+    for name in configs:
+        child = [sys.executable, "-m", "devtools.bench", "--profile", str(directory),
+                 "--profile-config", name, "--size", size]  # fmt: skip
+        subprocess.run(child, cwd=REPO_ROOT, check=True)
+    runs = [json.loads((directory / f"{name}.json").read_text()) for name in configs]
+    out = REPO_ROOT / "docs" / "profile.md"
+    out.write_text(report.render("profile.md", {"command": command, "machine": machine,
+                                                "sizes": vars(sizes), "runs": runs}))  # fmt: skip
+    print(f"bench: profiles in {directory}, summary in {out}", file=sys.stderr)
+    return 0
+
+
+def profile_config(directory: Path, sizes, name: str, config: tuple[str, str, str]) -> None:
+    """py-spy on one configuration's daphne and worker node under the submit load at the
+    first of ``rates``; writes ``DIR/NAME.json`` (and its flame graphs and stacks)."""
+    from devtools.bench import scenarios
+    from devtools.bench.stack import BenchStack
+
+    database, app, _ = config
+    tutorial, rate = name == "baseline", sizes.rates[0]
     py_spy = str(Path(sys.executable).parent / "py-spy")
-    with BenchStack(database="postgres") as stack:
+    with BenchStack(database=database, app=app) as stack:
         url = stack.start_web(1)
         stack.start_workers(1)
         roles = {"daphne": stack.daphnes[0].pid, "worker": stack.workers[0].pid}
+        scenarios.load("submit", url, rate=rate, seconds=sizes.warmup, watch=not tutorial,
+                       tutorial=tutorial, sessions=sizes.sessions, tag="warm")  # fmt: skip
         # The summary's stacks at py-spy's 100 Hz, the flame graphs at 25 (two cores, four spies).
         spies = [subprocess.Popen([py_spy, "record", "--pid", str(pid), "--subprocesses",
-                                   "--nonblocking", "--gil", "--format", form, "--rate", rate,
-                                   "--output", str(directory / f"{role}.{suffix}")])
+                                   "--nonblocking", "--gil", "--format", form, "--rate", hz,
+                                   "--output", str(directory / f"{name}-{role}.{suffix}")])
                  for role, pid in roles.items()
-                 for form, rate, suffix in (("flamegraph", "25", "svg"), ("raw", "100", "txt"))
+                 for form, hz, suffix in (("flamegraph", "25", "svg"), ("raw", "100", "txt"))
                  ]  # fmt: skip
+        time.sleep(1)  # py-spy attached
         before, emails_before = stack.cpu(), len(stack.arrivals())
-        result = scenarios.load("submit", url, rate=sizes.rate, seconds=sizes.seconds,
-                                watch=True, sessions=sizes.sessions, tag="prof")  # fmt: skip
+        result = scenarios.load("submit", url, rate=rate, seconds=sizes.seconds,
+                                watch=not tutorial, tutorial=tutorial, sessions=sizes.sessions,
+                                tag="prof")  # fmt: skip
+        time.sleep(2)  # the last emails
         cpu = scenarios.cpu_delta(before, stack.cpu())
         emails = len(stack.arrivals()) - emails_before
         for spy in spies:
             spy.send_signal(2)  # SIGINT: py-spy writes its output
             spy.wait(60)
-    answered = sum(1 for sample in result["samples"] if sample[2] == 200)
+    answered = sum(1 for sample in result["samples"] if sample[2] in (200, 302))
     per_op = {"daphne": (answered, "answered submission"), "worker": (emails, "email sent")}
     processes = [
         {"role": role, "ms": 1000 * cpu[role] / max(per_op[role][0], 1), "per": per_op[role],
-         **summarize((directory / f"{role}.txt").read_text())}
+         **summarize((directory / f"{name}-{role}.txt").read_text())}
         for role in roles
     ]  # fmt: skip
-    out = REPO_ROOT / "docs" / "profile.md"
-    out.write_text(report.render("profile.md", {
-        "command": command, "machine": machine, "sizes": vars(sizes), "processes": processes,
-        "sent": len(result["samples"]), "answered": answered, "emails": emails,
-    }))  # fmt: skip
-    print(f"bench: profiles in {directory}, summary in {out}", file=sys.stderr)
-    return 0
+    run = {"name": name, "rate": rate, "sent": len(result["samples"]), "answered": answered,
+           "emails": emails, "processes": processes}  # fmt: skip
+    (directory / f"{name}.json").write_text(json.dumps(run))

@@ -1,4 +1,7 @@
-"""docs/benchmarks.md and docs/profile.md: Django templates (report.md, profile.md) filled in."""
+"""docs/benchmarks.md and docs/profile.md: Django templates (report.md, profile.md) filled in.
+
+Every figure of the app is read against the baseline's (the tutorial's shape) of the same run.
+"""
 
 import math
 import re
@@ -7,10 +10,11 @@ from pathlib import Path
 
 from django.template import Context, Engine, Library
 
-NAMES = {"sqlite": "SQLite, 1 web + 1 worker", "postgres": "PostgreSQL, 1 web + 1 worker",
-         "postgres-2x2": "PostgreSQL, 2 web + 2 worker (HAProxy)"}  # fmt: skip
-BEFORE = {"sqlite": "p50 35 / p99 190", "postgres": "p50 82 / p99 395"}  # the issue's figures
-APP_ROLES = ("daphne", "worker", "redis", "postgres", "haproxy")
+from devtools.bench.scenarios import APP_ROLES
+
+NAMES = {"baseline": "tutorial's code (baseline)", "postgres": "ours, PostgreSQL",
+         "sqlite": "ours, SQLite default"}  # fmt: skip
+ROLES = ("daphne", "worker", "redis", "postgres")  # haproxy: not in these configurations
 register = Library()  # the templates' filters, below
 
 
@@ -35,9 +39,14 @@ def loads(values: list[float]) -> str:
     return ", ".join(f"{value:.2f}" for value in values or [])
 
 
+def ratio(value, base) -> float | None:
+    return None if missing(value) or missing(base) or not base else value / base
+
+
 @register.filter
-def total(counts: dict) -> int:
-    return sum(counts.values())
+def times(value) -> str:
+    """A ratio to the baseline, as "(1.83×)"; nothing when there is none."""
+    return "" if missing(value) else f"({value:.2f}×)"
 
 
 def within(value, target: float, *, at_least: bool = False) -> bool | None:
@@ -52,46 +61,150 @@ def render(template: str, context: dict) -> str:
     return re.sub(r"\n{3,}", "\n\n", text.strip() + "\n")  # a loop's last newline
 
 
-def config(c: dict, rate: float) -> dict:
-    """One configuration's scenarios, with what the report derives from them."""
-    found = c.get("scenarios", {})
-    out = {"name": c["name"], "label": NAMES[c["name"]], "before": BEFORE.get(c["name"], "–")}
-    if "submit" in found:
-        runs = found["submit"]["runs"]
-        p99s = [run["answer_ms"]["p99"] for run in runs if run["answer_ms"].get("count")]
-        ok = sum(run["ok"] for run in runs) or 1
-        use = {role: sum(r["cpu_s"].get(role, 0) for r in runs) * 1000 / ok
-               for role in (*APP_ROLES, "sink", "generator")}  # fmt: skip
-        app = sum(use[role] for role in APP_ROLES)  # the worker's per submission here
-        use["worker"] = sum(r["worker_ms_per_email"] for r in runs) / len(runs)  # per email
-        out.update(submit=found["submit"], spread=f"{num(min(p99s))}–{num(max(p99s))}"
-                   if p99s else "–", cpu={**use, "app": app, "cores": app * rate / 1000},
-                   submit_met=within(found["submit"]["answer_ms"].get("p99"), 25))  # fmt: skip
-    if "e2e" in found:
-        runs = found["e2e"]["runs"]
-        lost, dupes = sum(r["lost"] for r in runs), sum(r["duplicates"] for r in runs)
-        p99 = within(found["e2e"]["submit_to_email_ms"].get("p99"), 1000)
-        out.update(e2e=found["e2e"], lost=lost, dupes=dupes, e2e_met=lost == dupes == 0 and p99)
-    for key in ("drain", "drain_chaos"):
-        if d := found.get(key):
-            fast = key == "drain_chaos" or (d["emails_per_s"] or 0) >= 300
-            out[key] = {**d, "met": d["lost"] == d["duplicates"] == 0 and fast}
-            out.setdefault("drains", []).append({**d, "at_count": at_count(d.get("not_once"))})
-    if push := found.get("push"):
-        parts = (("publish → frame", "publish_frame"), ("change → frame", "change_frame"),
-                 ("change → poll (every 2 s, as the page polls)", "change_poll"),
-                 ("publish → DOM (Chromium)", "dom"))  # fmt: skip
-        out["push"] = {**push, "parts": [(label, push[key]) for label, key in parts
-                                         if push.get(key) and "sent" in push[key]]}  # fmt: skip
-        for key, target in (("publish_frame", 5), ("dom", 15)):
-            if push.get(key) and "sent" in push[key]:
-                good = within(push[key]["ms"].get("p99"), target)
-                out[f"{key}_met"] = good if push[key]["lost"] == 0 else False
-    if s := found.get("sockets"):
-        out["sockets"] = {**s, "met": [within(s["opened"], 10_000, at_least=True),
-                                       within(s["kib_per_socket"], 30),
-                                       within(s["opens_per_s"], 500, at_least=True)]}  # fmt: skip
+def at_rate(submit: dict) -> dict:
+    """One rate's runs: answers, latencies and CPU-ms per answered submission by role."""
+    runs = submit["runs"]
+    ok = sum(run["ok"] for run in runs)
+    codes: dict[str, int] = {}
+    for run in runs:
+        for code, n in run["codes"].items():
+            codes[code] = codes.get(code, 0) + n
+    cpu = {role: 1000 * sum(run["cpu_s"].get(role, 0) for run in runs) / max(ok, 1)
+           for role in (*ROLES, "sink", "generator")}  # fmt: skip
+    cpu["app"] = sum(cpu[role] for role in APP_ROLES if role in cpu)
+    return {"ok": ok, "codes": " + ".join(f"{n:,} × {code}" for code, n in sorted(codes.items())),
+            "errors": sum(n for code, n in codes.items() if code not in ("200", "302")),
+            "answer": submit["answer_ms"], "email": submit["submit_to_email_ms"], "cpu": cpu,
+            "frames": sum(run["frames"] for run in runs),
+            "lost": sum(run["lost"] for run in runs),
+            "duplicates": sum(run["duplicates"] for run in runs)}  # fmt: skip
+
+
+def compare(figures: dict, base: dict | None) -> dict:
+    """Each figure with its ratio to the baseline's (``x_<name>``)."""
+    base = base or {}
+    ratios = {f"x_{key}": ratio(value, base.get(key)) for key, value in figures.items()
+              if isinstance(value, int | float)}  # fmt: skip
+    return {**figures, **ratios}
+
+
+def flat(f: dict) -> dict:
+    return {"answer_p50": f["answer"].get("p50"), "answer_p99": f["answer"].get("p99"),
+            "email_p50": f["email"].get("p50"), "email_p99": f["email"].get("p99"),
+            **{f"cpu_{role}": value for role, value in f["cpu"].items()}}  # fmt: skip
+
+
+def side_by_side(configs: dict) -> dict:
+    base = configs.get("baseline", {})
+    out = {"rates": [], "drains": [], "ladders": [], "pages": []}
+    rates = list(base.get("submit") or next((c["submit"] for c in configs.values()
+                                              if "submit" in c), {}))  # fmt: skip
+    for rate in rates:
+        base_at = at_rate(base["submit"][rate]) if rate in base.get("submit", {}) else None
+        rows = []
+        for name, c in configs.items():
+            if rate not in c.get("submit", {}):
+                continue
+            f = at_rate(c["submit"][rate])
+            rows.append({"name": name, "label": NAMES[name], **f,
+                         **compare(flat(f), base_at and flat(base_at))})  # fmt: skip
+        out["rates"].append({"rate": rate, "rows": rows})
+    for name, c in configs.items():
+        s = c.get("scenarios", {})
+        if d := s.get("drain"):
+            b = base.get("scenarios", {}).get("drain", {})
+            mine = {"rate": d["emails_per_s"], "ms": d["worker_ms_per_email"]}
+            theirs = {"rate": b.get("emails_per_s"), "ms": b.get("worker_ms_per_email")}
+            out["drains"].append({"label": NAMES[name], **d, **compare(mine, theirs)})
+        if ladder := s.get("ladder"):
+            held = base.get("scenarios", {}).get("ladder", {}).get("held")
+            out["ladders"].append({"label": NAMES[name], **ladder,
+                                   "x_held": ratio(ladder["held"], held)})  # fmt: skip
+        if page := s.get("page"):
+            b = base.get("scenarios", {}).get("page", {})
+            out["pages"].append({"label": NAMES[name], "tutorial": name == "baseline", **page,
+                                 "x": ratio(page["daphne_ms"], b.get("daphne_ms"))})  # fmt: skip
     return out
+
+
+def targets(configs: dict, side: dict) -> list[tuple[str, str, str, bool | None]]:
+    """(target, before: the figures the work started from, after: this run's, met?)."""
+    pg = configs.get("postgres", {})
+    first = side["rates"][0] if side["rates"] else {"rate": "?", "rows": []}
+    row = {r["name"]: r for rate in side["rates"] for r in rate["rows"] if rate is first}
+    at = {rate["rate"]: {r["name"]: r for r in rate["rows"]} for rate in side["rates"]}
+    p = row.get("postgres", {})
+    drain = next((d for d in side["drains"] if d["label"] == NAMES["postgres"]), {})
+    ladder = next((d for d in side["ladders"] if d["label"] == NAMES["postgres"]), {})
+    page = next((d for d in side["pages"] if d["label"] == NAMES["postgres"]), {})
+    out = [
+        (f"app CPU per submission ≤ 1.0× the baseline's (at {first['rate']}/s)",
+         "1.83× (61.0 / 33.3 CPU-ms at 25/s); 1.49× at 50/s",
+         "; ".join([f"{times_(p.get('x_cpu_app'))} ({num(p.get('cpu_app'))} / "
+                    f"{num(row.get('baseline', {}).get('cpu_app'))} CPU-ms)",
+                    *(f"{times_(r['postgres'].get('x_cpu_app'))} at {rate}/s"
+                      for rate, r in at.items() if "postgres" in r and rate != first["rate"])]),
+         within(p.get("x_cpu_app"), 1.0)),
+        ("worker CPU per email ≤ 1.0× the baseline's (the queue drained)", "2.96× (25.2 / 8.5)",
+         f"{times_(drain.get('x_ms'))} ({num(drain.get('ms'))} CPU-ms)",
+         within(drain.get("x_ms"), 1.0)),
+        ("draining 1,000 queued emails at least as fast as the baseline", "–",
+         f"{times_(drain.get('x_rate'))} ({num(drain.get('rate'))} emails/s)",
+         within(drain.get("x_rate"), 1.0, at_least=True)),
+        (f"answer p99 at {first['rate']}/s ≤ the baseline's", "1.79× (771 / 430 ms)",
+         f"{times_(p.get('x_answer_p99'))} ({num(p.get('answer_p99'))} / "
+         f"{num(row.get('baseline', {}).get('answer_p99'))} ms)",
+         within(p.get("x_answer_p99"), 1.0)),
+        ("highest rate with answer p99 < 250 ms and the backlog not growing ≥ 1.25× the "
+         "baseline's", "–", held(ladder), False if ladder.get("steps") and ladder["held"] is None
+         else within(ladder.get("x_held"), 1.25, at_least=True)),
+        ("the SQLite default within 1.5× of PostgreSQL on each figure, no collapse",
+         "5.7× (answer p99 at 50/s: 29,023 / 5,081 ms), 32 × 500", *sqlite_vs_pg(at)),
+        ("opening the page's socket and watching a card ≤ the baseline's success page (daphne "
+         "CPU)", "–", f"{times_(page.get('x'))} ({num(page.get('daphne_ms'))} CPU-ms)",
+         within(page.get("x"), 1.0)),
+    ]  # fmt: skip
+    if s := pg.get("scenarios", {}).get("sockets"):
+        out.append(("one daphne still holds 10,000 sockets", "10,000",
+                    f"{num(s['opened'])} of {num(s['asked'])}",
+                    within(s["opened"], 10_000, at_least=True)))  # fmt: skip
+    push = pg.get("scenarios", {}).get("push") or {}
+    for key, target, before in (("publish_frame", 5, "5,053 ms (at 50/s, cores saturated)"),
+                                ("dom", 15, "4,994 ms (at 50/s, cores saturated)")):  # fmt: skip
+        if part := push.get(key):
+            good = within(part["ms"].get("p99"), target) if part["lost"] == 0 else False
+            label = "publish → frame" if key == "publish_frame" else "publish → DOM"
+            out.append((f"{label} p99 ≤ {target} ms, the app using about half the cores", before,
+                        f"{num(part['ms'].get('p99'))} ms ({num(push.get('app_cores'), 2)} "
+                        "cores used by the app)", good))  # fmt: skip
+    return out
+
+
+def held(ladder: dict) -> str:
+    if ladder.get("steps") and ladder["held"] is None:  # not even the first rate
+        return f"none: below {ladder['steps'][0]['rate']:g}/s"
+    return f"{times_(ladder.get('x_held'))} ({num(ladder.get('held'))}/s)"
+
+
+def times_(value) -> str:
+    return "–" if missing(value) else f"{value:.2f}×"
+
+
+def sqlite_vs_pg(at: dict) -> tuple[str, bool | None]:
+    worst, errors = [], 0
+    for rate, rows in at.items():
+        if "sqlite" not in rows or "postgres" not in rows:
+            continue
+        s, p = rows["sqlite"], rows["postgres"]
+        errors += s["errors"] + s["lost"] + s["duplicates"]
+        for key, label in (("answer_p99", "answer p99"), ("email_p99", "email p99"),
+                           ("cpu_app", "app CPU")):  # fmt: skip
+            if (r := ratio(s.get(key), p.get(key))) is not None:
+                worst.append((r, f"{label} at {rate}/s"))
+    if not worst:
+        return "–", None
+    r, what = max(worst)
+    return f"worst {r:.2f}× ({what}); {errors} errors, lost or doubled", r <= 1.5 and not errors
 
 
 def at_count(rows: list[dict] | None) -> str:
@@ -103,10 +216,25 @@ def at_count(rows: list[dict] | None) -> str:
 
 
 def render_results(results: dict) -> str:
-    configs = [config(c, results["sizes"]["rate"]) for c in results["configs"]]
-    pg = next((c for c in configs if c["name"] == "postgres"), {})
+    configs = {c["name"]: {**c, "submit": c.get("scenarios", {}).get("submit", {})}
+               for c in results["configs"]}  # fmt: skip
+    side = side_by_side(configs)
+    pg = configs.get("postgres", {}).get("scenarios", {})
     errors = [f"{c['name']} {key}: `{error.strip().splitlines()[-1]}`"
               for c in results["configs"] for key, error in c["errors"].items()]  # fmt: skip
-    return render("report.md", {**results, "configs": configs, "pg": pg,
-                                "minutes": results.get("seconds", 0) / 60, "errors": errors,
-                                "command": results.get("command", "make bench")})  # fmt: skip
+    push = pg.get("push")
+    if push:
+        parts = (("publish → frame", "publish_frame"), ("change → frame", "change_frame"),
+                 ("change → poll (every 2 s, as the page polls)", "change_poll"),
+                 ("publish → DOM (Chromium)", "dom"))  # fmt: skip
+        push = {**push, "parts": [(label, push[key]) for label, key in parts
+                                  if push.get(key) and "sent" in push[key]]}  # fmt: skip
+    return render("report.md", {
+        **results, **side, "targets": targets(configs, side), "push": push,
+        "sockets": pg.get("sockets"), "app_drains": [
+            {**d, "at_count": at_count(d.get("not_once"))}
+            for d in (pg.get("drain"), pg.get("drain_chaos")) if d],
+        "minutes": results.get("seconds", 0) / 60, "errors": errors,
+        "ladder": ", ".join(f"{rate:g}" for rate in results["sizes"].get("ladder", ())),
+        "command": results.get("command", "make bench"),
+    })  # fmt: skip

@@ -21,31 +21,35 @@ from dataclasses import dataclass
 from devtools.bench.stack import BenchStack, cpu_seconds, rss_bytes
 from devtools.processes import REPO_ROOT, wait_until
 
+APP_ROLES = ("daphne", "worker", "redis", "postgres", "haproxy")  # the rest is the bench's
+
 
 @dataclass(frozen=True)
 class Sizes:
-    rate: float = 50  # 1: submissions per second, open loop
-    seconds: float = 34  # 1: per run; 3 runs x 34 s x 50/s = 5,100 samples pooled
+    rates: tuple[float, ...] = (25, 50)  # submit: submissions per second, open loop
+    seconds: float = 20  # submit: per run (the issue's runs: about 21 s)
     sessions: int = 50
-    repeats: int = 3
+    repeats: int = 1
     warmup: float = 5
-    watchers_before: int = 100  # 1: page sockets already open when the load starts
-    e2e_rate: float = 100  # 2
-    e2e_seconds: float = 10
-    drain: int = 1000  # 3
-    pushes: int = 1000  # 4: publishes (and changes), one per interval
+    ladder: tuple[float, ...] = (10, 15, 20, 25, 30, 35, 40, 50)  # ladder: rates, in order
+    ladder_seconds: float = 10
+    drain: int = 1000  # drain
+    pages: int = 300  # page: success pages, or page sockets each watching a card
+    pushes: int = 1000  # push: publishes (and changes), one per interval
     push_interval: float = 0.02
-    doms: int = 1000  # 4: publishes watched in Chromium
-    sockets: int = 10_000  # 5
+    push_rate: float = 12  # push: the submissions meanwhile, about half the 2 cores
+    doms: int = 1000  # push: publishes watched in Chromium
+    sockets: int = 10_000  # sockets
     budget: float = 90  # seconds to wait for emails or frames, at most
-    open_budget: float = 150  # 5: seconds to open the sockets, at most
+    open_budget: float = 150  # sockets: seconds to open them, at most
 
 
 FULL = Sizes()
-QUICK = Sizes(seconds=8, warmup=2, e2e_seconds=4, drain=300, pushes=200, doms=200, sockets=2000)
+QUICK = Sizes(seconds=6, warmup=2, ladder=(10, 20, 30, 40), ladder_seconds=4, drain=300,
+              pages=100, pushes=200, doms=200, sockets=2000)  # fmt: skip
 SMOKE = Sizes(
-    rate=10, seconds=1, sessions=3, repeats=1, warmup=0.5, watchers_before=3, e2e_rate=10,
-    e2e_seconds=1, drain=20, pushes=10, push_interval=0.05, doms=5, sockets=20, budget=60,
+    rates=(10,), seconds=1, sessions=3, warmup=0.5, ladder=(5, 10), ladder_seconds=1, drain=20,
+    pages=10, pushes=10, push_interval=0.05, push_rate=5, doms=5, sockets=20, budget=60,
 )  # fmt: skip
 
 
@@ -130,31 +134,37 @@ def cpu_delta(before: dict, after: dict) -> dict:
 
 
 def submit_runs(stack: BenchStack, url: str, sizes: Sizes, *, rate: float, seconds: float,
-                sessions: int, tag: str, email_budget: float) -> dict:  # fmt: skip
-    """Warm-up, then ``repeats`` open-loop runs, each waiting for its emails."""
-    common = {"rate": rate, "sessions": sessions, "watch": True}
-    load("submit", url, seconds=sizes.warmup, seed=0, tag=f"{tag}w", **common)
-    runs = []
-    for repeat in range(1, sizes.repeats + 1):
-        dropped = stack.fresh_queue()  # each run starts with an empty queue
+                tag: str, tutorial: bool, warmup: bool = True, repeats: int | None = None,
+                email_budget: float | None = None) -> dict:  # fmt: skip
+    """Warm-up, then ``repeats`` open-loop runs, each waiting for its emails. The app's
+    visitors watch their cards; the baseline's (``tutorial``) follow the redirect."""
+    common = {"rate": rate, "sessions": sizes.sessions, "watch": not tutorial,
+              "tutorial": tutorial}  # fmt: skip
+    if warmup:
+        load("submit", url, seconds=sizes.warmup, seed=0, tag=f"{tag}w", **common)
+    runs, good = [], 302 if tutorial else 200
+    for repeat in range(1, (repeats or sizes.repeats) + 1):
+        dropped = stack.fresh_queue() if warmup else 0  # each run starts with an empty queue
         before, run_tag, arrived_before = stack.cpu(), f"{tag}{repeat}", len(stack.arrivals())
         result = load("submit", url, seconds=seconds, seed=repeat, tag=run_tag, **common)
-        ok = {f"{run_tag}-{s[3]}@bench.test": s for s in result["samples"] if s[2] == 200}
-        wait_for_emails(stack, run_tag, len(ok), email_budget)
+        ended = time.time()
+        ok = {f"{run_tag}-{s[3]}@bench.test": s for s in result["samples"] if s[2] == good}
+        wait_for_emails(stack, run_tag, len(ok), email_budget or sizes.budget)
         cpu = cpu_delta(before, stack.cpu())
         arrived = {rcpt: at for at, rcpt in reversed(emails(stack, run_tag))}  # the first one
         to_email = [arrived[address] - s[0] for address, s in ok.items() if address in arrived]
         counts = delivery(stack, run_tag, set(ok))
         runs.append({
-            "sent": len(result["samples"]), "ok": len(ok),
+            "rate": rate, "sent": len(result["samples"]), "ok": len(ok),
             "codes": dict(Counter(str(s[2]) for s in result["samples"])),
             "answer_ms": summarize_ms([s[1] for s in ok.values()]),
             "submit_to_email_ms": summarize_ms(to_email), **counts,
+            # Not yet emailed 2 s after the load's end: a backlog that grew over the run.
+            "backlog": sum(1 for a in ok if a not in arrived or arrived[a] > ended + 2),
             "frames": result["frames"], "refused": result["refused"], "sockets": result["sockets"],
             "socket_errors": result["socket_errors"], "backlog_dropped": dropped,
             "reconnects": result["reconnects"],  # page sockets closed 4401, then reopened
             "cpu_s": {**cpu, "generator": result["cpu_s"]},
-            "daphne_ms_per_submit": 1000 * cpu["daphne"] / max(len(ok), 1),
             # Every email sent in the window, this run's or a backlog's: the worker's CPU was.
             "worker_ms_per_email": 1000 * cpu["worker"] / max(
                 len(stack.arrivals()) - arrived_before, 1),
@@ -162,35 +172,84 @@ def submit_runs(stack: BenchStack, url: str, sizes: Sizes, *, rate: float, secon
         })  # fmt: skip
     return {
         "runs": runs,
-        "answer_ms": summarize_ms([s[1] for run in runs for s in run["samples"] if s[2] == 200]),
+        "answer_ms": summarize_ms([s[1] for run in runs for s in run["samples"] if s[2] == good]),
         "submit_to_email_ms": summarize_ms([v for run in runs for v in run["email_samples"]]),
     }
 
 
-def scenario_submit(stack: BenchStack, url: str, sizes: Sizes) -> dict:
-    """1. Combined: open-loop submissions, every card watched, some watchers already open."""
-    spec = watchables(sizes.watchers_before, tag="pre", path=stack.dir / "pre.json")
-    holder = load("hold", url, background=True, spec=stack.dir / "pre.json")
-    opened = json.loads(holder.stdout.readline())
-    try:
-        result = submit_runs(stack, url, sizes, rate=sizes.rate, seconds=sizes.seconds,
-                             sessions=sizes.sessions, tag="c", email_budget=20)  # fmt: skip
-    finally:
+def scenario_submit(stack: BenchStack, url: str, sizes: Sizes, *, tutorial: bool) -> dict:
+    """Open-loop submissions at each of ``rates``, emails waited for: {rate: runs}."""
+    return {str(rate): submit_runs(stack, url, sizes, rate=rate, seconds=sizes.seconds,
+                                   tag=f"c{n}-", tutorial=tutorial)
+            for n, rate in enumerate(sizes.rates)}  # fmt: skip
+
+
+def scenario_ladder(stack: BenchStack, url: str, sizes: Sizes, *, tutorial: bool) -> dict:
+    """Rising rates, one short run each, until answer p99 reaches 250 ms or the emails
+    fall behind (some not sent 2 s after the run): the highest rate before is held."""
+    steps, held = [], None
+    for n, rate in enumerate(sizes.ladder):
+        result = submit_runs(stack, url, sizes, rate=rate, seconds=sizes.ladder_seconds,
+                             tag=f"l{n}-", tutorial=tutorial, warmup=n == 0, repeats=1,
+                             email_budget=30)  # fmt: skip
+        run = result["runs"][0]
+        run["held"] = (run["ok"] == run["sent"] and run["answer_ms"].get("p99", math.inf) < 250
+                       and run["backlog"] == 0)  # fmt: skip
+        steps.append({key: value for key, value in run.items() if "samples" not in key})
+        if not run["held"]:
+            break
+        held = rate
+    return {"held": held, "steps": steps}
+
+
+def scenario_drain_baseline(stack: BenchStack, sizes: Sizes) -> dict:
+    """The plain drain for the baseline: ``drain`` tasks queued by ``delay``, then one
+    worker node (2 pool processes) empties the queue."""
+    from devtools.bench.baseline.celery import send_feedback_email_task
+
+    stack.fresh_queue(restart=False)
+    addresses = {f"d-{n}@bench.test" for n in range(sizes.drain)}
+    for address in sorted(addresses):
+        send_feedback_email_task.delay(address, "Drain.")
+    stack.start_workers(1, concurrency=2)
+    before = stack.cpu()  # from the node's ready line, as in scenario_drain
+    wait_for_emails(stack, "d", sizes.drain, sizes.budget)
+    cpu = cpu_delta(before, stack.cpu())
+    arrivals = sorted(at for at, _ in emails(stack, "d"))
+    stack.stop_workers()
+    span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else None
+    counts = delivery(stack, "d", addresses)
+    return {"chaos": False, "kills": 0, **counts, "seconds": span, "cpu_s": cpu,
+            "emails_per_s": (len(arrivals) - 1) / span if span else None,
+            "worker_ms_per_email": 1000 * cpu["worker"] / max(counts["emails"], 1)}  # fmt: skip
+
+
+def scenario_page(stack: BenchStack, url: str, sizes: Sizes, *, tutorial: bool) -> dict:
+    """What follows an answer, ``pages`` times: the baseline's success page (a GET), or
+    the app's page socket opened and watching a card until its snapshot frame. daphne's CPU."""
+    import httpx
+
+    if not tutorial:
+        watchables(sizes.pages, tag="pg", path=stack.dir / "pages.json")
+    before = cpu_seconds(stack.daphnes[0].pid)
+    if tutorial:
+        with httpx.Client(base_url=url) as client:
+            done = sum(client.get("/success/").status_code == 200 for _ in range(sizes.pages))
+    else:
+        holder = load("hold", url, background=True, spec=stack.dir / "pages.json", concurrency=50)
+        done = json.loads(holder.stdout.readline())["opened"]
+    cpu = cpu_seconds(stack.daphnes[0].pid) - before
+    if not tutorial:
         finish(holder)
-    return {"watchers_before": opened["opened"], "asked": len(spec["ids"]), **result}
-
-
-def scenario_e2e(stack: BenchStack, url: str, sizes: Sizes) -> dict:
-    """2. End to end: submit -> accepted by the SMTP server, every address once."""
-    return submit_runs(stack, url, sizes, rate=sizes.e2e_rate, seconds=sizes.e2e_seconds,
-                       sessions=int(sizes.e2e_rate), tag="e", email_budget=60)  # fmt: skip
+    return {"asked": sizes.pages, "done": done, "daphne_ms": 1000 * cpu / max(done, 1)}
 
 
 def scenario_drain(stack: BenchStack, sizes: Sizes, *, chaos: bool) -> dict:
     """3. A queue of ``drain`` emails, then one worker node (2 pool processes) empties it.
 
-    ``chaos``: beat runs the sweeper; a pool process is SIGKILLed every 5 s and Redis
-    (no persistence: its queue is lost) restarts once; counted after the sending lease.
+    ``chaos``: beat runs the sweeper; a pool process is SIGKILLed every 5 s (``BENCH_KILL_EVERY``
+    seconds, at least 0.5) and Redis (no persistence: its queue is lost) restarts once;
+    counted after the sending lease.
     """
     from feedback.services import feedback_submit
 
@@ -205,6 +264,7 @@ def scenario_drain(stack: BenchStack, sizes: Sizes, *, chaos: bool) -> dict:
         stack.start_beat(**env)
     stack.start_workers(1, concurrency=2, **env)
     before = stack.cpu()  # from the node's ready line: its start-up is not a drain's cost
+    every = max(0.5, float(os.environ.get("BENCH_KILL_EVERY", "5")))
     started, kills, restarted = time.monotonic(), 0, False
     lease = 10 + max(2.0, 0.25 * 10) if chaos else 0  # FEEDBACK_SENDING_LEASE for 10 s
     deadline = started + sizes.budget + lease
@@ -219,7 +279,7 @@ def scenario_drain(stack: BenchStack, sizes: Sizes, *, chaos: bool) -> dict:
             stack.redis.stop()
             stack.redis.start()
             restarted = True
-        if chaos and elapsed > 5 * (kills + 1):
+        if chaos and elapsed > 5 + every * kills:
             # A pool process, not the node's main one; none between a kill and its
             # replacement's start: then the next tick tries again.
             pool = stack.workers[0].pool_pids()
@@ -236,7 +296,8 @@ def scenario_drain(stack: BenchStack, sizes: Sizes, *, chaos: bool) -> dict:
     span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else None
     counts = delivery(stack, tag, addresses)
     return {
-        "chaos": chaos, "kills": kills, "redis_restarts": int(restarted), **counts,
+        "chaos": chaos, "kills": kills, "kill_every": every if chaos else None,
+        "redis_restarts": int(restarted), **counts,
         "not_once": not_once(stack, tag, addresses), "set_aside": set_aside,
         "seconds": span, "emails_per_s": (len(arrivals) - 1) / span if span else None,
         "worker_ms_per_email": 1000 * cpu["worker"] / max(counts["emails"], 1),
@@ -311,10 +372,11 @@ def scenario_push(stack: BenchStack, url: str, sizes: Sizes, *, browser: bool) -
     spec = watchables(2, tag="p", path=stack.dir / "push.json")
     published_id, changed_id = spec["ids"]
     (stack.dir / "push.json").write_text(json.dumps({**spec, "poll": spec["tokens"][1]}))
-    background = load("submit", url, background=True, rate=sizes.rate, seconds=600,
+    background = load("submit", url, background=True, rate=sizes.push_rate, seconds=600,
                       sessions=sizes.sessions, seed=99, tag="pb", watch=True,
                       until_stdin_closes=True, linger=0)  # fmt: skip
     time.sleep(2)  # the load is under way
+    cpu_before, began = stack.cpu(), time.monotonic()
     probe = load("probe", url, background=True, spec=stack.dir / "push.json")
     probe.stdout.readline()
     time.sleep(1)
@@ -349,6 +411,8 @@ def scenario_push(stack: BenchStack, url: str, sizes: Sizes, *, browser: bool) -
         "polls": len(seen["polls"]),
     }
     result["dom"] = dom(stack, url, sizes) if browser else None
+    cpu = cpu_delta(cpu_before, stack.cpu())  # the app's share of the cores meanwhile
+    result["app_cores"] = sum(cpu[role] for role in APP_ROLES) / (time.monotonic() - began)
     result["background"] = {"answer_ms": summarize_ms(
         [s[1] for s in finish(background)["samples"] if s[2] == 200])}  # fmt: skip
     return result
@@ -358,8 +422,9 @@ OBSERVE = """(id) => {
   window.__seen = [];
   const note = () => {
     const element = document.getElementById(id);
-    if (element) window.__seen.push([Number(element.dataset.version),
-                                     (performance.timeOrigin + performance.now()) / 1000]);
+    // The wall clock, as the publisher's time.time(): performance.timeOrigin + now() drifted
+    // from it (a DOM change 50 ms before its publish, in one run).
+    if (element) window.__seen.push([Number(element.dataset.version), Date.now() / 1000]);
   };
   new MutationObserver(note).observe(document.body, {subtree: true, childList: true,
     attributes: true, attributeFilter: ["data-version"]});

@@ -60,9 +60,12 @@ def rss_bytes(pid: int) -> int:
 class BenchStack:
     """Owns every process of one configuration. ``env()`` is what the app's processes get."""
 
-    def __init__(self, *, database: str = "sqlite", **env: object) -> None:
+    def __init__(self, *, database: str = "sqlite", app: str = "django_celery",
+                 **env: object) -> None:  # fmt: skip
+        """``app``: the Django project's package (its settings, asgi and Celery app), the
+        app's or the baseline's (devtools/bench/baseline)."""
         self.dir = Path(tempfile.mkdtemp(prefix="feedback-bench-"))
-        self.database = database
+        self.database, self.app = database, app
         self.extra_env = {key: str(value) for key, value in env.items()}
         self.redis = RedisServer()
         self.postgres = PostgresServer() if database == "postgres" else None
@@ -82,7 +85,7 @@ class BenchStack:
         env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST")}
         env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         env.update(
-            DJANGO_SETTINGS_MODULE="django_celery.settings", DJANGO_DEBUG="0",
+            DJANGO_SETTINGS_MODULE=f"{self.app}.settings", DJANGO_DEBUG="0",
             DJANGO_SECRET_KEY=self.secret_key, DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
             DJANGO_SECURE_SSL_REDIRECT="0", DJANGO_SECURE_COOKIES="0",
             DJANGO_SECURE_HSTS_SECONDS="0", REDIS_URL=self.redis.url,
@@ -101,7 +104,8 @@ class BenchStack:
     def start(self) -> "BenchStack":
         self.redis.start()
         (self.dir / "mailbox.jsonl").touch()  # read before the first email comes
-        self.sink = DevMailbox(path=self.dir / "mailbox.jsonl", env=self.env(),
+        sink_env = self.env(DJANGO_SETTINGS_MODULE="django_celery.settings")  # the Outbox's
+        self.sink = DevMailbox(path=self.dir / "mailbox.jsonl", env=sink_env,
                                log_path=self.log("sink")).start()  # fmt: skip
         self.extra_env.update(EMAIL_HOST=self.sink.host, EMAIL_PORT=str(self.sink.port))
         if self.postgres is not None:
@@ -141,6 +145,7 @@ class BenchStack:
         self.stop_web()
         self.daphnes = [
             DaphneServer(env=self.env(TRUSTED_PROXY_HOPS=int(nodes > 1), **env),
+                         application=f"{self.app}.asgi:application",
                          log_path=self.log("daphne"), extra_args=("--proxy-headers",) * (nodes > 1))
             for _ in range(nodes)
         ]  # fmt: skip
@@ -166,6 +171,7 @@ class BenchStack:
                 env=self.env(**env), log_path=self.log("worker"), concurrency=concurrency,
                 node_name=f"bench{number}-{os.getpid()}@%h", ready_timeout=60,
             )  # fmt: skip
+            worker.argv[worker.argv.index("django_celery")] = self.app  # celery -A APP
             self.workers.append(worker.start())
 
     def stop_workers(self) -> None:
@@ -176,11 +182,11 @@ class BenchStack:
     def fresh_queue(self, *, restart: bool = True) -> int:
         """Stop the workers and drop what waits in the queue, so that a run does not
         inherit the last one's backlog; start them again. Returns how many were dropped."""
-        from django_celery.celery import app
+        from importlib import import_module
 
         nodes = len(self.workers)
         self.stop_workers()
-        dropped = app.control.purge()
+        dropped = import_module(self.app).celery_app.control.purge()
         if restart and nodes:
             self.start_workers(nodes)
         return dropped
