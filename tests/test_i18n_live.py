@@ -108,6 +108,8 @@ def test_two_pages_in_two_languages_on_one_daphne_each_get_every_frame_in_their_
                  button="With Celery")  # fmt: skip
             send(portuguese, f"pt{number}@example.com", label="Seu endereço de e-mail",
                  button="Com Celery")  # fmt: skip
+            for page in pages.values():  # answered: the form is the fresh one
+                expect(page.locator(".submission")).to_have_count(number + 1, timeout=15_000)
         for language, page in pages.items():
             badges = page.locator(".submission .status__badge")
             expect(badges).to_have_count(2)
