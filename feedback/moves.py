@@ -11,8 +11,7 @@ from typing import Any
 
 from celery import current_app
 from django.conf import settings
-from django.db import connections, transaction
-from django.db.models import F, Q, QuerySet
+from django.db import connections, router, transaction
 from django.utils import timezone
 
 from realtime.publish import publish_rendering
@@ -20,7 +19,7 @@ from realtime.publish import publish_rendering
 from .models import Feedback, FeedbackEvent
 from .queue import feedback_queue_changed
 from .selectors import STATUS_PARTIAL, feedback_status_context, status_group
-from .transitions import MOVES, NOW, MoveName, is_final
+from .transitions import MOVES, NOW, ONE_MORE, MoveName, Where, is_final
 
 
 class MoveError(TypeError):
@@ -28,7 +27,7 @@ class MoveError(TypeError):
 
 
 def feedback_move(
-    name: MoveName, *, feedback_id: uuid.UUID | str, where: Q | None = None, **given: Any
+    name: MoveName, *, feedback_id: uuid.UUID | str, where: Where | None = None, **given: Any
 ) -> Feedback | None:
     """Make the move `name` of transitions.MOVES on one row; the row after it, or None if refused.
 
@@ -44,13 +43,15 @@ def feedback_move(
     sets = {field: now if value is NOW else value for field, value in move.sets.items()}
     with transaction.atomic():
         feedback = _update_returning(
-            Feedback.objects.filter(where or Q(), status__in=move.source),
             feedback_id=feedback_id,
-            **sets,
-            **given,
-            status=move.target,
-            version=F("version") + 1,
-            updated_at=now,
+            conditions=(
+                Where(
+                    f"status IN ({', '.join(['%s'] * len(move.source))})",
+                    tuple(("status", status) for status in sorted(move.source)),
+                ),
+                *([where] if where else []),
+            ),  # fmt: skip
+            values={**sets, **given, "status": move.target, "version": ONE_MORE, "updated_at": now},
         )
         if feedback is None:
             return None
@@ -66,47 +67,42 @@ def feedback_move(
 
 
 def _update_returning(
-    changed: QuerySet[Feedback], *, feedback_id: uuid.UUID | str, **values: Any
+    *, feedback_id: uuid.UUID | str, conditions: tuple[Where, ...], values: dict[str, Any]
 ) -> Feedback | None:
-    """`changed.update(**values)` on the one row `feedback_id`, returning it as it is after.
+    """Set `values` on the row `feedback_id` if it meets every condition; the row after, or None.
 
-    One statement, ``UPDATE … FROM (the row, chosen and locked by the ORM) …
-    RETURNING`` (PostgreSQL; SQLite 3.35 and later), through raw(), which
-    converts the returned columns as a query does. FOR UPDATE: under
-    PostgreSQL's READ COMMITTED a row changed while this waited is checked
-    against the conditions again, and its increments computed on that version
-    (docs/decisions/, a move is one UPDATE from a locked row).
+    One statement, ``UPDATE … WHERE … RETURNING`` (PostgreSQL; SQLite 3.35 and
+    later), written here, run through raw(), which converts the returned columns
+    as a query does. Under PostgreSQL's READ COMMITTED an UPDATE that waited for
+    another checks its WHERE again against the row the other left, and computes
+    ONE_MORE on it (docs/decisions/, a move is one hand-written UPDATE).
     """
-    connection = connections[changed.db]
+    db = router.db_for_write(Feedback)
+    connection = connections[db]
     quote = connection.ops.quote_name
     meta = Feedback._meta
-    computed = {
-        f"new_{name}": value
-        for name, value in values.items()
-        if hasattr(value, "resolve_expression")
-    }
-    chosen = (
-        changed.filter(pk=feedback_id)
-        .select_for_update()
-        .order_by()
-        .values(moved_id=F("pk"), **computed)
-    )
-    select, select_params = chosen.query.sql_with_params()
     assignments, params = [], []
     for name, value in values.items():
-        field = meta.get_field(name)
-        if f"new_{name}" in computed:
-            assignments.append(f"{quote(field.column)} = moved.{quote(f'new_{name}')}")
+        column = quote(meta.get_field(name).column)
+        if value is ONE_MORE:
+            assignments.append(f"{column} = {column} + 1")
         else:
-            assignments.append(f"{quote(field.column)} = %s")
-            params.append(field.get_db_prep_save(value, connection=connection))
-    table = quote(meta.db_table)
+            assignments.append(f"{column} = %s")
+            params.append(meta.get_field(name).get_db_prep_save(value, connection=connection))
+    where = [f"{quote(meta.pk.column)} = %s"]
+    params.append(meta.pk.get_db_prep_value(feedback_id, connection=connection))
+    for condition in conditions:
+        where.append(f"({condition.sql})")
+        params.extend(
+            meta.get_field(name).get_db_prep_value(value, connection=connection)
+            for name, value in condition.values
+        )
     returning = ", ".join(quote(field.column) for field in meta.concrete_fields)
     sql = (
-        f"UPDATE {table} SET {', '.join(assignments)} FROM ({select}) AS moved"
-        f" WHERE {table}.{quote(meta.pk.column)} = moved.moved_id RETURNING {returning}"
+        f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)}"
+        f" WHERE {' AND '.join(where)} RETURNING {returning}"
     )
-    moved = list(Feedback.objects.db_manager(changed.db).raw(sql, [*params, *select_params]))
+    moved = list(Feedback.objects.db_manager(db).raw(sql, params))
     return moved[0] if moved else None
 
 

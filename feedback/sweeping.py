@@ -14,7 +14,7 @@ from workers.presence import dead_workers
 from . import receipts
 from .models import Feedback
 from .moves import enqueue_on_commit, feedback_move
-from .transitions import HELD, WAITING, MoveName
+from .transitions import HELD, WAITING, MoveName, unchanged
 from .wording import Failure, Reason
 
 logger = logging.getLogger(__name__)
@@ -79,19 +79,19 @@ def feedback_take_back_abandoned(*, now: datetime | None = None) -> list[uuid.UU
     )
     rows = abandoned.values_list("pk", "version", "attempts")
     for feedback_id, version, attempts in rows:
-        unchanged = Q(version=version)
+        as_read = unchanged(version=version)
         accepted = _accepted(feedback_id)
         if accepted is None:
             continue  # Redis cannot say whether it went out: the next sweep asks again
         if accepted:  # its sender died after the server's 250: sent, never again
-            feedback_move(MoveName.SENT_ON_RECEIPT, feedback_id=feedback_id, where=unchanged)
+            feedback_move(MoveName.SENT_ON_RECEIPT, feedback_id=feedback_id, where=as_read)
             continue
         if attempts >= settings.FEEDBACK_MAX_ATTEMPTS:
-            feedback_move(MoveName.FAIL, feedback_id=feedback_id, where=unchanged, **WORKER_LOST)
+            feedback_move(MoveName.FAIL, feedback_id=feedback_id, where=as_read, **WORKER_LOST)
         elif feedback_move(
             MoveName.RETRY,
             feedback_id=feedback_id,
-            where=unchanged,
+            where=as_read,
             next_retry_at=now,
             **WORKER_LOST,
         ):

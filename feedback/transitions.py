@@ -18,11 +18,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from django.db.models import F, Q
-
 from .models import Status
 
 NOW = object()  # in `sets`: the time of the move
+ONE_MORE = object()  # in `sets`: the field's value on the row, plus one
 
 # Waiting its turn in the line: what the queue counts (a place, the queue-wide
 # event) and what Undo may take back while its window lasts. `retrying` waits
@@ -80,7 +79,7 @@ MOVES: dict[MoveName, Move] = {
         source=frozenset({Status.QUEUED, Status.RETRYING, Status.SENDING}),
         target=Status.SENDING,
         sets={
-            "attempts": F("attempts") + 1,
+            "attempts": ONE_MORE,
             "progress": 0,
             "next_retry_at": None,
             "claimed_at": NOW,
@@ -188,8 +187,33 @@ def ahead(status: str) -> list[Status]:
         current = following
 
 
-def claimable(*, lease_ended_before: datetime, now: datetime) -> Q:
+@dataclass(frozen=True)
+class Where:
+    """A caller's condition on the row a move takes, besides its source statuses: `sql`
+    over the row's columns, with one %s for each of `values`, (field name, value) pairs
+    whose value is converted as that field's."""
+
+    sql: str
+    values: tuple[tuple[str, Any], ...] = ()
+
+
+def claimable(*, lease_ended_before: datetime, now: datetime) -> Where:
     """Rows a claim may take: waiting ones past their undo window, and held
     ones whose lease ran out."""
-    undo_over = Q(undo_until__isnull=True) | Q(undo_until__lte=now)
-    return (Q(status__in=WAITING) & undo_over) | Q(status=HELD, updated_at__lt=lease_ended_before)
+    waiting = sorted(WAITING)
+    return Where(
+        f"(status IN ({', '.join(['%s'] * len(waiting))})"
+        " AND (undo_until IS NULL OR undo_until <= %s))"
+        " OR (status = %s AND updated_at < %s)",
+        (
+            *(("status", status) for status in waiting),
+            ("undo_until", now),
+            ("status", HELD),
+            ("updated_at", lease_ended_before),
+        ),
+    )
+
+
+def unchanged(*, version: int) -> Where:
+    """The row as it was read: no move was made on it since."""
+    return Where("version = %s", (("version", version),))

@@ -21,6 +21,8 @@ STATES = {"en": {"done", "now", "next"}, "pt-br": {"feito", "agora", "a seguir"}
 
 
 def send(page: Page, email: str, *, label: str, button: str) -> None:
+    # The answer to the previous send replaces the form (empty): fill the one that stays.
+    expect(page.get_by_role("button", name=re.compile(button))).to_be_enabled()
     page.get_by_label(label).fill(email)
     page.locator("#feedback-form textarea").fill("Hello there.")
     page.get_by_role("button", name=re.compile(button)).click()
