@@ -15,6 +15,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
+from functools import cache
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -37,12 +38,28 @@ class SubmissionLimit:
     retry_after: int = 0  # seconds until the client's window ends
 
 
+@cache
 def rate_parse(rate: str) -> RateLimitItemPerSecond:
     """ "5/m" -> 5 per 60 seconds, "10/30s" -> 10 per 30 seconds (settings.py has checked
     the syntax; `limits.parse` reads "5/minute", not "5/m")."""
     count, _, period = rate.partition("/")
     seconds = int(period[:-1] or 1) * PERIODS[period[-1]]
     return RateLimitItemPerSecond(int(count), seconds, namespace="feedback.submit")
+
+
+@cache
+def submission_limiter(prefix: str) -> FixedWindowRateLimiter:
+    """One limiter per process (and key prefix), on the process's one Redis pool.
+
+    Made per request, it cost every submission a new cache client (Django keeps one
+    per request context), a Redis client and the library's dependency checks.
+    """
+    storage = RedisStorage(
+        "redis://",  # not dialled: the client comes from the pool given
+        connection_pool=get_redis_connection().connection_pool,
+        key_prefix=f"{prefix}:rl",
+    )
+    return FixedWindowRateLimiter(storage)
 
 
 def submission_limit_take(request: HttpRequest) -> SubmissionLimit:
@@ -52,12 +69,7 @@ def submission_limit_take(request: HttpRequest) -> SubmissionLimit:
     item = rate_parse(settings.FEEDBACK_RATE_LIMIT)
     address = request_client_address(request)  # as read in every deployment shape
     digest = hashlib.sha256(address.encode()).hexdigest()[:32]  # no address in Redis keys
-    storage = RedisStorage(
-        "redis://",  # not dialled: the client comes from the pool given
-        connection_pool=get_redis_connection().connection_pool,
-        key_prefix=f"{settings.REDIS_PREFIX}:rl",
-    )
-    limiter = FixedWindowRateLimiter(storage)
+    limiter = submission_limiter(settings.REDIS_PREFIX)
     try:
         if limiter.hit(item, digest):
             return SubmissionLimit(exceeded=False)
