@@ -5,7 +5,6 @@ live-task API, its card live on the admin's job page, watched and downloaded by 
 import csv
 import io
 import re
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from django.test import Client
 from django.utils import timezone, translation
 from playwright.sync_api import expect
 
+from devtools import processes
 from feedback import jobs, services
 from feedback.models import Feedback, FeedbackEvent, Status
 from feedback.selectors import feedback_render_status
@@ -79,12 +79,7 @@ def result_of(job_url: str) -> LiveTaskResult:
 
 
 def wait_for(predicate, timeout: float = 60, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.05)
-    raise TimeoutError(f"no {what} within {timeout}s")
+    return processes.wait_until(predicate, timeout, what)
 
 
 def finished(result: LiveTaskResult, timeout: float = 120) -> LiveTaskResult:

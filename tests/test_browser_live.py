@@ -2,13 +2,13 @@
 a socket that went silent (a real browser, real daphne, worker and SMTP server)."""
 
 import re
-import time
 
 import pytest
 from django.conf import settings
 from django.contrib.sessions.backends.db import SessionStore
 from playwright.sync_api import expect
 
+from devtools import processes
 from feedback.models import Feedback
 from realtime.consumers import HEARTBEAT
 from tests.support.stall_proxy import StallProxy
@@ -32,12 +32,7 @@ def watch_sockets(page) -> list:
 
 
 def wait_for(predicate, timeout: float = 30, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.05)
-    raise TimeoutError(f"no {what} within {timeout}s")
+    return processes.wait_until(predicate, timeout, what)
 
 
 def statuses(*messages: str) -> list[str]:

@@ -4,11 +4,11 @@ after a reload and after the socket is cut, cancel mid-way, a killed worker."""
 
 import re
 import signal
-import time
 from pathlib import Path
 
 from playwright.sync_api import expect
 
+from devtools import processes
 from livetasks import LiveTaskResult, TaskResultStatus
 from tests.support.stall_proxy import StallProxy
 
@@ -71,12 +71,7 @@ def shown_done(page) -> int:
 
 
 def wait_until(predicate, timeout: float = 30, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.05)
-    raise TimeoutError(f"no {what} within {timeout}s")
+    return processes.wait_until(predicate, timeout, what)
 
 
 def test_the_docs_example_runs_live_end_to_end(browser_page, start_worker, start_daphne):
