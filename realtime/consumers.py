@@ -4,7 +4,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -182,7 +181,9 @@ class WatchingConsumer(AsyncWebsocketConsumer):
             await self.status_update(message)
         elif message["type"] == BROADCAST_TYPE:
             await self.watch_broadcast(message)
-        elif handler := getattr(self, get_handler_name(message), None):
+        elif not message["type"].startswith("_") and (
+            handler := getattr(self, message["type"].replace(".", "_"), None)  # Channels' rule
+        ):
             await handler(message)
         else:
             await super().dispatch(message)  # Channels' error for a type with no handler
