@@ -10,9 +10,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone, translation
 
-from feedback import delivery, moves, queue, services, tasks
+from feedback import delivery, moves, queue, selectors, services, tasks
 from feedback.models import Feedback
 from feedback.tasks import send_feedback_email
+from realtime.watchers import mark_watched
 
 # Claims, conditional updates and the sweeper: also run on PostgreSQL (make test).
 pytestmark = [pytest.mark.django_db, pytest.mark.engines]
@@ -191,24 +192,27 @@ def statements(captured: CaptureQueriesContext) -> list[str]:
 
 
 @pytest.mark.django_db(transaction=True)  # real commits: what runs once committed counts too
+@pytest.mark.parametrize("watched", [True, False], ids=["watched", "unwatched"])
 def test_one_email_takes_six_statements_and_the_queue_event_three(
-    smtp_settings, smtp_server, monkeypatch
+    smtp_settings, smtp_server, monkeypatch, watched
 ):
-    """Per move, UPDATE … RETURNING (no read of the row after it), its event, and the
-    status partial's timeline once committed; no read of the language before the claim.
-    The claim also changes the line: the queue-wide event (published at once here;
-    coalesced to a few per second in a drain) reads it."""
+    """Per move, UPDATE … RETURNING (no read of the row after it), its event, and, once
+    committed, the status partial's timeline, for a watched card only; no read of the
+    language before the claim. The claim also changes the line: the queue-wide event
+    (published at once here; coalesced to a few per second in a drain) reads it."""
     monkeypatch.setattr(queue, "QUEUE_EVENT_INTERVAL", 0)  # published now, on this thread
     queue._queue_events.forget()  # nothing left due from an earlier test
     feedback = services.feedback_create(email="ada@example.com", message="Hi", enqueue=False)
+    if watched:
+        mark_watched([selectors.status_group(feedback.pk)], language="en")
 
     with CaptureQueriesContext(connection) as captured:
         send_feedback_email(str(feedback.pk))
 
     assert len(smtp_server.wait_for(1, timeout=10)) == 1
     move = ["UPDATE feedback_feedback", "INSERT feedback_feedbackevent"]
-    timeline = ["SELECT feedback_feedbackevent"]
     line_and_pace = ["SELECT feedback_feedback"] * 3  # the line, sends under way, last sends
+    timeline = ["SELECT feedback_feedbackevent"] if watched else []  # nobody watching: no read
     assert statements(captured) == [*move, *timeline, *line_and_pace, *move, *timeline]
     feedback.refresh_from_db()
     assert (feedback.status, feedback.version) == (Feedback.Status.SENT, 2)
