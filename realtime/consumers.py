@@ -139,14 +139,17 @@ def resolve_all(
     """Blocking: for each (kind, token, version shown, group), its state if newer
     (watch.resolve), rendered in the socket's language.
 
-    Each group is marked watched in that language first (realtime/watchers.py), so
-    a change committed after this read is rendered for this socket.
+    Each group, and the shared groups its kind may join, is marked watched in that
+    language first (realtime/watchers.py), so a change committed after this read is
+    rendered (and a shared event sent) for this socket.
 
     A socket's re-reads go to the database thread together, once per round, not
     once per watch: each trip there costs a thread switch and a database
     connection taken from the pool and given back.
     """
-    mark_watched((group for _kind, _token, _version, group in asked), language=language)
+    groups = {group for _kind, _token, _version, group in asked}
+    groups.update(shared for kind, *_rest in asked for shared in watch.shared_groups(kind))
+    mark_watched(groups, language=language)
     with translation.override(language):
         return [
             watch.resolve(kind, token, session=session, newer_than=version)

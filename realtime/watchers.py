@@ -47,3 +47,9 @@ def watched_languages(group: str) -> list[str]:
         logger.warning("Could not read who watches %s", group, exc_info=True)
         return languages
     return [language for language in languages if mark_key(group, language) in found]
+
+
+def is_watched(group: str) -> bool:
+    """Blocking: someone watches `group`, in any language (True when the marks cannot be
+    read). For a publisher of a rendering shared by all languages (a broadcast)."""
+    return bool(watched_languages(group))

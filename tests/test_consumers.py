@@ -7,6 +7,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
+from django.core.cache import cache
 
 from feedback import delivery, queue, selectors, tokens
 from feedback.models import Feedback
@@ -14,6 +15,7 @@ from realtime import consumers, watch
 from realtime.consumers import HEARTBEAT, heartbeat
 from realtime.publish import status_event
 from realtime.routing import websocket_urlpatterns
+from realtime.watchers import mark_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -401,7 +403,13 @@ async def test_every_status_socket_gets_a_heartbeat(settings, path):
     assert len(heartbeat.sockets) == beaten  # a closed socket is no longer beaten
 
 
-async def test_a_page_socket_hears_the_queue_wide_event_once_however_many_queued_cards():
+async def test_a_page_socket_hears_the_queue_wide_event_once_however_many_queued_cards(settings):
+    # No mark left by another test: this socket's watch must make it (the queue-wide
+    # event is read and sent only while someone watches the queue, realtime/watchers.py).
+    await sync_to_async(cache.delete_many)(
+        [mark_key(queue.QUEUE_GROUP, code) for code, _name in settings.LANGUAGES]
+    )
+    assert await database_sync_to_async(queue.feedback_publish_queue)() == 0  # nobody: not read
     cards = [await make_feedback() for _ in range(3)]
     ws = await open_page_socket()
     for card in cards:

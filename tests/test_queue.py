@@ -119,6 +119,7 @@ def test_after_an_event_counting_n_queued_the_next_is_not_due_before_n_over_fano
     Feedback.objects.bulk_create(
         Feedback(email=f"w{n}@example.com", message="Hi") for n in range(queued)
     )
+    mark_watched([queue.QUEUE_GROUP], language="en")  # someone watches the line
     layer = get_channel_layer()
     queue.feedback_publish_queue()  # opens the layer's connection (see below)
     sends: list[str] = []
@@ -249,7 +250,9 @@ def test_claims_publish_a_bounded_number_of_times_with_a_thousand_queued_watcher
     rows = Feedback.objects.bulk_create(
         Feedback(email=f"w{n}@example.com", message="Hi", created_at=now) for n in range(watchers)
     )
-    mark_watched([selectors.status_group(row.pk) for row in rows], language="en")
+    mark_watched(
+        [*(selectors.status_group(row.pk) for row in rows), queue.QUEUE_GROUP], language="en"
+    )
     layer = get_channel_layer()
     sends: list[str] = []
     original = layer.group_send
