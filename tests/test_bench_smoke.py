@@ -52,6 +52,8 @@ def test_every_scenario_of_every_configuration_runs_without_error(smoke):
         "baseline": {}, "postgres": {}, "sqlite": {}
     }, proc.stderr[-5000:]  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-5000:]
+    # The clients end their tasks cleanly: asyncio logs no exception left unretrieved.
+    assert "never retrieved" not in proc.stderr, proc.stderr[-5000:]
     assert set(configs["baseline"]["scenarios"]) == {"submit", "ladder", "drain", "page"}
     assert set(configs["sqlite"]["scenarios"]) == {"submit"}
     assert set(configs["postgres"]["scenarios"]) == {
@@ -142,6 +144,11 @@ def test_the_page_after_an_answer_is_measured_for_both(smoke):
         page = configs[name]["scenarios"]["page"]
         assert page["done"] == page["asked"] == SMOKE.pages, name
         assert page["daphne_ms"] > 0, name
+    # Each page named the version its card shows, as live.js does: no snapshot frame came
+    # before the probe's answer, and the probe was measured alone on every socket.
+    page = configs["postgres"]["scenarios"]["page"]
+    assert page["frames_on_open"] == 0 and page["open_errors"] == {}
+    assert page["probed"] == SMOKE.pages
 
 
 def test_the_drain_table_says_what_became_of_each_email_not_sent_once():
@@ -198,8 +205,11 @@ def test_publishes_reach_the_dom_in_chromium(smoke):
 def test_one_daphne_opens_every_socket_and_delivers_a_frame_to_each(smoke):
     _, configs, _ = smoke
     sockets = configs["postgres"]["scenarios"]["sockets"]
+    # Open: its watch taken (the probe's answer came), with no snapshot frame (the version
+    # named is the card's); then the frame published to each arrives: each watch joined.
     assert sockets["opened"] == sockets["frames"] == SMOKE.sockets
     assert sockets["open_errors"] == {}
+    assert sockets["frames_on_open"] == 0
 
 
 def test_percentiles_interpolate_between_ranks():
