@@ -17,7 +17,7 @@ import pytest
 
 from devtools.bench.profile import summarize
 from devtools.bench.report import render, render_results
-from devtools.bench.scenarios import SMOKE, accounted, percentile, summarize_ms
+from devtools.bench.scenarios import PROBES, SMOKE, accounted, percentile, summarize_ms
 from devtools.browser import CHROMIUM
 from devtools.processes import REPO_ROOT
 from tests.session_env import require_binary
@@ -148,7 +148,7 @@ def test_the_page_after_an_answer_is_measured_for_both(smoke):
     # before the probe's answer, and the probe was measured alone on every socket.
     page = configs["postgres"]["scenarios"]["page"]
     assert page["frames_on_open"] == 0 and page["open_errors"] == {}
-    assert page["probed"] == SMOKE.pages
+    assert page["probed"] == PROBES * SMOKE.pages
 
 
 def test_the_drain_table_says_what_became_of_each_email_not_sent_once():

@@ -13,7 +13,7 @@ to the success page: both requests are its answer, coded by the POST's status (3
 ``hold``: one page socket per token, each watching it as a page does, naming the
 version its card shows; counted open once the watch is taken (see ``taken``). Says
 how fast they opened, then notes when each gets its next frame, until stdin closes.
-With ``probe_cost``, first one more probe on every socket when stdin gives a line.
+With ``probe_cost`` N, first N more probes on every socket when stdin gives a line.
 
 ``probe``: one page socket watching the tokens given, noting every frame's
 time and version, and one poller asking for a token's status at the app's
@@ -51,11 +51,11 @@ SESSION_CHANGED_LIMIT = 5  # as static/js/live.js: then the page polls
 # The options a mode reads, with their defaults. spec (hold, probe): a JSON file with the
 # session's cookies, the tokens to watch, the version of each as its card shows it (hold)
 # and (probe) the one to poll. budget (hold): seconds to open the sockets in, at most.
-# probe_cost (hold): then measure the probe alone. until_stdin_closes (submit): a background
-# load.
+# probe_cost (hold): then that many probes on each socket, alone. until_stdin_closes
+# (submit): a background load.
 OPTIONS = {"rate": 50, "seconds": 10, "sessions": 50, "seed": 0, "tag": "s", "watch": False,
            "linger": 0.5, "until_stdin_closes": False, "spec": None, "concurrency": 100,
-           "budget": 600, "tutorial": False, "probe_cost": False}  # fmt: skip
+           "budget": 600, "tutorial": False, "probe_cost": 0}  # fmt: skip
 POLL_INTERVAL = 2.0  # seconds: as the status page polls (templates/feedback/detail.html)
 
 
@@ -293,15 +293,17 @@ async def hold(args: argparse.Namespace) -> dict:
                                args.budget)  # fmt: skip
     print(json.dumps({"opened": len(sockets), "seconds": time.perf_counter() - started,
                       "errors": errors, "frames_on_open": len(unasked)}), flush=True)  # fmt: skip
-    if args.probe_cost:  # the probe alone: one more on each socket once stdin gives a line
+    if args.probe_cost:  # the probe alone: more on each socket once stdin gives a line
 
-        async def probe_again(ws) -> None:
-            await ws.send(f"watch {PROBE}")
-            await asyncio.wait_for(taken(ws), 60)
+        async def probe_again(ws) -> int:
+            for _ in range(args.probe_cost):
+                await ws.send(f"watch {PROBE}")
+                await asyncio.wait_for(taken(ws), 60)
+            return args.probe_cost
 
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         answered = await asyncio.gather(*map(probe_again, sockets), return_exceptions=True)
-        print(json.dumps({"probed": sum(a is None for a in answered)}), flush=True)
+        print(json.dumps({"probed": sum(a for a in answered if isinstance(a, int))}), flush=True)
     closed = asyncio.create_task(stdin_closed())  # after the probe's line: stdin read once
     arrivals: list[list] = []
     readers = [asyncio.create_task(note_frames(ws, arrivals, first=True)) for ws in sockets]

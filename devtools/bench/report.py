@@ -10,7 +10,7 @@ from pathlib import Path
 
 from django.template import Context, Engine, Library
 
-from devtools.bench.scenarios import APP_ROLES
+from devtools.bench.scenarios import APP_ROLES, PROBES
 
 NAMES = {"baseline": "tutorial's code (baseline)", "postgres": "ours, PostgreSQL",
          "sqlite": "ours, SQLite default"}  # fmt: skip
@@ -238,4 +238,5 @@ def render_results(results: dict) -> str:
         "minutes": results.get("seconds", 0) / 60, "errors": errors,
         "ladder": ", ".join(f"{rate:g}" for rate in results["sizes"].get("ladder", ())),
         "command": results.get("command", "make bench"),
+        "probes": PROBES,
     })  # fmt: skip

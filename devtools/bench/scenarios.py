@@ -22,6 +22,7 @@ from devtools.bench.stack import BenchStack, cpu_seconds, rss_bytes
 from devtools.processes import REPO_ROOT, wait_until
 
 APP_ROLES = ("daphne", "worker", "redis", "postgres", "haproxy")  # the rest is the bench's
+PROBES = 5  # page: probes per socket to measure the probe's cost alone (over CPU-clock ticks)
 
 
 @dataclass(frozen=True)
@@ -242,10 +243,10 @@ def scenario_page(stack: BenchStack, url: str, sizes: Sizes, *, tutorial: bool) 
     watchables(sizes.pages, tag="pg", path=stack.dir / "pages.json")
     before = cpu_seconds(daphne)
     holder = load("hold", url, background=True, spec=stack.dir / "pages.json", concurrency=50,
-                  probe_cost=True)  # fmt: skip
+                  probe_cost=PROBES)  # fmt: skip
     opened = json.loads(holder.stdout.readline())
     opened_cpu, before_probes = cpu_seconds(daphne) - before, cpu_seconds(daphne)
-    holder.stdin.write("\n")  # one more probe on each socket, alone
+    holder.stdin.write("\n")  # PROBES more on each socket, alone
     holder.stdin.flush()
     probed = json.loads(holder.stdout.readline())["probed"]
     probe_cpu = cpu_seconds(daphne) - before_probes
