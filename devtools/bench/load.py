@@ -241,8 +241,9 @@ async def note_frames(ws, into: list, *, first: bool = False) -> None:
 
 
 async def taken(ws) -> list[str]:
-    """Wait for the answer to the probe sent after a watch; what came before it, heartbeats
-    aside: nothing when the watch was taken and its card showed the newest version.
+    """Wait for the answer to the probe sent after a watch; what came before it of the watch's
+    own (a refusal, a status frame): nothing when the watch was taken and its card showed the
+    newest version. Heartbeats and the queue-wide event (a real page gets those too) are not.
 
     The probe's answer says the watch was handled: Channels hands a consumer one message at
     a time, in order (channels.utils.await_many_dispatch awaits each dispatch before it
@@ -253,7 +254,7 @@ async def taken(ws) -> list[str]:
     async for message in ws:
         if message == f"{REFUSED} {PROBE}":
             return before
-        if message != HEARTBEAT:
+        if message.startswith(REFUSED) or frame_id(message) is not None:
             before.append(message)
     raise ConnectionError("closed before the probe's answer")
 
