@@ -10,8 +10,10 @@ answer shows), as static/js/live.js does. With ``tutorial`` (the baseline,
 devtools/bench/baseline) each visitor posts the plain form and follows its redirect
 to the success page: both requests are its answer, coded by the POST's status (302).
 
-``hold``: one page socket per token, each watching it; says how fast they
-opened, then notes when each gets its next frame, until stdin closes.
+``hold``: one page socket per token, each watching it as a page does, naming the
+version its card shows; counted open once the watch is taken (see ``taken``). Says
+how fast they opened, then notes when each gets its next frame, until stdin closes.
+With ``probe_cost`` N, first N more probes on every socket when stdin gives a line.
 
 ``probe``: one page socket watching the tokens given, noting every frame's
 time and version, and one poller asking for a token's status at the app's
@@ -40,14 +42,20 @@ from websockets.exceptions import ConnectionClosed
 from devtools.http_client import CSRF_INPUT, watch_token
 
 HEARTBEAT = "<!--heartbeat-->"  # realtime.consumers.HEARTBEAT, without importing the app
+REFUSED = "refused"  # realtime.consumers.REFUSED
+# A watch the consumer refuses at once: no signature matches the token, so it is turned
+# away on the event loop, without a database read (realtime.watch.group_for).
+PROBE = "feedback/-"
 SESSION_CHANGED = 4401  # realtime.consumers.CLOSE_SESSION_CHANGED: reconnect with the new cookie
 SESSION_CHANGED_LIMIT = 5  # as static/js/live.js: then the page polls
 # The options a mode reads, with their defaults. spec (hold, probe): a JSON file with the
-# session's cookies, the tokens to watch and (probe) the one to poll. budget (hold): seconds
-# to open the sockets in, at most. until_stdin_closes (submit): a background load.
+# session's cookies, the tokens to watch, the version of each as its card shows it (hold)
+# and (probe) the one to poll. budget (hold): seconds to open the sockets in, at most.
+# probe_cost (hold): then that many probes on each socket, alone. until_stdin_closes
+# (submit): a background load.
 OPTIONS = {"rate": 50, "seconds": 10, "sessions": 50, "seed": 0, "tag": "s", "watch": False,
            "linger": 0.5, "until_stdin_closes": False, "spec": None, "concurrency": 100,
-           "budget": 600, "tutorial": False}  # fmt: skip
+           "budget": 600, "tutorial": False, "probe_cost": 0}  # fmt: skip
 POLL_INTERVAL = 2.0  # seconds: as the status page polls (templates/feedback/detail.html)
 
 
@@ -59,6 +67,11 @@ def frame_version(html: str) -> int | None:
 def frame_id(html: str) -> str | None:
     match = re.search(r'id="status-([0-9a-f-]+)"', html)
     return match.group(1) if match else None
+
+
+def watch_command(token: str, shown: int | None) -> str:
+    """As static/js/live.js words it: the version the card shows, when it shows one."""
+    return f"watch feedback/{token}" + ("" if shown is None else f" {shown}")
 
 
 async def page_socket(base_url: str, cookies: dict[str, str]):
@@ -76,7 +89,8 @@ class Visitor:
         limits = httpx.Limits(max_connections=1)
         self.http = httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits)
         self.csrf, self.socket, self.reader, self.frames, self.refused = "", None, None, 0, 0
-        self.pending: dict[str, str | None] = {}  # token -> id, not final: sent again on reconnect
+        # token -> [id, version its card shows], not final: watched again on reconnect.
+        self.pending: dict[str, list] = {}
         self.reconnects, self.session_changes, self.turned_away = 0, 0, False
         self.socket_errors, self.opening = Counter(), asyncio.Lock()
 
@@ -87,16 +101,24 @@ class Visitor:
     async def read(self, socket) -> None:
         with contextlib.suppress(ConnectionClosed):  # aborted at the end
             async for message in socket:
-                if message.startswith("refused"):
+                if message.startswith(REFUSED):
                     self.refused += 1
                 elif message != HEARTBEAT:
                     self.frames += 1
                     self.session_changes = 0
-                    if 'data-final="true"' in message:  # that card needs no watch again
-                        done = frame_id(message)
-                        self.pending = {t: i for t, i in self.pending.items() if i != done}
+                    self.swap(message)
         if socket.close_code == SESSION_CHANGED:
             await self.reconnect()
+
+    def swap(self, frame: str) -> None:
+        """The card the frame is for now shows its version; a final one needs no watch again."""
+        shown, version = frame_id(frame), frame_version(frame)
+        for token, card in list(self.pending.items()):
+            if card[0] == shown:
+                if 'data-final="true"' in frame:
+                    del self.pending[token]
+                elif version is not None and (card[1] is None or version > card[1]):
+                    card[1] = version
 
     async def open_socket(self) -> None:
         self.socket = await page_socket(self.base_url, dict(self.http.cookies.items()))
@@ -117,8 +139,8 @@ class Visitor:
                 if self.session_changes > 1:
                     await asyncio.sleep(2 ** (self.session_changes - 2) * random.uniform(0.5, 1))
                 await self.open_socket()
-                for token in list(self.pending):  # no version kept: the current state comes
-                    await self.socket.send(f"watch feedback/{token}")
+                for token, (_, shown) in list(self.pending.items()):  # as live.js: what it shows
+                    await self.socket.send(watch_command(token, shown))
         except Exception as error:  # counted, never hidden
             self.socket_errors[type(error).__name__] += 1
 
@@ -140,7 +162,7 @@ class Visitor:
         """Apart from the answer's latency: the page watches its card after the swap."""
         if self.turned_away:
             return  # the page polls
-        self.pending[token] = feedback_id
+        self.pending[token] = [feedback_id, shown]
         try:
             async with self.opening:  # one socket per page, however many cards arrive at once
                 if self.turned_away:
@@ -148,7 +170,7 @@ class Visitor:
                 if self.socket is None:  # the page opens its socket with its first card
                     await self.open_socket()
                 socket = self.socket
-            await socket.send(f"watch feedback/{token}" + ("" if shown is None else f" {shown}"))
+            await socket.send(watch_command(token, shown))
         except ConnectionClosed as closed:
             if closed.rcvd is None or closed.rcvd.code != SESSION_CHANGED:
                 self.socket_errors[type(closed).__name__] += 1
@@ -218,38 +240,83 @@ async def note_frames(ws, into: list, *, first: bool = False) -> None:
                 return
 
 
+async def taken(ws) -> list[str]:
+    """Wait for the answer to the probe sent after a watch; what came before it of the watch's
+    own (a refusal, a status frame): nothing when the watch was taken and its card showed the
+    newest version. Heartbeats and the queue-wide event (a real page gets those too) are not.
+
+    The probe's answer says the watch was handled: Channels hands a consumer one message at
+    a time, in order (channels.utils.await_many_dispatch awaits each dispatch before it
+    takes the next), so the watch's ``receive`` had returned, its group joined and its row
+    read, before the probe's began.
+    """
+    before = []
+    async for message in ws:
+        if message == f"{REFUSED} {PROBE}":
+            return before
+        if message.startswith(REFUSED) or frame_id(message) is not None:
+            before.append(message)
+    raise ConnectionError("closed before the probe's answer")
+
+
 async def hold(args: argparse.Namespace) -> dict:
     spec = json.loads(Path(args.spec).read_text())
     gate = asyncio.Semaphore(args.concurrency)
-    sockets, errors = [], Counter()
+    sockets, errors, unasked = [], Counter(), []
 
-    async def open_one(token: str) -> None:
+    async def open_one(token: str, shown: int) -> None:
         async with gate:
             for _ in range(3):  # a handshake dropped while daphne is busy: counted, tried again
+                ws = None
                 try:
                     ws = await page_socket(args.url, spec["cookies"])
-                    await ws.send(f"watch feedback/{token}")
-                    while (await asyncio.wait_for(ws.recv(), 60)) == HEARTBEAT:
-                        pass
-                    sockets.append(ws)
-                    return
+                    await ws.send(watch_command(token, shown))
+                    await ws.send(f"watch {PROBE}")
+                    before = await asyncio.wait_for(taken(ws), 60)
                 except Exception as error:
                     errors[type(error).__name__] += 1
+                    if ws is not None:
+                        ws.transport.abort()
+                    continue
+                if any(message.startswith(REFUSED) for message in before):
+                    errors["watch refused"] += 1  # not open, and asking again would not help
+                    ws.transport.abort()
+                    return
+                unasked.extend(before)  # a frame the version named should have spared
+                sockets.append(ws)
+                return
 
     started = time.perf_counter()
     with contextlib.suppress(TimeoutError):  # what opened within the budget is what counts
-        await asyncio.wait_for(asyncio.gather(*(open_one(token) for token in spec["tokens"])),
+        await asyncio.wait_for(asyncio.gather(*(open_one(token, shown) for token, shown
+                                                in zip(spec["tokens"], spec["versions"],
+                                                       strict=True))),
                                args.budget)  # fmt: skip
     print(json.dumps({"opened": len(sockets), "seconds": time.perf_counter() - started,
-                      "errors": errors}), flush=True)  # fmt: skip
+                      "errors": errors, "frames_on_open": len(unasked)}), flush=True)  # fmt: skip
+    if args.probe_cost:  # the probe alone: more on each socket once stdin gives a line
+
+        async def probe_again(ws) -> int:
+            for _ in range(args.probe_cost):
+                await ws.send(f"watch {PROBE}")
+                await asyncio.wait_for(taken(ws), 60)
+            return args.probe_cost
+
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        answered = await asyncio.gather(*map(probe_again, sockets), return_exceptions=True)
+        print(json.dumps({"probed": sum(a for a in answered if isinstance(a, int))}), flush=True)
+    closed = asyncio.create_task(stdin_closed())  # after the probe's line: stdin read once
     arrivals: list[list] = []
     readers = [asyncio.create_task(note_frames(ws, arrivals, first=True)) for ws in sockets]
-    await asyncio.wait([asyncio.create_task(stdin_closed()), asyncio.gather(*readers)],
-                       return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+    # return_exceptions: a reader's end (cancelled below, or its socket closed) is a result,
+    # retrieved when this is awaited, never an exception left unretrieved.
+    all_read = asyncio.gather(*readers, return_exceptions=True)
+    await asyncio.wait([closed, all_read], return_when=asyncio.FIRST_COMPLETED)
     print("delivered", flush=True)  # every socket has its frame (or the bench stopped us)
-    await stdin_closed()
+    await closed
     for task in readers:
         task.cancel()
+    await all_read
     for ws in sockets:
         ws.transport.abort()
     return {"arrivals": arrivals}

@@ -22,6 +22,7 @@ from devtools.bench.stack import BenchStack, cpu_seconds, rss_bytes
 from devtools.processes import REPO_ROOT, wait_until
 
 APP_ROLES = ("daphne", "worker", "redis", "postgres", "haproxy")  # the rest is the bench's
+PROBES = 5  # page: probes per socket to measure the probe's cost alone (over CPU-clock ticks)
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ def finish(proc: subprocess.Popen) -> dict:
 
 
 def watchables(count: int, *, tag: str, path) -> dict:
-    """``count`` queued feedback (no task) and one session allowed to watch them all."""
+    """``count`` queued feedback (no task) and one session allowed to watch them all, with the
+    version of each as the submission's answer rendered its card (``versions``)."""
     from importlib import import_module
 
     from django.conf import settings
@@ -105,7 +107,8 @@ def watchables(count: int, *, tag: str, path) -> dict:
     with transaction.atomic():
         rows = [feedback_create(email=f"{tag}-{n}@bench.test", message="Watching.", enqueue=False)
                 for n in range(count)]  # fmt: skip
-    spec = {"tokens": [feedback_token(row.pk, session=session) for row in rows]}
+    spec = {"tokens": [feedback_token(row.pk, session=session) for row in rows],
+            "versions": [row.version for row in rows]}  # fmt: skip
     session.save()
     spec.update(cookies={settings.SESSION_COOKIE_NAME: session.session_key}, poll=spec["tokens"][0])
     path.write_text(json.dumps(spec))
@@ -225,23 +228,33 @@ def scenario_drain_baseline(stack: BenchStack, sizes: Sizes) -> dict:
 
 
 def scenario_page(stack: BenchStack, url: str, sizes: Sizes, *, tutorial: bool) -> dict:
-    """What follows an answer, ``pages`` times: the baseline's success page (a GET), or
-    the app's page socket opened and watching a card until its snapshot frame. daphne's CPU."""
+    """What follows an answer, ``pages`` times: the baseline's success page (a GET), or the
+    app's page socket opened and watching a card as the answer showed it, until the watch is
+    taken (load.py's ``taken``: the probe's answer). daphne's CPU, and the probe's alone."""
     import httpx
 
-    if not tutorial:
-        watchables(sizes.pages, tag="pg", path=stack.dir / "pages.json")
-    before = cpu_seconds(stack.daphnes[0].pid)
+    daphne = stack.daphnes[0].pid
     if tutorial:
+        before = cpu_seconds(daphne)
         with httpx.Client(base_url=url) as client:
             done = sum(client.get("/success/").status_code == 200 for _ in range(sizes.pages))
-    else:
-        holder = load("hold", url, background=True, spec=stack.dir / "pages.json", concurrency=50)
-        done = json.loads(holder.stdout.readline())["opened"]
-    cpu = cpu_seconds(stack.daphnes[0].pid) - before
-    if not tutorial:
-        finish(holder)
-    return {"asked": sizes.pages, "done": done, "daphne_ms": 1000 * cpu / max(done, 1)}
+        return {"asked": sizes.pages, "done": done,
+                "daphne_ms": 1000 * (cpu_seconds(daphne) - before) / max(done, 1)}  # fmt: skip
+    watchables(sizes.pages, tag="pg", path=stack.dir / "pages.json")
+    before = cpu_seconds(daphne)
+    holder = load("hold", url, background=True, spec=stack.dir / "pages.json", concurrency=50,
+                  probe_cost=PROBES)  # fmt: skip
+    opened = json.loads(holder.stdout.readline())
+    opened_cpu, before_probes = cpu_seconds(daphne) - before, cpu_seconds(daphne)
+    holder.stdin.write("\n")  # PROBES more on each socket, alone
+    holder.stdin.flush()
+    probed = json.loads(holder.stdout.readline())["probed"]
+    probe_cpu = cpu_seconds(daphne) - before_probes
+    finish(holder)
+    done = opened["opened"]
+    return {"asked": sizes.pages, "done": done, "daphne_ms": 1000 * opened_cpu / max(done, 1),
+            "open_errors": opened["errors"], "frames_on_open": opened["frames_on_open"],
+            "probed": probed, "probe_ms": 1000 * probe_cpu / max(probed, 1)}  # fmt: skip
 
 
 def scenario_drain(stack: BenchStack, sizes: Sizes, *, chaos: bool) -> dict:
@@ -523,6 +536,7 @@ def scenario_sockets(stack: BenchStack, url: str, sizes: Sizes) -> dict:
                if fid and status_group(fid) in sent]  # fmt: skip
     return {
         "asked": sizes.sockets, "opened": opened["opened"], "open_errors": opened["errors"],
+        "frames_on_open": opened["frames_on_open"],
         "open_seconds": opened["seconds"], "opens_per_s": opened["opened"] / opened["seconds"],
         "idle_cpu_percent": 100 * idle_rate,
         "kib_per_socket": (rss_open - rss_before) / 1024 / max(opened["opened"], 1),
