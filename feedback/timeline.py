@@ -53,18 +53,26 @@ def format_offset(offset: timedelta) -> str:
 Recorded = tuple[str, datetime]
 
 
+@dataclass(frozen=True)
+class KnownEvents:
+    """A row's events at its `version`, carried by the row a move returned (`known_events`)."""
+
+    version: int
+    events: tuple[Recorded, ...]
+
+
 def recorded_steps(*, feedback: Feedback) -> Sequence[Recorded]:
     """The row's events as (status, at), oldest first: those a move carried on the row it
-    returned (`known_events`, see known_after_move), else read."""
+    returned (see known_after_move) while the row is still that version, else read."""
     known = getattr(feedback, "known_events", None)
-    if known is not None:
-        return known
+    if known is not None and known.version == feedback.version:
+        return known.events
     return [(event.status, event.at) for event in feedback.events.all()]
 
 
 def known_after_move(
     *, feedback: Feedback, last_seen: Feedback | None, recorded: Sequence[Recorded]
-) -> tuple[Recorded, ...] | None:
+) -> KnownEvents | None:
     """The events of `feedback`, the row a move just returned (`recorded`: the event that
     move wrote, if any), when they are known without a read; else None.
 
@@ -74,13 +82,16 @@ def known_after_move(
     of one row take turns on its lock, and each writes its event in its own transaction, so
     no other event came in between.
     """
+    before: Sequence[Recorded] | None = None
     if feedback.version == 1:
-        before: Sequence[Recorded] | None = ((Status.QUEUED, feedback.created_at),)
+        before = ((Status.QUEUED, feedback.created_at),)
     elif last_seen is not None and last_seen.version == feedback.version - 1:
-        before = getattr(last_seen, "known_events", None)
-    else:
-        before = None
-    return None if before is None else (*before, *recorded)
+        known = getattr(last_seen, "known_events", None)
+        if known is not None and known.version == last_seen.version:
+            before = known.events
+    if before is None:
+        return None
+    return KnownEvents(version=feedback.version, events=(*before, *recorded))
 
 
 def feedback_timeline(*, feedback: Feedback) -> list[TimelineStep]:

@@ -86,6 +86,17 @@ def test_a_row_moved_by_another_since_the_callers_is_read(django_assert_num_quer
 
 
 @pytest.mark.django_db
+def test_a_row_refreshed_since_its_move_is_read():
+    feedback = submitted()
+    claimed = delivery.feedback_claim(feedback_id=feedback.pk)
+    delivery.feedback_mark_sent(feedback_id=feedback.pk)
+    claimed.refresh_from_db()  # now the sent row: what the claim carried is not its events
+    assert [step.status for step in feedback_timeline(feedback=claimed)] == [
+        "queued", "sending", "sent"
+    ]  # fmt: skip
+
+
+@pytest.mark.django_db
 def test_a_first_move_that_is_not_the_claim_is_known_too(django_assert_num_queries):
     cancelled = services.feedback_cancel(feedback_id=submitted().pk)
     assert shown_without_a_read(cancelled, django_assert_num_queries) == as_read(cancelled)
