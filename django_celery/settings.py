@@ -393,6 +393,8 @@ CACHES = {
 # and all re-reads of one daphne process per second at most.
 REALTIME_RESYNC_SECONDS = env.float("REALTIME_RESYNC_SECONDS", REALTIME_HEARTBEAT_SECONDS)
 REALTIME_RESYNC_PER_SECOND = env.float("REALTIME_RESYNC_PER_SECOND", 50)
+# A watcher's mark (realtime/watchers.py) lasts this long, and is made again at each re-read.
+REALTIME_WATCHED_SECONDS = 3600.0
 REALTIME_WATCHES_PER_SOCKET = env.int("REALTIME_WATCHES_PER_SOCKET", 50)
 # Over these a socket is closed with 4429 and the page polls (realtime/socket_limits.py).
 REALTIME_MAX_SOCKETS_PER_SESSION = env.int("REALTIME_MAX_SOCKETS_PER_SESSION", 20)

@@ -14,6 +14,12 @@ class FeedbackConfig(AppConfig):
             jobs,  # noqa: F401  (registers the admin's live tasks: a worker runs them by name)
             tasks,  # noqa: F401  (registers the Celery tasks: moves.enqueue finds one)
         )
+        from .queue import QUEUE_GROUP
         from .selectors import feedback_group_for_token, feedback_snapshot
 
-        watch.register("feedback", group=feedback_group_for_token, snapshot=feedback_snapshot)
+        watch.register(
+            "feedback",
+            group=feedback_group_for_token,
+            snapshot=feedback_snapshot,
+            also=(QUEUE_GROUP,),  # a queued card's watcher hears the queue-wide event
+        )

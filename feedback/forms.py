@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator, MaxLengthValidator
 from django.utils.translation import gettext_lazy as _
 
-from .models import Feedback, SendMode
+from .models import SendMode
 from .smtp import domain_to_ascii
 
 MESSAGE_MAX_LENGTH = 2000
@@ -83,7 +83,9 @@ class BrowserMaxLengthValidator(MaxLengthValidator):
         return len(x.replace("\r\n", "\n"))
 
 
-class FeedbackForm(forms.ModelForm):
+class FeedbackForm(forms.Form):
+    """What a submission sends; feedback_submit stores it (a plain form: it saves no row)."""
+
     email = HeaderSafeEmailField(
         label=_("Your email address"),
         max_length=254,
@@ -99,9 +101,3 @@ class FeedbackForm(forms.ModelForm):
     mode = forms.TypedChoiceField(
         choices=SendMode.choices, required=False, empty_value=SendMode.ASYNC
     )
-
-    class Meta:
-        model = Feedback
-        # The email is checked by the form's field alone: the model's EmailField
-        # would refuse a non-ASCII local part (RFC 6531) the form accepts.
-        fields = ["message"]

@@ -124,7 +124,7 @@ def feedback_publish(*, feedback: Feedback) -> bool:
     return publish_rendering(
         group=status_group(feedback.pk),
         template_name=STATUS_PARTIAL,
-        context=feedback_status_context(feedback=feedback),
+        context=partial(feedback_status_context, feedback=feedback),
         version=feedback.version,
         final=is_final(feedback.status),
     )

@@ -27,6 +27,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from realtime.publish import broadcast
+from realtime.watchers import is_watched
 from workers.presence import workers_processes
 
 from .models import Feedback
@@ -148,7 +149,10 @@ def queue_render() -> tuple[str, int]:
 
 
 def feedback_publish_queue() -> int:
-    """Publish the queue-wide event; return how many queued feedback it counted."""
+    """Publish the queue-wide event; return how many queued feedback it counted (0 when
+    nobody watches the queue: then nothing is read, rendered or sent)."""
+    if not is_watched(QUEUE_GROUP):
+        return 0
     html, queued = queue_render()
     broadcast(group=QUEUE_GROUP, html=html)
     return queued

@@ -83,30 +83,35 @@ def take_submission(request: HtmxHttpRequest) -> HttpResponse:
     if not request.htmx:
         url = reverse("feedback:status", kwargs={"token": token})
         return with_server_timing(HttpResponseRedirect(url, status=HTTPStatus.SEE_OTHER), answered)
+    csrf_token = get_token(request)  # one for the answer's two forms (each call masks anew)
     context = {
         **feedback_status_context(feedback=feedback),
-        "empty_form": empty_form(request),
+        "empty_form": empty_form(csrf_token),
+        "csrf_token": csrf_token,
         "token": token,
         "mode": mode,
         "SendMode": SendMode,
         "answered": answered,
         "answers": answers_recent(request.session),
     }
-    response = render(request, "feedback/index.html#submitted", context)
+    # Without the request: its partials read nothing of it but the CSRF token, given above,
+    # so the context processors (the page's socket, CSP, i18n, ...) are not run for them.
+    response = HttpResponse(render_to_string(SUBMITTED_PARTIAL, context))
     return with_server_timing(response, answered)
 
 
 FORM_PARTIAL = "feedback/index.html#form"
+SUBMITTED_PARTIAL = "feedback/index.html#submitted"
 WATCH_PARTIAL = "feedback/detail.html#watch"
 # Stands in for the request's CSRF token in the empty form rendered once (empty_form).
 CSRF_STAND_IN = "csrf-token-of-the-request"
 
 
-def empty_form(request: HttpRequest) -> SafeString:
+def empty_form(csrf_token: str) -> SafeString:
     """The form partial with an empty form, as every submission's answer ends: rendered
-    once per language per process; only the CSRF token is the request's own."""
+    once per language per process; only the CSRF token (`get_token`) is the request's own."""
     html = _empty_form_html(translation.get_language(), get_script_prefix())
-    return mark_safe(html.replace(CSRF_STAND_IN, get_token(request)))
+    return mark_safe(html.replace(CSRF_STAND_IN, csrf_token))
 
 
 @lru_cache(maxsize=8)

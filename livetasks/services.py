@@ -69,7 +69,7 @@ def result_publish(*, result: LiveTaskResult) -> bool:
     return publish_rendering(
         group=task_group(result.pk),
         template_name=STATUS_PARTIAL,
-        context=result_card_context(result=result),
+        context=partial(result_card_context, result=result),
         version=result.version,
         final=result.is_finished,
     )

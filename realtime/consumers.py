@@ -13,6 +13,7 @@ from django.utils import translation
 
 from . import watch
 from .publish import BROADCAST_TYPE, EVENT_TYPE
+from .watchers import mark_watched
 
 # The socket's words, handed to the page by realtime/context_processors.py.
 # Close codes: 4403 after HTTP 403 (not yours: do not come back); 4401 after HTTP 401
@@ -122,28 +123,37 @@ def handshake_language(scope: Mapping[str, Any]) -> str:
     return translation.get_language_from_request(request)
 
 
-def in_language(html: str | Mapping[str, str], language: str) -> str:
-    """A published frame's HTML for a reader of `language`: one rendering per language
-    (realtime.publish.publish), or one for every reader (a string)."""
+def in_language(html: str | Mapping[str, str], language: str) -> str | None:
+    """A published frame's HTML for a reader of `language`: one rendering per watched
+    language (realtime.publish.publish_rendering), or one for every reader (a string).
+    None when it was not rendered in `language`: no watcher of it was known then
+    (realtime/watchers.py), and the next re-read catches up."""
     if isinstance(html, str):
         return html
-    return html.get(language) or html[settings.LANGUAGE_CODE]
+    return html.get(language)
 
 
 def resolve_all(
-    asked: list[tuple[str, str, int]], *, session: Any, language: str
+    asked: list[tuple[str, str, int, str]], *, session: Any, language: str
 ) -> list[watch.Snapshot | None]:
-    """Blocking: for each (kind, token, version shown), its state if newer (watch.resolve),
-    rendered in the socket's language.
+    """Blocking: for each (kind, token, version shown, group), its state if newer
+    (watch.resolve), rendered in the socket's language.
+
+    Each group, and the shared groups its kind may join, is marked watched in that
+    language first (realtime/watchers.py), so a change committed after this read is
+    rendered (and a shared event sent) for this socket.
 
     A socket's re-reads go to the database thread together, once per round, not
     once per watch: each trip there costs a thread switch and a database
     connection taken from the pool and given back.
     """
+    groups = {group for _kind, _token, _version, group in asked}
+    groups.update(shared for kind, *_rest in asked for shared in watch.shared_groups(kind))
+    mark_watched(groups, language=language)
     with translation.override(language):
         return [
             watch.resolve(kind, token, session=session, newer_than=version)
-            for kind, token, version in asked
+            for kind, token, version, _group in asked
         ]
 
 
@@ -251,7 +261,7 @@ class WatchingConsumer(AsyncWebsocketConsumer):
 
     async def resolve(self, watching: list[Watched]) -> list[watch.Snapshot | None]:
         # The session (from asgi.py's SessionMiddlewareStack) says who is asking.
-        asked = [(w.kind, w.token, w.version) for w in watching]
+        asked = [(w.kind, w.token, w.version, w.group) for w in watching]
         return await database_sync_to_async(resolve_all)(
             asked, session=self.scope.get("session"), language=self.language
         )
@@ -286,9 +296,12 @@ class WatchingConsumer(AsyncWebsocketConsumer):
         REALTIME_RESYNC_PER_SECOND in all, and jittered so that sockets opened
         together do not re-read together. Never later than the interval asks.
         """
-        interval = max(
-            settings.REALTIME_RESYNC_SECONDS,
-            len(cls.live) / settings.REALTIME_RESYNC_PER_SECOND,
+        interval = min(
+            max(
+                settings.REALTIME_RESYNC_SECONDS,
+                len(cls.live) / settings.REALTIME_RESYNC_PER_SECOND,
+            ),
+            settings.REALTIME_WATCHED_SECONDS / 2,  # re-marked before its mark expires
         )
         return interval * random.uniform(0.5, 1.0)
 
@@ -313,8 +326,10 @@ class WatchingConsumer(AsyncWebsocketConsumer):
     ) -> None:
         if version <= watched.version or watched.final:
             return  # an older update arriving late never overwrites a newer one
+        if (text := in_language(html, self.language)) is None:
+            return  # not rendered for this language: the next re-read sends it
         watched.version = version
-        await self.send(text_data=in_language(html, self.language))
+        await self.send(text_data=text)
         if final:
             watched.final = True
             await self.reached_final(watched)

@@ -5,7 +5,7 @@ import concurrent.futures
 import logging
 import os
 import threading
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -13,6 +13,8 @@ from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import translation
 from redis.exceptions import ConnectionError as RedisConnectionError
+
+from .watchers import watched_languages
 
 logger = logging.getLogger(__name__)
 
@@ -86,23 +88,43 @@ def publish(*, group: str, html: str | Mapping[str, str], version: int, final: b
     return _group_send(group, status_event(html=html, version=version, final=final, group=group))
 
 
-def render_each_language(template_name: str, context: Mapping[str, Any]) -> dict[str, str]:
-    """`template_name` rendered once per language the site speaks, from one context: read
-    once, put into words per language (docs/decisions/0008-a-card-in-its-readers-language.md)."""
+def render_each_language(
+    template_name: str, context: Mapping[str, Any], languages: Iterable[str] | None = None
+) -> dict[str, str]:
+    """`template_name` rendered once per language (every language the site speaks, unless
+    given), from one context: read once, put into words per language
+    (docs/decisions/0008-a-card-in-its-readers-language.md)."""
+    if languages is None:
+        languages = [code for code, _name in settings.LANGUAGES]
     rendered = {}
-    for language, _name in settings.LANGUAGES:
+    for language in languages:
         with translation.override(language):
             rendered[language] = render_to_string(template_name, context)
     return rendered
 
 
 def publish_rendering(
-    *, group: str, template_name: str, context: Mapping[str, Any], version: int, final: bool
+    *,
+    group: str,
+    template_name: str,
+    context: Callable[[], Mapping[str, Any]] | Mapping[str, Any],
+    version: int,
+    final: bool,
 ) -> bool:
-    """Publish the state of one watched row: its status partial in every language, with the
-    row's version (a watcher drops an older one) and whether it is final. Call it once the
-    change is committed (`transaction.on_commit`): a rolled back change is never shown."""
-    html = render_each_language(template_name, context)
+    """Publish the state of one watched row: its status partial in each language it is
+    watched in, with the row's version (a watcher drops an older one) and whether it is
+    final. Call it once the change is committed (`transaction.on_commit`): a rolled back
+    change is never shown.
+
+    Nobody watching (realtime/watchers.py), nothing is read, rendered or sent: pass the
+    context as a function (`partial(my_context, row=row)`) and it is not even built.
+    """
+    languages = watched_languages(group)
+    if not languages:
+        return True  # nobody to tell: a watcher who comes later reads the committed row
+    html = render_each_language(
+        template_name, context() if callable(context) else context, languages
+    )
     return publish(group=group, html=html, version=version, final=final)
 
 

@@ -47,6 +47,7 @@ class GroupResolver(Protocol):
 class Watchable:
     group: GroupResolver
     snapshot: Resolver
+    also: tuple[str, ...] = ()
 
 
 _kinds: dict[str, Watchable] = {}
@@ -54,11 +55,21 @@ _kinds: dict[str, Watchable] = {}
 NO_SESSION: Mapping[str, Any] = {}
 
 
-def register(kind: str, *, group: GroupResolver, snapshot: Resolver) -> None:
+def register(
+    kind: str, *, group: GroupResolver, snapshot: Resolver, also: tuple[str, ...] = ()
+) -> None:
     """Make tokens of `kind` watchable ("watch <kind>/<token>" on the page's socket): `group`
     names a token's channel-layer group, `snapshot` reads its current state; either answers
-    None to refuse. Call it from an AppConfig.ready()."""
-    _kinds[kind] = Watchable(group=group, snapshot=snapshot)
+    None to refuse. `also`: every shared group a snapshot of this kind may name in its
+    `also` (they are marked watched before the read, realtime/watchers.py). Call it from
+    an AppConfig.ready()."""
+    _kinds[kind] = Watchable(group=group, snapshot=snapshot, also=also)
+
+
+def shared_groups(kind: str) -> tuple[str, ...]:
+    """The shared groups a watcher of `kind` may join (register's `also`)."""
+    watchable = _kinds.get(kind)
+    return () if watchable is None else watchable.also
 
 
 def group_for(kind: str, token: str, *, session: Mapping[str, Any] | None) -> str | None:

@@ -7,6 +7,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
+from django.core.cache import cache
 
 from feedback import delivery, queue, selectors, tokens
 from feedback.models import Feedback
@@ -14,6 +15,7 @@ from realtime import consumers, watch
 from realtime.consumers import HEARTBEAT, heartbeat
 from realtime.publish import status_event
 from realtime.routing import websocket_urlpatterns
+from realtime.watchers import mark_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -249,6 +251,26 @@ async def test_one_page_socket_watches_each_card_it_names_and_stays_open_past_a_
     await ws.disconnect()
 
 
+async def test_a_frame_not_rendered_in_the_sockets_language_waits_for_the_next_re_read(settings):
+    """A publisher renders only the languages marked watched (realtime/watchers.py): a
+    frame without the socket's is skipped, its version not taken as shown, and the
+    next re-read (which marks again) sends the state in the socket's language."""
+    settings.REALTIME_RESYNC_SECONDS = 0.5
+    feedback = await make_feedback(status=Feedback.Status.SENDING, version=3)
+    ws = communicator(feedback_token(feedback.pk))  # no Accept-Language: English
+    await ws.connect()
+    assert 'data-status="sending"' in await status_frame(ws)
+    await database_sync_to_async(Feedback.objects.filter(pk=feedback.pk).update)(
+        status=Feedback.Status.SENT, version=4
+    )
+    group = selectors.status_group(feedback.pk)
+    event = status_event(group=group, html={"pt-br": "<p>enviado</p>"}, version=4, final=True)
+    await get_channel_layer().group_send(group, event)
+    final = await status_frame(ws)
+    assert 'data-status="sent"' in final and "enviado" not in final
+    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 1000}
+
+
 async def test_a_page_socket_goes_to_the_database_thread_once_per_watch(settings, monkeypatch):
     """That thread is the process's one for all database work: the session is loaded
     there once, at the handshake, then each watch is one trip (its snapshot)."""
@@ -381,7 +403,13 @@ async def test_every_status_socket_gets_a_heartbeat(settings, path):
     assert len(heartbeat.sockets) == beaten  # a closed socket is no longer beaten
 
 
-async def test_a_page_socket_hears_the_queue_wide_event_once_however_many_queued_cards():
+async def test_a_page_socket_hears_the_queue_wide_event_once_however_many_queued_cards(settings):
+    # No mark left by another test: this socket's watch must make it (the queue-wide
+    # event is read and sent only while someone watches the queue, realtime/watchers.py).
+    await sync_to_async(cache.delete_many)(
+        [mark_key(queue.QUEUE_GROUP, code) for code, _name in settings.LANGUAGES]
+    )
+    assert await database_sync_to_async(queue.feedback_publish_queue)() == 0  # nobody: not read
     cards = [await make_feedback() for _ in range(3)]
     ws = await open_page_socket()
     for card in cards:
@@ -391,3 +419,13 @@ async def test_a_page_socket_hears_the_queue_wide_event_once_however_many_queued
     assert 'id="feedback-queue"' in await ws.receive_from(timeout=5)
     assert await ws.receive_nothing(timeout=0.5)  # one frame for the socket, not one per card
     await ws.disconnect()
+
+
+def test_a_watch_is_re_read_and_marked_again_before_its_mark_expires(settings, monkeypatch):
+    """However many watch (re-reads spread to REALTIME_RESYNC_PER_SECOND), a watch's mark
+    (realtime/watchers.py) is renewed before REALTIME_WATCHED_SECONDS ends."""
+    settings.REALTIME_RESYNC_PER_SECOND = 1
+    settings.REALTIME_WATCHED_SECONDS = 60
+    many = {consumers.Watched(kind="k", token=str(n), group=f"g{n}") for n in range(1000)}
+    monkeypatch.setattr(consumers.WatchingConsumer, "live", many)
+    assert max(consumers.WatchingConsumer.resync_delay() for _ in range(100)) <= 30

@@ -20,6 +20,7 @@ from django.utils import timezone
 from feedback import delivery, queue, selectors
 from feedback.models import Feedback, Status
 from feedback.queue import Pace
+from realtime.watchers import mark_watched
 from workers import presence
 
 # Records every status the page shows, with its place and estimate, as they change.
@@ -118,6 +119,7 @@ def test_after_an_event_counting_n_queued_the_next_is_not_due_before_n_over_fano
     Feedback.objects.bulk_create(
         Feedback(email=f"w{n}@example.com", message="Hi") for n in range(queued)
     )
+    mark_watched([queue.QUEUE_GROUP], language="en")  # someone watches the line
     layer = get_channel_layer()
     queue.feedback_publish_queue()  # opens the layer's connection (see below)
     sends: list[str] = []
@@ -237,15 +239,19 @@ def test_seven_submissions_while_both_workers_are_busy_count_their_place_down(
 def test_claims_publish_a_bounded_number_of_times_with_a_thousand_queued_watchers(
     monkeypatch, settings
 ):
-    """1,000 queued rows, each watched (a channel of the real layer in the queue group):
+    """1,000 queued rows, each watched (its status marked watched, as a page socket does,
+    and a channel of the real layer in the queue group):
     a burst of claims publishes each claimed one's status once and the queue-wide event
     at most once per claim (coalesced: the first at once, the rest when the line's
     interval ends, queue_event_interval), never per watcher, and every watcher hears
     the line as it is after the last claim, in an event of bounded size."""
     watchers, claims = 1000, 3
     now = timezone.now()
-    Feedback.objects.bulk_create(
+    rows = Feedback.objects.bulk_create(
         Feedback(email=f"w{n}@example.com", message="Hi", created_at=now) for n in range(watchers)
+    )
+    mark_watched(
+        [*(selectors.status_group(row.pk) for row in rows), queue.QUEUE_GROUP], language="en"
     )
     layer = get_channel_layer()
     sends: list[str] = []

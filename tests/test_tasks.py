@@ -6,13 +6,16 @@ import time
 
 import pytest
 from celery.exceptions import Retry
+from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone, translation
 
-from feedback import delivery, moves, queue, services, tasks
+from feedback import delivery, moves, queue, selectors, services, tasks
 from feedback.models import Feedback
 from feedback.tasks import send_feedback_email
+from realtime.watchers import mark_key
 
 # Claims, conditional updates and the sweeper: also run on PostgreSQL (make test).
 pytestmark = [pytest.mark.django_db, pytest.mark.engines]
@@ -191,24 +194,31 @@ def statements(captured: CaptureQueriesContext) -> list[str]:
 
 
 @pytest.mark.django_db(transaction=True)  # real commits: what runs once committed counts too
+@pytest.mark.parametrize("watched", [True, False], ids=["watched", "unwatched"])
 def test_one_email_takes_four_statements_and_the_queue_event_three(
-    smtp_settings, smtp_server, monkeypatch
+    smtp_settings, smtp_server, monkeypatch, watched
 ):
     """Per move, UPDATE … RETURNING (no read of the row after it) and its event; the status
-    partial's timeline is carried by the moves' rows, not read (feedback/timeline.py's
-    known_after_move); no read of the language before the claim.
+    partial's timeline, for a watched card only, is carried by the moves' rows, not read
+    (feedback/timeline.py's known_after_move); no read of the language before the claim.
     The claim also changes the line: the queue-wide event (published at once here;
-    coalesced to a few per second in a drain) reads it."""
+    coalesced to a few per second in a drain) reads it, when someone watches the queue."""
     monkeypatch.setattr(queue, "QUEUE_EVENT_INTERVAL", 0)  # published now, on this thread
     queue._queue_events.forget()  # nothing left due from an earlier test
     feedback = services.feedback_create(email="ada@example.com", message="Hi", enqueue=False)
+    marks = [mark_key(group, code) for group in (selectors.status_group(feedback.pk),
+             queue.QUEUE_GROUP) for code, _name in settings.LANGUAGES]  # fmt: skip
+    cache.delete_many(marks)
+    if watched:  # the card and the queue, as a page socket watching the card marks them
+        cache.set_many(dict.fromkeys(marks, 1))
 
     with CaptureQueriesContext(connection) as captured:
         send_feedback_email(str(feedback.pk))
 
     assert len(smtp_server.wait_for(1, timeout=10)) == 1
     move = ["UPDATE feedback_feedback", "INSERT feedback_feedbackevent"]
-    line_and_pace = ["SELECT feedback_feedback"] * 3  # the line, sends under way, last sends
+    # The line, sends under way, last sends: the queue-wide event, for its watchers only.
+    line_and_pace = ["SELECT feedback_feedback"] * 3 if watched else []
     assert statements(captured) == [*move, *line_and_pace, *move]
     feedback.refresh_from_db()
     assert (feedback.status, feedback.version) == (Feedback.Status.SENT, 2)

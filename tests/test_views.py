@@ -78,6 +78,24 @@ def test_the_answers_empty_form_is_the_forms_own_with_this_requests_csrf_token(l
     assert Feedback.objects.count() == 2
 
 
+def test_the_answers_card_can_be_undone_with_its_own_csrf_token(settings):
+    """The answer renders without the request's context processors: its card's cancel form
+    still carries the request's CSRF token, the same one as the empty form above it."""
+    settings.FEEDBACK_UNDO_SECONDS = 5
+    client = Client(enforce_csrf_checks=True)
+    token = re.search(CSRF, client.get("/").content.decode()).group(1)
+    data = {"email": "ada@example.com", "message": "Hi", "csrfmiddlewaretoken": token}
+    answer = client.post("/", data, headers=HTMX).content.decode()
+    cancel = re.search(
+        r'<form id="cancel-[^"]+"[^>]* action="([^"]+)"[^>]*>(.*?)</form>', answer, re.S
+    )
+    tokens = {re.search(CSRF, cancel.group(2)).group(1), *re.findall(CSRF, answer)}
+    assert len(tokens) == 1  # one token for the answer's two forms
+    undone = client.post(cancel.group(1), {"csrfmiddlewaretoken": tokens.pop()}, headers=HTMX)
+    assert undone.status_code == 200
+    assert Feedback.objects.get().status == "cancelled"
+
+
 def test_htmx_submit_with_bad_input_shows_errors_in_place_and_stores_nothing(client):
     response = client.post("/", {"email": "nope", "message": ""}, headers=HTMX)
     assert response.status_code == 200

@@ -12,6 +12,9 @@ import contextlib
 import threading
 
 from channels.layers import get_channel_layer
+from django.conf import settings
+
+from realtime.watchers import mark_watched
 
 _open: set["LayerListener"] = set()
 
@@ -23,7 +26,8 @@ def close_all() -> None:
 
 
 class LayerListener:
-    """A channel in `group`: the test sees what is published to it."""
+    """A channel in `group`, watching it in every language (realtime/watchers.py, or a
+    rendering publisher would skip it): the test sees what is published to it."""
 
     def __init__(self, group: str) -> None:
         _open.add(self)
@@ -35,6 +39,8 @@ class LayerListener:
         self._next: concurrent.futures.Future | None = None
         self.channel = self._run(self.layer.new_channel())
         self._run(self.layer.group_add(group, self.channel))
+        for language, _name in settings.LANGUAGES:
+            mark_watched([group], language=language)
 
     def _run(self, coroutine, timeout: float = 10.0):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
