@@ -80,27 +80,41 @@ def feedback_undo_wait(*, feedback_id: uuid.UUID | str) -> float:
 
 
 def feedback_mark_progress(
-    *, feedback_id: uuid.UUID | str, step: str, progress: int
+    *, feedback_id: uuid.UUID | str, step: str, progress: int, last_seen: Feedback | None = None
 ) -> Feedback | None:
-    return feedback_move(MoveName.PROGRESS, feedback_id=feedback_id, step=step, progress=progress)
+    return feedback_move(
+        MoveName.PROGRESS,
+        feedback_id=feedback_id,
+        step=step,
+        progress=progress,
+        last_seen=last_seen,
+    )
 
 
-def feedback_send_email(*, feedback: Feedback) -> str:
-    """Send the confirmation, showing progress during the simulated delay; return its Message-ID.
+def feedback_send_email(*, feedback: Feedback) -> tuple[str, Feedback]:
+    """Send the confirmation, showing progress during the simulated delay; return its
+    Message-ID and the row as the last progress step left it (`feedback` if none did).
 
     The server's 250 is followed at once by the receipt (receipts.py), before
     anything else. Raises DeliveryError (mail.send_confirmation) when the send failed.
     """
     delay = settings.FEEDBACK_SEND_DELAY
+    last_seen = feedback
     if delay > 0:
         for index, step in enumerate(SEND_STEPS):
             if index:
                 progress = round(100 * index / len(SEND_STEPS))
-                feedback_mark_progress(feedback_id=feedback.pk, step=step, progress=progress)
+                last_seen = (
+                    feedback_mark_progress(
+                        feedback_id=feedback.pk, step=step, progress=progress, last_seen=last_seen
+                    )
+                    or last_seen
+                )
             time.sleep(delay / len(SEND_STEPS))
-    return send_confirmation(
+    message_id = send_confirmation(
         feedback=feedback, accepted=partial(receipts.receipt_write, feedback_id=feedback.pk)
     )
+    return message_id, last_seen
 
 
 def feedback_deliver(*, feedback_id: uuid.UUID | str, worker: str = "") -> Feedback | None:
@@ -122,8 +136,8 @@ def feedback_deliver(*, feedback_id: uuid.UUID | str, worker: str = "") -> Feedb
         if wait > 0:  # delivered early (a redelivery, the sweeper): not yet
             raise TooEarly(wait)
         return None
-    message_id = feedback_send_email(feedback=feedback)
-    return feedback_record_sent(feedback_id=feedback.pk, message_id=message_id)
+    message_id, last_seen = feedback_send_email(feedback=feedback)
+    return feedback_record_sent(feedback_id=feedback.pk, message_id=message_id, last_seen=last_seen)
 
 
 class SentNotRecorded(OperationalError):
@@ -141,7 +155,10 @@ RECORD_SENT_BACKOFF = (0.05, 2.0)
 
 
 def feedback_record_sent(
-    *, feedback_id: uuid.UUID | str, message_id: str | None = None
+    *,
+    feedback_id: uuid.UUID | str,
+    message_id: str | None = None,
+    last_seen: Feedback | None = None,
 ) -> Feedback:
     """Record `sent` for a message the mail server accepted, until the database takes it.
 
@@ -152,13 +169,14 @@ def feedback_record_sent(
     `message_id`: the message this process just handed over. Its receipt is
     written again after each refusal: Redis may have refused the first write
     (restarting, full), and until the receipt or `sent` sticks only this
-    process knows the email is out.
+    process knows the email is out. `last_seen`: the row as this delivery's last move
+    returned it (moves.feedback_move).
     """
     deadline = time.monotonic() + RECORD_SENT_WITHIN
     delay, longest = RECORD_SENT_BACKOFF
     while True:
         try:
-            return feedback_mark_sent(feedback_id=feedback_id)
+            return feedback_mark_sent(feedback_id=feedback_id, last_seen=last_seen)
         except (OperationalError, InterfaceError) as error:
             if message_id is not None:
                 receipts.receipt_write(feedback_id=feedback_id, message_id=message_id)
@@ -176,8 +194,10 @@ def feedback_record_sent(
         close_old_connections()  # a connection the database dropped is not used again
 
 
-def feedback_mark_sent(*, feedback_id: uuid.UUID | str) -> Feedback:
-    sent = feedback_move(MoveName.SENT, feedback_id=feedback_id)
+def feedback_mark_sent(
+    *, feedback_id: uuid.UUID | str, last_seen: Feedback | None = None
+) -> Feedback:
+    sent = feedback_move(MoveName.SENT, feedback_id=feedback_id, last_seen=last_seen)
     if sent is None:  # no longer `sending` (taken back meanwhile): the receipt says it is sent
         sent = feedback_move(MoveName.SENT_ON_RECEIPT, feedback_id=feedback_id)
     return sent or Feedback.objects.get(pk=feedback_id)

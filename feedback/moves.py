@@ -19,6 +19,7 @@ from realtime.publish import publish_rendering
 from .models import Feedback, FeedbackEvent
 from .queue import feedback_queue_changed
 from .selectors import STATUS_PARTIAL, feedback_status_context, status_group
+from .timeline import known_after_move
 from .transitions import MOVES, NOW, ONE_MORE, MoveName, Where, is_final
 
 
@@ -27,7 +28,12 @@ class MoveError(TypeError):
 
 
 def feedback_move(
-    name: MoveName, *, feedback_id: uuid.UUID | str, where: Where | None = None, **given: Any
+    name: MoveName,
+    *,
+    feedback_id: uuid.UUID | str,
+    where: Where | None = None,
+    last_seen: Feedback | None = None,
+    **given: Any,
 ) -> Feedback | None:
     """Make the move `name` of transitions.MOVES on one row; the row after it, or None if refused.
 
@@ -35,6 +41,10 @@ def feedback_move(
     version, a lease), so two processes never both make it. Refused, nothing
     is changed, recorded or published. Watchers are told once the transaction
     commits (at once outside one), so a rolled back move is never shown.
+
+    The row returned carries its events when they are known without a read
+    (timeline.known_after_move; `last_seen`: the row as the caller's last move
+    returned it), so publishing it reads none.
     """
     move = MOVES[name]
     if set(given) != set(move.takes):
@@ -55,8 +65,12 @@ def feedback_move(
         )
         if feedback is None:
             return None
-        if move.records_event:
+        recorded = ((feedback.status, now),) if move.records_event else ()
+        if recorded:
             FeedbackEvent.objects.create(feedback=feedback, status=feedback.status, at=now)
+        feedback.known_events = known_after_move(
+            feedback=feedback, last_seen=last_seen, recorded=recorded
+        )
         # robust: the move is committed whatever happens to its publishing (a hint).
         transaction.on_commit(partial(feedback_publish, feedback=feedback), robust=True)
         if move.changes_line:

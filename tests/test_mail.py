@@ -2,6 +2,8 @@
 no 8BITMIME, no SMTPUTF8, a refusal at DATA, a server that hangs up after 250.
 Also the email itself (parts, quoting, IDNA) and the form's addresses."""
 
+import email
+import email.policy
 import logging
 import time
 
@@ -14,10 +16,10 @@ from devtools.ports import free_port
 from devtools.smtp_sink import SmtpSink
 from feedback import services
 from feedback.forms import FeedbackForm
-from feedback.mail import DeliveryError, build_confirmation_email
+from feedback.mail import DeliveryError, build_confirmation_email, message_id_domain
 from feedback.models import Feedback
 from feedback.selectors import feedback_status_context
-from feedback.smtp import describe_send_error, server_text
+from feedback.smtp import SMTP_POLICY, describe_send_error, server_text
 from feedback.tasks import send_feedback_email
 
 pytestmark = pytest.mark.django_db
@@ -296,6 +298,32 @@ def test_the_email_is_multipart_alternative_and_only_real_line_breaks_split_the_
     assert mimetype == "text/html"
     assert "one\u2028still one\u2029and one<br>two<br>three" in html
     assert "src=" not in html and "http" not in html.split("<body", 1)[1]  # nothing remote
+
+
+def test_headers_every_confirmation_repeats_are_parsed_once_and_each_keeps_its_own():
+    ada = Feedback(email="ada@example.com", message="Hi", language="en")
+    ana = Feedback(email="ana@example.com.br", message="Oi", language="pt-br")
+    rows = (ada, ana, ada)
+    built = [build_confirmation_email(feedback=row).message(policy=SMTP_POLICY) for row in rows]
+    # Parsed once (feedback/smtp.py's header factory): the very same header object.
+    assert built[0]["From"] is built[1]["From"] is built[2]["From"]
+    assert built[0]["Subject"] is built[2]["Subject"]
+    assert built[0]["Subject"] != built[1]["Subject"]  # each in its language
+    for row, message in zip(rows, built, strict=True):
+        # As a receiver parses it afresh: its own recipient, Message-ID and parts.
+        wire = email.message_from_bytes(message.as_bytes(), policy=email.policy.SMTP)
+        assert wire["To"] == row.email
+        assert wire["Message-ID"] == f"<feedback-{row.pk}@{message_id_domain()}>"
+        assert wire["From"] == message["From"] and wire["Subject"] == message["Subject"]
+        assert wire.get_boundary() == message.get_boundary()  # set as it was written
+        assert [part.get_content_type() for part in wire.iter_parts()] == [
+            "text/plain", "text/html"
+        ]  # fmt: skip
+        assert (
+            wire.get_body(preferencelist=("plain",))
+            .get_content()
+            .startswith(build_confirmation_email(feedback=row).body.split("\n")[0])
+        )
 
 
 # -- The form ---------------------------------------------------------------------------
