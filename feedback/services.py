@@ -15,6 +15,7 @@ from django.utils import timezone
 from .delivery import feedback_deliver_in_request
 from .models import Feedback, FeedbackEvent, SendMode
 from .moves import enqueue_on_commit, feedback_move
+from .timeline import KnownEvents
 from .transitions import FINAL, MoveName
 
 
@@ -44,6 +45,10 @@ def feedback_create(
         )
         FeedbackEvent.objects.create(
             feedback=feedback, status=feedback.status, at=feedback.created_at
+        )
+        # Its one event, carried: the answer's card reads none (timeline.recorded_steps).
+        feedback.known_events = KnownEvents(
+            version=feedback.version, events=((feedback.status, feedback.created_at),)
         )
         if enqueue:
             enqueue_on_commit(feedback.pk, countdown=undo_seconds)

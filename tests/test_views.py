@@ -8,6 +8,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import include, path, resolve, reverse
 
+from feedback import selectors
 from feedback.models import Feedback
 from feedback.tokens import feedback_id_from_token, feedback_token
 
@@ -251,10 +252,12 @@ def test_a_sent_card_keeps_its_outbox_link_after_a_reload(client, settings):
     assert 'class="status__outbox"' in html
 
 
-def test_an_htmx_submission_costs_six_statements(settings):
+def test_an_htmx_submission_costs_five_statements(settings, monkeypatch):
     """The row and its event, the session (read, then saved under the key it keeps), and
-    what the answer shows: the timeline's events and the place in the queue."""
+    what the answer shows: the place in the queue (the timeline is the event just written)."""
     settings.FEEDBACK_RATE_LIMIT = None
+    # The pace of the line is kept a second per process: a slow machine must not read it again.
+    monkeypatch.setattr(selectors, "PACE_MAX_AGE", 60)
     browser = Client()
     data = {"email": "ada@example.com", "message": "First"}
     assert browser.post("/", data, headers=HTMX).status_code == 200  # the session exists
@@ -271,7 +274,6 @@ def test_an_htmx_submission_costs_six_statements(settings):
         ("SELECT", "django_session"),  # read first: a new session's key is cycled before the row
         ("INSERT", "feedback_feedback"),
         ("INSERT", "feedback_feedbackevent"),
-        ("SELECT", "feedback_feedbackevent"),  # the timeline
         ("SELECT", "feedback_feedback"),  # the place in the queue (data-ahead)
         ("UPDATE", "django_session"),  # no new key: rotated once, with the watcher key
     ]
