@@ -263,3 +263,17 @@ def test_the_profile_summary_counts_samples_by_function_and_group():
     assert "## baseline, daphne: 2.5 CPU-ms per answer (10 samples)" in page
     assert "| database | 60.0 % |" in page
     assert "| `render (django/template/base.py)` | 90.0 | 30.0 |" in page
+
+
+def test_a_rate_held_against_a_baseline_that_held_none_is_read_as_a_lower_bound():
+    """The baseline held not even its first step (10/s): 15/s held is above 1.5× of it."""
+    from devtools.bench.report import held, held_met, side_by_side
+
+    steps = [{"rate": 10, "answer_ms": {"p99": 266.0}, "backlog": 0}]
+    configs = {
+        "baseline": {"scenarios": {"ladder": {"held": None, "steps": steps}}},
+        "postgres": {"scenarios": {"ladder": {"held": 15, "steps": steps}}},
+    }
+    ladder = next(row for row in side_by_side(configs)["ladders"] if row["held"] == 15)
+    assert ladder["x_held"] is None and ladder["x_held_above"] == 1.5
+    assert held_met(ladder) is True and held(ladder).startswith("above 1.50×")
