@@ -89,13 +89,10 @@ def publish(*, group: str, html: str | Mapping[str, str], version: int, final: b
 
 
 def render_each_language(
-    template_name: str, context: Mapping[str, Any], languages: Iterable[str] | None = None
+    template_name: str, context: Mapping[str, Any], languages: Iterable[str]
 ) -> dict[str, str]:
-    """`template_name` rendered once per language (every language the site speaks, unless
-    given), from one context: read once, put into words per language
-    (docs/decisions/0008-a-card-in-its-readers-language.md)."""
-    if languages is None:
-        languages = [code for code, _name in settings.LANGUAGES]
+    """`template_name` rendered once per language of `languages`, from one context: read
+    once, put into words per language (docs/decisions/0008-a-card-in-its-readers-language.md)."""
     rendered = {}
     for language in languages:
         with translation.override(language):
@@ -107,7 +104,7 @@ def publish_rendering(
     *,
     group: str,
     template_name: str,
-    context: Callable[[], Mapping[str, Any]] | Mapping[str, Any],
+    context: Callable[[], Mapping[str, Any]],
     version: int,
     final: bool,
 ) -> bool:
@@ -116,15 +113,13 @@ def publish_rendering(
     final. Call it once the change is committed (`transaction.on_commit`): a rolled back
     change is never shown.
 
-    Nobody watching (realtime/watchers.py), nothing is read, rendered or sent: pass the
-    context as a function (`partial(my_context, row=row)`) and it is not even built.
+    `context`: a function that builds the partial's context (`partial(my_context, row=row)`).
+    Nobody watching (realtime/watchers.py), it is not called: nothing is read, rendered or sent.
     """
     languages = watched_languages(group)
     if not languages:
         return True  # nobody to tell: a watcher who comes later reads the committed row
-    html = render_each_language(
-        template_name, context() if callable(context) else context, languages
-    )
+    html = render_each_language(template_name, context(), languages)
     return publish(group=group, html=html, version=version, final=final)
 
 
